@@ -1,0 +1,352 @@
+//! The lock manager: waiting, retry with jitter, FIFO wake-ups, cancellation and close.
+//! Generic over the store; knows nothing about any wire protocol.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::sync::RwLock;
+use tokio::time::{sleep_until, Instant};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{LockError, Result};
+use crate::lease::{Acquire, AcquireRequest, LockInfo, MAX_NAME_BYTES, MAX_TTL};
+use crate::store::LockStore;
+use crate::watchdog::{held_locks, Lock, NewLock, Registry};
+
+/// How long `acquire` waits for a held lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+  /// One attempt (`tryAcquire`, `wait: false`).
+  No,
+  /// Until acquired, cancelled or closed (`wait: true`, the default).
+  Forever,
+  /// Until this long after the call (`wait: ms`).
+  For(Duration),
+}
+
+/// Options of one acquisition. Durations are validated by `acquire`.
+#[derive(Debug, Clone)]
+pub struct AcquireOptions {
+  /// Lease length. Default 30 s.
+  pub ttl: Duration,
+  pub wait: Wait,
+  /// Fallback poll period while waiting (a release wakes waiters at once). Default 100 ms.
+  pub retry_delay: Duration,
+  /// Random extra delay, up to this, added to each poll. Default 50 ms.
+  pub retry_jitter: Duration,
+  /// Attempts after the first; `None`: unlimited (bounded by `wait`).
+  pub max_retries: Option<u64>,
+  /// Renew the lease in the background while held. Default true.
+  pub auto_extend: bool,
+  /// Heartbeat period; default ttl / 3. Must be below the ttl.
+  pub refresh_interval: Option<Duration>,
+  /// Owner name shown by `inspect`; default the token.
+  pub owner: Option<String>,
+  /// Data stored with the lock.
+  pub data: Option<String>,
+  /// Heartbeats wait for `Lock::ack_probe` (the embedder proves its thread is alive).
+  pub probe: bool,
+}
+
+impl Default for AcquireOptions {
+  fn default() -> Self {
+    AcquireOptions {
+      ttl: Duration::from_secs(30),
+      wait: Wait::Forever,
+      retry_delay: Duration::from_millis(100),
+      retry_jitter: Duration::from_millis(50),
+      max_retries: None,
+      auto_extend: true,
+      refresh_interval: None,
+      owner: None,
+      data: None,
+      probe: false,
+    }
+  }
+}
+
+/// Checks a lock name: a non-empty string of at most 1024 bytes.
+pub fn check_name(name: &str) -> Result<()> {
+  if name.is_empty() {
+    return Err(LockError::InvalidArg("name must be a non-empty string".into()));
+  }
+  if name.len() > MAX_NAME_BYTES {
+    return Err(LockError::InvalidArg(format!(
+      "name must be at most {MAX_NAME_BYTES} bytes (got {})",
+      name.len()
+    )));
+  }
+  Ok(())
+}
+
+/// Checks a lease length: 1 ms to 2^31-1 ms, whole milliseconds.
+pub fn check_ttl(ttl: Duration, what: &str) -> Result<()> {
+  if ttl < Duration::from_millis(1) || ttl > MAX_TTL || ttl.subsec_nanos() % 1_000_000 != 0 {
+    return Err(LockError::InvalidArg(format!(
+      "{what} must be a whole number of milliseconds from 1 to {}",
+      MAX_TTL.as_millis()
+    )));
+  }
+  Ok(())
+}
+
+fn check_options(opts: &AcquireOptions) -> Result<()> {
+  check_ttl(opts.ttl, "options.ttl")?;
+  if let Some(r) = opts.refresh_interval {
+    if r.is_zero() || r >= opts.ttl {
+      return Err(LockError::InvalidArg(
+        "options.refreshInterval must be positive and less than options.ttl".into(),
+      ));
+    }
+  }
+  if opts.retry_delay > MAX_TTL || opts.retry_jitter > MAX_TTL {
+    return Err(LockError::InvalidArg(
+      "options.retryDelay and options.retryJitter must be at most 2147483647 ms".into(),
+    ));
+  }
+  Ok(())
+}
+
+/// Counters for leak checks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+  /// Acquire calls in progress.
+  pub pending: usize,
+  /// Locks held (not yet released or lost).
+  pub held: usize,
+  /// Names with a release subscription.
+  pub watched: usize,
+}
+
+/// Hands out locks of one store.
+pub struct LockManager {
+  store: Arc<dyn LockStore>,
+  closed: CancellationToken,
+  /// Acquires hold it shared; `close` takes it exclusively, so the store closes only after
+  /// every acquire in flight has settled (and released what it got too late).
+  gate: RwLock<()>,
+  held: Arc<Registry>,
+  next_id: AtomicU64,
+  pending: AtomicUsize,
+  watched: Box<dyn Fn() -> usize + Send + Sync>,
+}
+
+struct PendingGuard<'a>(&'a AtomicUsize);
+impl Drop for PendingGuard<'_> {
+  fn drop(&mut self) {
+    self.0.fetch_sub(1, Ordering::AcqRel);
+  }
+}
+
+impl LockManager {
+  /// A manager over `store`; `watched` reports the store's subscription count for stats.
+  pub fn new<S: LockStore>(store: Arc<S>) -> Self {
+    let for_stats = store.clone();
+    let watched = Box::new(move || for_stats.watched());
+    LockManager {
+      store,
+      closed: CancellationToken::new(),
+      gate: RwLock::new(()),
+      held: Arc::new(Mutex::new(HashMap::new())),
+      next_id: AtomicU64::new(1),
+      pending: AtomicUsize::new(0),
+      watched,
+    }
+  }
+
+  /// The backend's name.
+  pub fn kind(&self) -> &'static str {
+    self.store.kind()
+  }
+
+  /// Whether `close` was called.
+  pub fn is_closed(&self) -> bool {
+    self.closed.is_cancelled()
+  }
+
+  /// Leak-check counters.
+  pub fn stats(&self) -> Stats {
+    Stats {
+      pending: self.pending.load(Ordering::Acquire),
+      held: self.held.lock().map(|h| h.len()).unwrap_or(0),
+      watched: (self.watched)(),
+    }
+  }
+
+  /// Acquires `name`. `Ok(None)` only when `wait` is `No` and the lock is held. Waiting ends
+  /// with `NotAcquired` at the deadline or after `max_retries`, `Aborted` when `cancel`
+  /// fires, `Closed` on `close()`; none of them leaves anything behind in the store.
+  pub async fn acquire(
+    &self,
+    name: &str,
+    opts: AcquireOptions,
+    cancel: CancellationToken,
+  ) -> Result<Option<Lock>> {
+    check_name(name)?;
+    check_options(&opts)?;
+    let _gate = self.gate.read().await;
+    if self.is_closed() {
+      return Err(LockError::Closed);
+    }
+    self.pending.fetch_add(1, Ordering::AcqRel);
+    let _pending = PendingGuard(&self.pending);
+
+    let token = uuid::Uuid::new_v4().to_string();
+    let waiting = opts.wait != Wait::No && opts.wait != Wait::For(Duration::ZERO);
+    let result = self.attempts(name, &opts, &token, waiting, &cancel).await;
+    if waiting && !matches!(result, Ok(Some(_))) {
+      // Leave the FIFO queue so the next waiter is not held up by our stale place.
+      let _ = self.store.leave_queue(name, &token).await;
+    }
+    result
+  }
+
+  async fn attempts(
+    &self,
+    name: &str,
+    opts: &AcquireOptions,
+    token: &str,
+    waiting: bool,
+    cancel: &CancellationToken,
+  ) -> Result<Option<Lock>> {
+    let deadline = match opts.wait {
+      Wait::For(d) => Some(Instant::now() + d),
+      _ => None,
+    };
+    let watch = if waiting {
+      match self.store.watch(name).await {
+        Ok(w) => w,
+        Err(LockError::Closed) => return Err(LockError::Closed),
+        Err(_) => None, // no push now: poll
+      }
+    } else {
+      None
+    };
+    let owner = opts.owner.clone().unwrap_or_else(|| token.to_owned());
+    let req = AcquireRequest {
+      token,
+      owner: &owner,
+      ttl: opts.ttl,
+      data: opts.data.as_deref(),
+      // A waiter keeps its place while it polls; a few missed polls and it is dropped.
+      queue_for: waiting
+        .then(|| opts.retry_delay * 3 + opts.retry_jitter + Duration::from_millis(250)),
+    };
+    let mut attempt: u64 = 0;
+    let mut last_error: Option<LockError>;
+    loop {
+      let notified = watch.as_ref().map(|w| w.notified());
+      tokio::pin!(notified);
+      if let Some(n) = notified.as_mut().as_pin_mut() {
+        n.enable();
+      }
+      attempt += 1;
+      let started = Instant::now();
+      let mut hint = None;
+      // An attempt in flight is never dropped half-way: it may have taken the lock.
+      match self.store.try_acquire(name, &req).await {
+        Ok(Acquire::Granted(grant)) => {
+          let lock = Lock::start(
+            NewLock {
+              id: self.next_id.fetch_add(1, Ordering::Relaxed),
+              name: name.to_owned(),
+              token: token.to_owned(),
+              owner: owner.clone(),
+              fence: grant.fence,
+              ttl: opts.ttl,
+              refresh: opts.refresh_interval,
+              started,
+              probe: opts.probe,
+              auto_extend: opts.auto_extend,
+            },
+            self.store.clone(),
+            &self.held,
+          );
+          if cancel.is_cancelled() || self.is_closed() {
+            let _ = lock.release().await;
+            return Err(self.stop_error(name, cancel));
+          }
+          return Ok(Some(lock));
+        }
+        Ok(Acquire::Held(holder)) => {
+          last_error = None;
+          hint = holder.remaining;
+        }
+        Err(err) if waiting && err.is_retryable() => last_error = Some(err),
+        Err(err) => return Err(err),
+      }
+      if !waiting {
+        return Ok(None);
+      }
+      if cancel.is_cancelled() || self.is_closed() {
+        return Err(self.stop_error(name, cancel));
+      }
+      let now = Instant::now();
+      let out_of_time = deadline.is_some_and(|d| now >= d);
+      let out_of_tries = opts.max_retries.is_some_and(|m| attempt > m);
+      if out_of_time || out_of_tries {
+        return Err(match last_error {
+          Some(err) => err,
+          None => LockError::NotAcquired {
+            name: name.to_owned(),
+            reason: if out_of_time {
+              "the wait deadline passed while another owner held it".into()
+            } else {
+              format!("still held after {attempt} attempts")
+            },
+          },
+        });
+      }
+      let jitter = if opts.retry_jitter.is_zero() {
+        Duration::ZERO
+      } else {
+        rand::rng().random_range(Duration::ZERO..=opts.retry_jitter)
+      };
+      let mut delay = opts.retry_delay + jitter;
+      if let Some(left) = hint {
+        // Look again right when the holder's lease ends.
+        delay = delay.min(left + Duration::from_millis(1));
+      }
+      let mut wake_at = now + delay.max(Duration::from_millis(1));
+      if let Some(d) = deadline {
+        wake_at = wake_at.min(d);
+      }
+      tokio::select! {
+        _ = sleep_until(wake_at) => {}
+        _ = async { if let Some(n) = notified.as_mut().as_pin_mut() { n.await } else { std::future::pending().await } } => {}
+        _ = cancel.cancelled() => return Err(self.stop_error(name, cancel)),
+        _ = self.closed.cancelled() => return Err(LockError::Closed),
+      }
+    }
+  }
+
+  fn stop_error(&self, name: &str, cancel: &CancellationToken) -> LockError {
+    if cancel.is_cancelled() {
+      LockError::Aborted(name.to_owned())
+    } else {
+      LockError::Closed
+    }
+  }
+
+  /// Reads `name` without changing it.
+  pub async fn inspect(&self, name: &str) -> Result<Option<LockInfo>> {
+    check_name(name)?;
+    if self.is_closed() {
+      return Err(LockError::Closed);
+    }
+    self.store.inspect(name).await
+  }
+
+  /// Rejects pending acquires with `Closed`, releases every held lock, stops heartbeats and
+  /// closes the store. Idempotent.
+  pub async fn close(&self) {
+    self.closed.cancel();
+    let _gate = self.gate.write().await;
+    let locks = held_locks(&self.held);
+    futures_util::future::join_all(locks.iter().map(|l| l.release())).await;
+    self.store.close().await;
+  }
+}

@@ -1,0 +1,18 @@
+//! ferrolock-core: distributed locks with leases, heartbeats and fencing tokens.
+//!
+//! A [`LockManager`] waits, retries and keeps leases alive over any [`LockStore`]; a store
+//! speaks one backend's protocol ([`MemoryStore`], [`RedisStore`]).
+
+pub mod client;
+pub mod error;
+pub mod lease;
+pub mod store;
+pub mod watchdog;
+
+pub use client::{AcquireOptions, LockManager, Stats, Wait};
+pub use error::{LockError, Result};
+pub use lease::{Acquire, AcquireRequest, Grant, Holder, LockInfo};
+pub use store::memory::MemoryStore;
+pub use store::redis::{RedisOptions, RedisStore};
+pub use store::{LockStore, WakeHub, Watch};
+pub use watchdog::{LeaseEvent, Lock, LostReason};

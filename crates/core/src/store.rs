@@ -1,0 +1,174 @@
+//! The store contract: one backend's wire protocol, nothing about waiting or heartbeats.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::futures::Notified;
+use tokio::sync::Notify;
+
+use crate::error::Result;
+use crate::lease::{Acquire, AcquireRequest, LockInfo};
+
+pub mod memory;
+pub mod redis;
+
+/// One backend. Every method is one atomic round trip where the backend allows it; no method
+/// sleeps, retries or starts timers (that is the manager's job).
+#[async_trait]
+pub trait LockStore: Send + Sync + 'static {
+  /// Short backend name for messages and logs ("memory", "redis").
+  fn kind(&self) -> &'static str;
+
+  /// Takes the lock when it is free (and no older waiter is queued for it).
+  async fn try_acquire(&self, name: &str, req: &AcquireRequest<'_>) -> Result<Acquire>;
+
+  /// Sets the lease to `ttl` from now; `false` when the lock is no longer ours.
+  async fn extend(&self, name: &str, token: &str, ttl: Duration) -> Result<bool>;
+
+  /// Deletes the lock if it is ours and wakes waiters; `false` when it was gone or another
+  /// owner's (which stays untouched).
+  async fn release(&self, name: &str, token: &str) -> Result<bool>;
+
+  /// Reads the lock without changing it.
+  async fn inspect(&self, name: &str) -> Result<Option<LockInfo>>;
+
+  /// Removes a waiter that gave up from the queue of `name`, waking the next one if the lock
+  /// is free.
+  async fn leave_queue(&self, name: &str, token: &str) -> Result<()>;
+
+  /// Registers interest in release notifications of `name`. `None`: the backend has no push,
+  /// the manager polls. The returned watch is active when this resolves.
+  async fn watch(&self, name: &str) -> Result<Option<Watch>>;
+
+  /// Closes connections; later calls fail with `Closed`.
+  async fn close(&self);
+
+  /// Names with a live release subscription (for leak checks).
+  fn watched(&self) -> usize {
+    0
+  }
+}
+
+type IdleHook = Box<dyn Fn(&str) + Send + Sync>;
+
+struct HubInner {
+  entries: Mutex<HashMap<String, (Arc<Notify>, usize)>>,
+  on_idle: Option<IdleHook>,
+}
+
+impl HubInner {
+  fn entries(&self) -> MutexGuard<'_, HashMap<String, (Arc<Notify>, usize)>> {
+    // A poisoned map is still a valid map: the holder panicked between complete updates.
+    self.entries.lock().unwrap_or_else(|e| e.into_inner())
+  }
+}
+
+/// Wake-ups per resource name, shared by the waiters of one process. Stores with push
+/// (Redis pub/sub, memory) call `wake` when a lock may have become free.
+#[derive(Clone)]
+pub struct WakeHub {
+  inner: Arc<HubInner>,
+}
+
+impl Default for WakeHub {
+  fn default() -> Self {
+    Self::new(None)
+  }
+}
+
+impl WakeHub {
+  /// A hub; `on_idle` runs when the last watch of a name is dropped (to unsubscribe).
+  pub fn new(on_idle: Option<IdleHook>) -> Self {
+    WakeHub {
+      inner: Arc::new(HubInner {
+        entries: Mutex::new(HashMap::new()),
+        on_idle,
+      }),
+    }
+  }
+
+  /// Registers one watcher of `name`; `true` when it is the first.
+  pub fn register(&self, name: &str) -> (Watch, bool) {
+    let mut entries = self.inner.entries();
+    let entry = entries
+      .entry(name.to_owned())
+      .or_insert_with(|| (Arc::new(Notify::new()), 0));
+    entry.1 += 1;
+    let watch = Watch {
+      notify: entry.0.clone(),
+      name: name.to_owned(),
+      hub: self.inner.clone(),
+    };
+    (watch, entry.1 == 1)
+  }
+
+  /// Wakes every waiter of `name`.
+  pub fn wake(&self, name: &str) {
+    if let Some((notify, _)) = self.inner.entries().get(name) {
+      notify.notify_waiters();
+    }
+  }
+
+  /// Wakes every waiter (after a reconnect, when messages may have been missed).
+  pub fn wake_all(&self) {
+    for (notify, _) in self.inner.entries().values() {
+      notify.notify_waiters();
+    }
+  }
+
+  /// Number of names with at least one watcher.
+  pub fn len(&self) -> usize {
+    self.inner.entries().len()
+  }
+
+  /// Whether no name is watched.
+  pub fn is_empty(&self) -> bool {
+    self.len() == 0
+  }
+
+  /// Whether `name` has watchers.
+  pub fn is_watched(&self, name: &str) -> bool {
+    self.inner.entries().contains_key(name)
+  }
+}
+
+/// One waiter's registration for release notifications; unregisters on drop.
+pub struct Watch {
+  notify: Arc<Notify>,
+  name: String,
+  hub: Arc<HubInner>,
+}
+
+impl Watch {
+  /// A future that completes on the next wake-up. Call `enable()` on it before checking the
+  /// lock, so a release between the check and the wait is not missed.
+  pub fn notified(&self) -> Notified<'_> {
+    self.notify.notified()
+  }
+}
+
+impl Drop for Watch {
+  fn drop(&mut self) {
+    let idle = {
+      let mut entries = self.hub.entries();
+      match entries.get_mut(&self.name) {
+        Some(entry) if entry.1 > 1 => {
+          entry.1 -= 1;
+          false
+        }
+        Some(_) => {
+          entries.remove(&self.name);
+          true
+        }
+        None => false,
+      }
+    };
+    if idle {
+      if let Some(hook) = &self.hub.on_idle {
+        hook(&self.name);
+      }
+    }
+  }
+}

@@ -1,0 +1,211 @@
+//! In-process store: the embedded default. Same semantics as the network stores (TTL, fences,
+//! FIFO waiters, wake-ups), kept in one mutex-protected map.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::time::Instant;
+
+use crate::error::{LockError, Result};
+use crate::lease::{Acquire, AcquireRequest, Grant, Holder, LockInfo};
+use crate::store::{LockStore, WakeHub, Watch};
+
+struct Held {
+  token: String,
+  owner: String,
+  fence: u64,
+  data: Option<String>,
+  expires: Instant,
+}
+
+struct Waiter {
+  token: String,
+  alive_until: Instant,
+}
+
+#[derive(Default)]
+struct Entry {
+  held: Option<Held>,
+  queue: VecDeque<Waiter>,
+}
+
+impl Entry {
+  /// Drops an expired lease and waiters that stopped polling.
+  fn purge(&mut self, now: Instant) {
+    if self.held.as_ref().is_some_and(|h| h.expires <= now) {
+      self.held = None;
+    }
+    self.queue.retain(|w| w.alive_until > now);
+  }
+
+  fn enqueue(&mut self, token: &str, alive_until: Instant) {
+    match self.queue.iter_mut().find(|w| w.token == token) {
+      Some(w) => w.alive_until = alive_until,
+      None => self.queue.push_back(Waiter {
+        token: token.to_owned(),
+        alive_until,
+      }),
+    }
+  }
+
+  fn is_idle(&self) -> bool {
+    self.held.is_none() && self.queue.is_empty()
+  }
+}
+
+/// The memory store. Fences come from one counter for the whole store, so they increase
+/// strictly per resource without keeping an entry per name forever.
+#[derive(Default)]
+pub struct MemoryStore {
+  entries: Mutex<HashMap<String, Entry>>,
+  fence: AtomicU64,
+  hub: WakeHub,
+  closed: AtomicBool,
+}
+
+impl MemoryStore {
+  /// An empty store.
+  pub fn new() -> Self {
+    Self::default()
+  }
+
+  fn entries(&self) -> Result<MutexGuard<'_, HashMap<String, Entry>>> {
+    if self.closed.load(Ordering::Acquire) {
+      return Err(LockError::Closed);
+    }
+    Ok(self.entries.lock().unwrap_or_else(|e| e.into_inner()))
+  }
+
+  /// Runs `f` on the purged entry of `name` and drops the entry when it holds nothing.
+  fn with_entry<T>(&self, name: &str, f: impl FnOnce(&mut Entry, Instant) -> T) -> Result<T> {
+    let now = Instant::now();
+    let mut entries = self.entries()?;
+    let entry = entries.entry(name.to_owned()).or_default();
+    entry.purge(now);
+    let out = f(entry, now);
+    if entry.is_idle() {
+      entries.remove(name);
+    }
+    Ok(out)
+  }
+
+  /// Number of names with a lock or waiters (for leak tests).
+  pub fn len(&self) -> usize {
+    self.entries.lock().map(|e| e.len()).unwrap_or(0)
+  }
+
+  /// Whether the store holds nothing.
+  pub fn is_empty(&self) -> bool {
+    self.len() == 0
+  }
+
+  /// Names with at least one watcher (for leak tests).
+  pub fn watched(&self) -> usize {
+    self.hub.len()
+  }
+}
+
+#[async_trait]
+impl LockStore for MemoryStore {
+  fn kind(&self) -> &'static str {
+    "memory"
+  }
+
+  async fn try_acquire(&self, name: &str, req: &AcquireRequest<'_>) -> Result<Acquire> {
+    self.with_entry(name, |entry, now| {
+      if let Some(held) = &entry.held {
+        let holder = Holder {
+          owner: Some(held.owner.clone()),
+          remaining: Some(held.expires - now),
+        };
+        if let Some(q) = req.queue_for {
+          entry.enqueue(req.token, now + q);
+        }
+        return Acquire::Held(holder);
+      }
+      if let Some(head) = entry.queue.front() {
+        if head.token != req.token {
+          if let Some(q) = req.queue_for {
+            entry.enqueue(req.token, now + q);
+          }
+          return Acquire::Held(Holder::default());
+        }
+        entry.queue.pop_front();
+      }
+      let fence = self.fence.fetch_add(1, Ordering::AcqRel) + 1;
+      entry.held = Some(Held {
+        token: req.token.to_owned(),
+        owner: req.owner.to_owned(),
+        fence,
+        data: req.data.map(str::to_owned),
+        expires: now + req.ttl,
+      });
+      Acquire::Granted(Grant { fence })
+    })
+  }
+
+  async fn extend(&self, name: &str, token: &str, ttl: Duration) -> Result<bool> {
+    self.with_entry(name, |entry, now| match &mut entry.held {
+      Some(held) if held.token == token => {
+        held.expires = now + ttl;
+        true
+      }
+      _ => false,
+    })
+  }
+
+  async fn release(&self, name: &str, token: &str) -> Result<bool> {
+    let released = self.with_entry(name, |entry, _| match &entry.held {
+      Some(held) if held.token == token => {
+        entry.held = None;
+        true
+      }
+      _ => false,
+    })?;
+    if released {
+      self.hub.wake(name);
+    }
+    Ok(released)
+  }
+
+  async fn inspect(&self, name: &str) -> Result<Option<LockInfo>> {
+    self.with_entry(name, |entry, now| {
+      entry.held.as_ref().map(|held| LockInfo {
+        owner: held.owner.clone(),
+        remaining: Some(held.expires - now),
+        fence: held.fence,
+        data: held.data.clone(),
+      })
+    })
+  }
+
+  async fn leave_queue(&self, name: &str, token: &str) -> Result<()> {
+    let free = self.with_entry(name, |entry, _| {
+      entry.queue.retain(|w| w.token != token);
+      entry.held.is_none()
+    })?;
+    if free {
+      self.hub.wake(name);
+    }
+    Ok(())
+  }
+
+  async fn watch(&self, name: &str) -> Result<Option<Watch>> {
+    if self.closed.load(Ordering::Acquire) {
+      return Err(LockError::Closed);
+    }
+    Ok(Some(self.hub.register(name).0))
+  }
+
+  fn watched(&self) -> usize {
+    self.hub.len()
+  }
+
+  async fn close(&self) {
+    self.closed.store(true, Ordering::Release);
+    self.hub.wake_all();
+  }
+}

@@ -1,0 +1,7 @@
+-- Read the lock without changing it. KEYS: 1 lock hash.
+-- Returns owner, fence, data, remaining ms (or an empty array when there is no lock).
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return {}
+end
+local f = redis.call('HMGET', KEYS[1], 'owner', 'fence', 'data')
+return {f[1] or '', f[2] or '0', f[3] or false, redis.call('PTTL', KEYS[1])}

@@ -1,0 +1,410 @@
+//! A held lock: its lease, its events, and the heartbeat task that keeps it alive.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::time::{sleep_until, timeout_at, Instant};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::Result;
+use crate::store::LockStore;
+
+/// Why a lock was lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LostReason {
+  /// The store no longer has our lock: deleted, or taken by another owner after it expired.
+  Gone,
+  /// The lease ran out before a heartbeat could renew it.
+  Expired,
+}
+
+impl LostReason {
+  /// A sentence for messages and logs.
+  pub fn describe(self) -> &'static str {
+    match self {
+      LostReason::Gone => "the lock was deleted or taken by another owner",
+      LostReason::Expired => "the lease ran out before it could be refreshed",
+    }
+  }
+}
+
+/// What happens to a held lock, in order: any number of `Refreshed`/`Error`/`Expiring`, then
+/// at most one of `Lost` or `Released`, after which the stream ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseEvent {
+  /// The lease was renewed to `ttl` from the moment the request was sent.
+  Refreshed { ttl: Duration },
+  /// A heartbeat failed (backend error); the lock may still be ours.
+  Error { message: String },
+  /// Heartbeats are failing and less than the danger zone is left.
+  Expiring { remaining: Duration },
+  /// The lock is gone.
+  Lost { reason: LostReason },
+  /// `release()` deleted the lock.
+  Released,
+  /// The heartbeat asks the embedder to prove it is alive: call `ack_probe(n)`. Only sent
+  /// when the lock was acquired with `probe: true`.
+  Probe(u64),
+}
+
+/// The locks a manager holds, strongly, so `close()` can release them all.
+pub(crate) type Registry = Mutex<HashMap<u64, Arc<LockInner>>>;
+
+struct State {
+  ttl: Duration,
+  refresh: Duration,
+  /// Explicit refresh interval from the options (kept across `extend`).
+  refresh_explicit: Option<Duration>,
+  valid_until: Instant,
+  last_refresh: Instant,
+  finished: bool,
+  events: Option<mpsc::UnboundedSender<LeaseEvent>>,
+}
+
+pub(crate) struct LockInner {
+  id: u64,
+  name: String,
+  token: String,
+  owner: String,
+  fence: u64,
+  store: Arc<dyn LockStore>,
+  state: Mutex<State>,
+  events_rx: Mutex<Option<mpsc::UnboundedReceiver<LeaseEvent>>>,
+  stop: CancellationToken,
+  probe: Option<watch::Sender<u64>>,
+  registry: Weak<Registry>,
+  lost_flag: AtomicBool,
+}
+
+/// A lock this process holds. Cloning shares the same lock.
+#[derive(Clone)]
+pub struct Lock {
+  inner: Arc<LockInner>,
+}
+
+/// The refresh interval used when none is given: a third of the ttl.
+pub fn default_refresh(ttl: Duration) -> Duration {
+  (ttl / 3).max(Duration::from_millis(1))
+}
+
+pub(crate) struct NewLock {
+  pub id: u64,
+  pub name: String,
+  pub token: String,
+  pub owner: String,
+  pub fence: u64,
+  pub ttl: Duration,
+  pub refresh: Option<Duration>,
+  pub started: Instant,
+  pub probe: bool,
+  pub auto_extend: bool,
+}
+
+impl Lock {
+  pub(crate) fn start(new: NewLock, store: Arc<dyn LockStore>, registry: &Arc<Registry>) -> Lock {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let inner = Arc::new(LockInner {
+      id: new.id,
+      name: new.name,
+      token: new.token,
+      owner: new.owner,
+      fence: new.fence,
+      store,
+      state: Mutex::new(State {
+        ttl: new.ttl,
+        refresh: new.refresh.unwrap_or_else(|| default_refresh(new.ttl)),
+        refresh_explicit: new.refresh,
+        // Validity counts from before the request was sent: the server's lease started later.
+        valid_until: new.started + new.ttl,
+        last_refresh: new.started,
+        finished: false,
+        events: Some(tx),
+      }),
+      events_rx: Mutex::new(Some(rx)),
+      stop: CancellationToken::new(),
+      probe: new.probe.then(|| watch::channel(0).0),
+      registry: Arc::downgrade(registry),
+      lost_flag: AtomicBool::new(false),
+    });
+    registry
+      .lock()
+      .unwrap_or_else(|e| e.into_inner())
+      .insert(new.id, inner.clone());
+    if new.auto_extend {
+      tokio::spawn(heartbeat(inner.clone()));
+    }
+    Lock { inner }
+  }
+
+  pub(crate) fn from_inner(inner: Arc<LockInner>) -> Lock {
+    Lock { inner }
+  }
+
+  /// The resource name.
+  pub fn name(&self) -> &str {
+    &self.inner.name
+  }
+  /// The owner token (uuid v4) that proves this acquisition.
+  pub fn token(&self) -> &str {
+    &self.inner.token
+  }
+  /// The owner name given at acquire.
+  pub fn owner(&self) -> &str {
+    &self.inner.owner
+  }
+  /// The fencing token of this acquisition.
+  pub fn fence(&self) -> u64 {
+    self.inner.fence
+  }
+  /// Whether the lock was lost.
+  pub fn is_lost(&self) -> bool {
+    self.inner.lost_flag.load(Ordering::Acquire)
+  }
+  /// Whether the lock is over (released or lost).
+  pub fn is_finished(&self) -> bool {
+    self.inner.state().finished
+  }
+  /// Time left on the lease as this process counts it (zero when over).
+  pub fn valid_for(&self) -> Duration {
+    let st = self.inner.state();
+    if st.finished {
+      return Duration::ZERO;
+    }
+    st.valid_until.saturating_duration_since(Instant::now())
+  }
+  /// The current lease length.
+  pub fn ttl(&self) -> Duration {
+    self.inner.state().ttl
+  }
+
+  /// The event stream; `None` after the first call.
+  pub fn take_events(&self) -> Option<mpsc::UnboundedReceiver<LeaseEvent>> {
+    self
+      .inner
+      .events_rx
+      .lock()
+      .unwrap_or_else(|e| e.into_inner())
+      .take()
+  }
+
+  /// Answers the heartbeat's liveness probe `n`.
+  pub fn ack_probe(&self, n: u64) {
+    if let Some(probe) = &self.inner.probe {
+      probe.send_if_modified(|v| {
+        let newer = n > *v;
+        if newer {
+          *v = n;
+        }
+        newer
+      });
+    }
+  }
+
+  /// Sets the lease to `ttl` from now. `Ok(false)` (and a `Lost` event) when the lock is no
+  /// longer ours; never touches another owner's lock.
+  pub async fn extend(&self, ttl: Duration) -> Result<bool> {
+    crate::client::check_ttl(ttl, "ttl")?;
+    if self.is_finished() {
+      return Ok(false);
+    }
+    let started = Instant::now();
+    let ok = self
+      .inner
+      .store
+      .extend(&self.inner.name, &self.inner.token, ttl)
+      .await?;
+    if ok {
+      self.inner.refreshed(started, Some(ttl));
+    } else {
+      self.inner.finish(Some(LostReason::Gone));
+    }
+    Ok(ok)
+  }
+
+  /// Stops the heartbeat and deletes the lock if it is still ours. `Ok(false)` when it was
+  /// already gone (expired, deleted, taken by another owner, or released before).
+  pub async fn release(&self) -> Result<bool> {
+    if self.is_finished() {
+      return Ok(false);
+    }
+    self.inner.stop.cancel();
+    let ok = self
+      .inner
+      .store
+      .release(&self.inner.name, &self.inner.token)
+      .await?;
+    self
+      .inner
+      .finish((!ok).then_some(LostReason::Gone));
+    Ok(ok)
+  }
+}
+
+impl LockInner {
+  fn state(&self) -> MutexGuard<'_, State> {
+    self.state.lock().unwrap_or_else(|e| e.into_inner())
+  }
+
+  fn emit(&self, event: LeaseEvent) {
+    if let Some(tx) = &self.state().events {
+      let _ = tx.send(event);
+    }
+  }
+
+  fn refreshed(&self, started: Instant, new_ttl: Option<Duration>) {
+    let ttl = {
+      let mut st = self.state();
+      if st.finished {
+        return;
+      }
+      if let Some(ttl) = new_ttl {
+        st.ttl = ttl;
+        st.refresh = st
+          .refresh_explicit
+          .filter(|r| *r < ttl)
+          .unwrap_or_else(|| default_refresh(ttl));
+      }
+      st.valid_until = started + st.ttl;
+      st.last_refresh = started;
+      st.ttl
+    };
+    self.emit(LeaseEvent::Refreshed { ttl });
+  }
+
+  /// Ends the lock once: `Lost` with a reason, or `Released` with none.
+  fn finish(&self, lost: Option<LostReason>) {
+    {
+      let mut st = self.state();
+      if st.finished {
+        return;
+      }
+      st.finished = true;
+      if lost.is_some() {
+        self.lost_flag.store(true, Ordering::Release);
+      }
+      if let Some(tx) = st.events.take() {
+        let _ = tx.send(match lost {
+          Some(reason) => LeaseEvent::Lost { reason },
+          None => LeaseEvent::Released,
+        });
+      }
+    }
+    self.stop.cancel();
+    if let Some(registry) = self.registry.upgrade() {
+      registry
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&self.id);
+    }
+  }
+}
+
+/// Renews the lease every refresh interval; after a failure, retries four times as often and
+/// reports `Expiring` once less than one interval is left; reports `Lost` when the store says
+/// the lock is not ours or the lease runs out first.
+async fn heartbeat(inner: Arc<LockInner>) {
+  let mut failing = false;
+  let mut expiring_sent = false;
+  let mut probe_n = 0u64;
+  loop {
+    let (valid_until, refresh, ttl, last) = {
+      let st = inner.state();
+      (st.valid_until, st.refresh, st.ttl, st.last_refresh)
+    };
+    let next = if failing {
+      Instant::now() + (refresh / 4).max(Duration::from_millis(5))
+    } else {
+      last + refresh
+    };
+    tokio::select! {
+      _ = inner.stop.cancelled() => return,
+      _ = sleep_until(next.min(valid_until)) => {}
+    }
+    if Instant::now() >= valid_until {
+      lost_by_expiry(&inner);
+      return;
+    }
+    if let Some(probe) = &inner.probe {
+      // The lock belongs to the embedder's thread, not to ours: renew only when it answers.
+      probe_n += 1;
+      inner.emit(LeaseEvent::Probe(probe_n));
+      let mut acked = probe.subscribe();
+      tokio::select! {
+        _ = inner.stop.cancelled() => return,
+        _ = sleep_until(valid_until) => { lost_by_expiry(&inner); return; }
+        _ = acked.wait_for(|v| *v >= probe_n) => {}
+      }
+    }
+    let started = Instant::now();
+    let result = tokio::select! {
+      _ = inner.stop.cancelled() => return,
+      r = timeout_at(valid_until, inner.store.extend(&inner.name, &inner.token, ttl)) => r,
+    };
+    match result {
+      Err(_) => {
+        lost_by_expiry(&inner);
+        return;
+      }
+      Ok(Ok(true)) => {
+        failing = false;
+        expiring_sent = false;
+        inner.refreshed(started, None);
+      }
+      Ok(Ok(false)) => {
+        if !inner.stop.is_cancelled() {
+          inner.finish(Some(LostReason::Gone));
+        }
+        return;
+      }
+      Ok(Err(err)) => {
+        failing = true;
+        inner.emit(LeaseEvent::Error {
+          message: err.to_string(),
+        });
+        let remaining = valid_until.saturating_duration_since(Instant::now());
+        if remaining < refresh && !expiring_sent {
+          expiring_sent = true;
+          inner.emit(LeaseEvent::Expiring { remaining });
+        }
+      }
+    }
+  }
+}
+
+/// The lease ran out: report it, and delete the lock in the background in case a late
+/// heartbeat renewed it after all (the delete only matches our own token).
+fn lost_by_expiry(inner: &Arc<LockInner>) {
+  if inner.stop.is_cancelled() {
+    return;
+  }
+  inner.finish(Some(LostReason::Expired));
+  let inner = inner.clone();
+  tokio::spawn(async move {
+    let _ = inner.store.release(&inner.name, &inner.token).await;
+  });
+}
+
+/// Used by `close()`: the locks still held.
+pub(crate) fn held_locks(registry: &Registry) -> Vec<Lock> {
+  registry
+    .lock()
+    .unwrap_or_else(|e| e.into_inner())
+    .values()
+    .cloned()
+    .map(Lock::from_inner)
+    .collect()
+}
+
+impl std::fmt::Debug for Lock {
+  fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    f.debug_struct("Lock")
+      .field("name", &self.inner.name)
+      .field("fence", &self.inner.fence)
+      .field("lost", &self.is_lost())
+      .finish_non_exhaustive()
+  }
+}
+

@@ -1,0 +1,370 @@
+//! The shared conformance suite: the same tests against every store.
+
+mod support;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferrolock_core::{
+  Acquire, AcquireOptions, AcquireRequest, LeaseEvent, LockError, LockManager, LockStore, LostReason,
+  MemoryStore, RedisOptions, RedisStore, Wait,
+};
+use support::RedisServer;
+use tokio_util::sync::CancellationToken;
+
+static UNIQUE: AtomicU64 = AtomicU64::new(0);
+
+fn unique(prefix: &str) -> String {
+  format!("{prefix}-{}", UNIQUE.fetch_add(1, Ordering::Relaxed))
+}
+
+fn req<'a>(token: &'a str, ttl_ms: u64) -> AcquireRequest<'a> {
+  AcquireRequest {
+    token,
+    owner: "owner-a",
+    ttl: Duration::from_millis(ttl_ms),
+    data: Some("payload"),
+    queue_for: None,
+  }
+}
+
+fn redis_store(server: &RedisServer) -> Arc<RedisStore> {
+  Arc::new(
+    RedisStore::new(RedisOptions {
+      url: Some(server.url()),
+      ..Default::default()
+    })
+    .expect("valid options"),
+  )
+}
+
+/// Runs every conformance test against one store.
+macro_rules! conformance {
+  ($modname:ident, $setup:expr) => {
+    mod $modname {
+      use super::*;
+
+      #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+      async fn acquire_release_and_fences() {
+        let (_srv, store) = $setup;
+        store_contract(store).await;
+      }
+
+      #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+      async fn fifo_queue() {
+        let (_srv, store) = $setup;
+        fifo(store).await;
+      }
+
+      #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+      async fn manager_waits_and_wakes() {
+        let (_srv, store) = $setup;
+        waits_and_wakes(store).await;
+      }
+
+      #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+      async fn manager_deadlines_and_cancel() {
+        let (_srv, store) = $setup;
+        deadlines_and_cancel(store).await;
+      }
+
+      #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+      async fn lost_when_deleted_behind_our_back() {
+        let (_srv, store) = $setup;
+        lost_detection(store).await;
+      }
+
+      #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+      async fn heartbeat_keeps_lock_past_ttl() {
+        let (_srv, store) = $setup;
+        heartbeat(store).await;
+      }
+
+      #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+      async fn mutual_exclusion_under_load() {
+        let (_srv, store) = $setup;
+        exclusion(store).await;
+      }
+
+      #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+      async fn close_releases_everything() {
+        let (_srv, store) = $setup;
+        close(store).await;
+      }
+    }
+  };
+}
+
+conformance!(memory, ((), Arc::new(MemoryStore::new())));
+conformance!(redis, {
+  let srv = RedisServer::start();
+  let store = redis_store(&srv);
+  (srv, store)
+});
+
+async fn store_contract<S: LockStore>(store: Arc<S>) {
+  let name = unique("contract");
+  let first = match store.try_acquire(&name, &req("t1", 5_000)).await.expect("acquire") {
+    Acquire::Granted(g) => g.fence,
+    other => panic!("expected a grant, got {other:?}"),
+  };
+  assert!(first > 0);
+  match store.try_acquire(&name, &req("t2", 5_000)).await.expect("acquire") {
+    Acquire::Held(h) => {
+      assert_eq!(h.owner.as_deref(), Some("owner-a"));
+      let left = h.remaining.expect("remaining ttl");
+      assert!(left <= Duration::from_millis(5_000) && left > Duration::from_millis(4_000));
+    }
+    other => panic!("expected held, got {other:?}"),
+  }
+  let info = store.inspect(&name).await.expect("inspect").expect("a lock");
+  assert_eq!(info.owner, "owner-a");
+  assert_eq!(info.fence, first);
+  assert_eq!(info.data.as_deref(), Some("payload"));
+
+  // Another owner's token neither extends nor releases.
+  assert!(!store.extend(&name, "t2", Duration::from_secs(9)).await.expect("extend"));
+  assert!(!store.release(&name, "t2").await.expect("release"));
+  assert!(store.inspect(&name).await.expect("inspect").is_some());
+
+  assert!(store.extend(&name, "t1", Duration::from_millis(60)).await.expect("extend"));
+  let left = store.inspect(&name).await.expect("inspect").and_then(|i| i.remaining);
+  assert!(left.is_some_and(|l| l <= Duration::from_millis(60)));
+
+  assert!(store.release(&name, "t1").await.expect("release"));
+  assert!(!store.release(&name, "t1").await.expect("release twice"));
+  assert_eq!(store.inspect(&name).await.expect("inspect"), None);
+
+  // Fences keep increasing, also after a lock expired on its own.
+  let second = match store.try_acquire(&name, &req("t3", 30)).await.expect("acquire") {
+    Acquire::Granted(g) => g.fence,
+    other => panic!("expected a grant, got {other:?}"),
+  };
+  assert!(second > first);
+  tokio::time::sleep(Duration::from_millis(60)).await;
+  assert!(!store.extend(&name, "t3", Duration::from_secs(1)).await.expect("extend expired"));
+  let third = match store.try_acquire(&name, &req("t4", 1_000)).await.expect("acquire") {
+    Acquire::Granted(g) => g.fence,
+    other => panic!("expected a grant after expiry, got {other:?}"),
+  };
+  assert!(third > second);
+  assert!(store.release(&name, "t4").await.expect("release"));
+}
+
+async fn fifo<S: LockStore>(store: Arc<S>) {
+  let name = unique("fifo");
+  let queued = |token: &'static str| AcquireRequest {
+    queue_for: Some(Duration::from_secs(5)),
+    ..req(token, 5_000)
+  };
+  assert!(matches!(store.try_acquire(&name, &req("holder", 5_000)).await, Ok(Acquire::Granted(_))));
+  assert!(matches!(store.try_acquire(&name, &queued("w1")).await, Ok(Acquire::Held(_))));
+  assert!(matches!(store.try_acquire(&name, &queued("w2")).await, Ok(Acquire::Held(_))));
+  assert!(store.release(&name, "holder").await.expect("release"));
+  // Free, but w1 came first: w2 and a non-waiter are turned away.
+  assert!(matches!(store.try_acquire(&name, &queued("w2")).await, Ok(Acquire::Held(_))));
+  assert!(matches!(store.try_acquire(&name, &req("x", 5_000)).await, Ok(Acquire::Held(_))));
+  assert!(matches!(store.try_acquire(&name, &queued("w1")).await, Ok(Acquire::Granted(_))));
+  assert!(store.release(&name, "w1").await.expect("release"));
+  // A waiter that gives up lets the next one through.
+  store.leave_queue(&name, "w2").await.expect("leave");
+  assert!(matches!(store.try_acquire(&name, &req("x", 5_000)).await, Ok(Acquire::Granted(_))));
+  assert!(store.release(&name, "x").await.expect("release"));
+}
+
+fn opts(ttl_ms: u64) -> AcquireOptions {
+  AcquireOptions {
+    ttl: Duration::from_millis(ttl_ms),
+    retry_delay: Duration::from_secs(5), // wake-ups must come from the release itself
+    retry_jitter: Duration::ZERO,
+    ..Default::default()
+  }
+}
+
+async fn waits_and_wakes<S: LockStore>(store: Arc<S>) {
+  let mgr = Arc::new(LockManager::new(store));
+  let name = unique("wake");
+  let held = mgr
+    .acquire(&name, opts(10_000), CancellationToken::new())
+    .await
+    .expect("acquire")
+    .expect("lock");
+  let busy = mgr
+    .acquire(&name, AcquireOptions { wait: Wait::No, ..opts(1_000) }, CancellationToken::new())
+    .await
+    .expect("try");
+  assert!(busy.is_none());
+
+  let waiter = {
+    let (mgr, name) = (mgr.clone(), name.clone());
+    tokio::spawn(async move { mgr.acquire(&name, opts(10_000), CancellationToken::new()).await })
+  };
+  // Give the waiter time to subscribe and queue.
+  while mgr.stats().pending == 0 {
+    tokio::task::yield_now().await;
+  }
+  tokio::time::sleep(Duration::from_millis(50)).await;
+  let released_at = tokio::time::Instant::now();
+  assert!(held.release().await.expect("release"));
+  let next = waiter.await.expect("join").expect("acquire").expect("lock");
+  let gap = released_at.elapsed();
+  // The poll period is 5 s: only the release notification can explain a fast handoff.
+  assert!(gap < Duration::from_secs(2), "handoff took {gap:?}");
+  assert!(next.fence() > held.fence());
+  assert!(next.release().await.expect("release"));
+  assert_eq!(mgr.stats(), ferrolock_core::Stats { pending: 0, held: 0, watched: 0 });
+}
+
+async fn deadlines_and_cancel<S: LockStore>(store: Arc<S>) {
+  let mgr = Arc::new(LockManager::new(store.clone()));
+  let name = unique("deadline");
+  let held = mgr
+    .acquire(&name, opts(10_000), CancellationToken::new())
+    .await
+    .expect("acquire")
+    .expect("lock");
+  let quick = AcquireOptions {
+    wait: Wait::For(Duration::from_millis(100)),
+    retry_delay: Duration::from_millis(20),
+    ..opts(1_000)
+  };
+  let err = mgr
+    .acquire(&name, quick.clone(), CancellationToken::new())
+    .await
+    .expect_err("deadline");
+  assert_eq!(err.code(), "ERR_LOCK_NOT_ACQUIRED");
+  let err = mgr
+    .acquire(&name, AcquireOptions { max_retries: Some(2), ..quick }, CancellationToken::new())
+    .await
+    .expect_err("retries");
+  assert_eq!(err.code(), "ERR_LOCK_NOT_ACQUIRED");
+
+  let cancel = CancellationToken::new();
+  let waiter = {
+    let (mgr, name, cancel) = (mgr.clone(), name.clone(), cancel.clone());
+    tokio::spawn(async move { mgr.acquire(&name, opts(1_000), cancel).await })
+  };
+  while mgr.stats().pending == 0 {
+    tokio::task::yield_now().await;
+  }
+  cancel.cancel();
+  let err = waiter.await.expect("join").expect_err("aborted");
+  assert!(matches!(err, LockError::Aborted(_)), "{err:?}");
+  // The cancelled waiter left the queue: a non-waiter gets the lock right after release.
+  assert!(held.release().await.expect("release"));
+  assert!(matches!(
+    store.try_acquire(&name, &req("after", 1_000)).await,
+    Ok(Acquire::Granted(_))
+  ));
+  assert_eq!(mgr.stats().pending, 0);
+  assert_eq!(mgr.stats().watched, 0);
+}
+
+async fn lost_detection<S: LockStore>(store: Arc<S>) {
+  let mgr = LockManager::new(store.clone());
+  let name = unique("lost");
+  let lock = mgr
+    .acquire(
+      &name,
+      AcquireOptions { refresh_interval: Some(Duration::from_millis(50)), ..opts(1_000) },
+      CancellationToken::new(),
+    )
+    .await
+    .expect("acquire")
+    .expect("lock");
+  let mut events = lock.take_events().expect("events");
+  // Someone deletes it behind our back (an operator, or a buggy peer with our token).
+  assert!(store.release(&name, lock.token()).await.expect("delete"));
+  let deleted_at = tokio::time::Instant::now();
+  let mut seen = Vec::new();
+  while let Some(ev) = events.recv().await {
+    seen.push(ev);
+  }
+  assert!(deleted_at.elapsed() < Duration::from_millis(200), "lost after {:?}", deleted_at.elapsed());
+  assert_eq!(seen.last(), Some(&LeaseEvent::Lost { reason: LostReason::Gone }));
+  assert!(lock.is_lost());
+  assert!(!lock.release().await.expect("release"));
+  assert!(!lock.extend(Duration::from_secs(1)).await.expect("extend"));
+}
+
+async fn heartbeat<S: LockStore>(store: Arc<S>) {
+  let mgr = LockManager::new(store.clone());
+  let name = unique("heartbeat");
+  let lock = mgr
+    .acquire(&name, opts(120), CancellationToken::new())
+    .await
+    .expect("acquire")
+    .expect("lock");
+  let mut events = lock.take_events().expect("events");
+  let mut refreshed = 0;
+  while refreshed < 8 {
+    match events.recv().await {
+      Some(LeaseEvent::Refreshed { ttl }) => {
+        assert_eq!(ttl, Duration::from_millis(120));
+        refreshed += 1;
+      }
+      other => panic!("unexpected {other:?}"),
+    }
+  }
+  // Eight refreshes at ttl/3 span more than two ttls: still ours.
+  assert!(!lock.is_lost());
+  assert!(matches!(store.try_acquire(&name, &req("other", 1_000)).await, Ok(Acquire::Held(_))));
+  assert!(lock.release().await.expect("release"));
+  assert_eq!(events.recv().await, Some(LeaseEvent::Released));
+  assert_eq!(events.recv().await, None);
+}
+
+async fn exclusion<S: LockStore>(store: Arc<S>) {
+  let mgr = Arc::new(LockManager::new(store));
+  let name = unique("exclusion");
+  let counter = Arc::new(AtomicU64::new(0));
+  let inside = Arc::new(AtomicU64::new(0));
+  let mut tasks = Vec::new();
+  for _ in 0..50 {
+    let (mgr, name, counter, inside) = (mgr.clone(), name.clone(), counter.clone(), inside.clone());
+    tasks.push(tokio::spawn(async move {
+      for _ in 0..10 {
+        let lock = mgr
+          .acquire(&name, AcquireOptions { retry_delay: Duration::from_millis(20), ..opts(5_000) }, CancellationToken::new())
+          .await
+          .expect("acquire")
+          .expect("lock");
+        assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "two holders at once");
+        let read = counter.load(Ordering::SeqCst);
+        tokio::task::yield_now().await;
+        counter.store(read + 1, Ordering::SeqCst);
+        inside.fetch_sub(1, Ordering::SeqCst);
+        assert!(lock.release().await.expect("release"));
+      }
+    }));
+  }
+  for t in tasks {
+    t.await.expect("worker");
+  }
+  assert_eq!(counter.load(Ordering::SeqCst), 500);
+}
+
+async fn close<S: LockStore>(store: Arc<S>) {
+  let mgr = Arc::new(LockManager::new(store.clone()));
+  let name = unique("close");
+  let lock = mgr
+    .acquire(&name, opts(10_000), CancellationToken::new())
+    .await
+    .expect("acquire")
+    .expect("lock");
+  let waiter = {
+    let (mgr, name) = (mgr.clone(), name.clone());
+    tokio::spawn(async move { mgr.acquire(&name, opts(1_000), CancellationToken::new()).await })
+  };
+  while mgr.stats().pending == 0 {
+    tokio::task::yield_now().await;
+  }
+  mgr.close().await;
+  assert!(matches!(waiter.await.expect("join"), Err(LockError::Closed)));
+  assert!(lock.is_finished());
+  assert!(!lock.is_lost());
+  let again = mgr.acquire(&name, opts(1_000), CancellationToken::new()).await;
+  assert!(matches!(again, Err(LockError::Closed)));
+  assert_eq!(mgr.stats(), ferrolock_core::Stats { pending: 0, held: 0, watched: 0 });
+}
