@@ -1,1 +1,6 @@
+//! N-API binding of ferrolock-core: converts JS values to core types and back. No lock logic.
 
+mod client;
+mod error;
+mod lock;
+mod options;

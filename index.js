@@ -1,0 +1,469 @@
+'use strict'
+// ferrolock public API: a thin layer over the native binding (binding.js, generated).
+// The lock logic (waiting, retries, heartbeats, lost detection, fences) lives in Rust; this
+// file validates input, adapts callbacks and promises, and turns lock events into an
+// EventEmitter.
+
+const { EventEmitter } = require('node:events')
+const os = require('node:os')
+const { NativeClient } = require('./binding.js')
+
+const MAX_MS = 2 ** 31 - 1
+const MAX_NAME_BYTES = 1024
+const DEFAULTS = { ttl: 30_000, retryDelay: 100, retryJitter: 50, autoExtend: true }
+const ACQUIRE_KEYS = [
+  'ttl',
+  'wait',
+  'retryDelay',
+  'retryJitter',
+  'maxRetries',
+  'autoExtend',
+  'refreshInterval',
+  'owner',
+  'data',
+  'signal',
+]
+const CLIENT_KEYS = ['memory', 'redis', 'keyPrefix', 'logger']
+const REDIS_KEYS = ['url', 'host', 'port', 'username', 'password', 'db', 'keyPrefix']
+
+// ---- errors ---------------------------------------------------------------------------------
+
+class LockError extends Error {
+  constructor(message, code, options) {
+    super(message, options)
+    this.name = new.target.name
+    this.code = code
+  }
+}
+const errorClass = (name, code) =>
+  ({
+    [name]: class extends LockError {
+      constructor(message, options) {
+        super(message, code, options)
+      }
+    },
+  })[name]
+const LockNotAcquiredError = errorClass('LockNotAcquiredError', 'ERR_LOCK_NOT_ACQUIRED')
+const LockLostError = errorClass('LockLostError', 'ERR_LOCK_LOST')
+const InvalidArgumentError = errorClass('InvalidArgumentError', 'ERR_INVALID_ARG')
+const BackendUnavailableError = errorClass('BackendUnavailableError', 'ERR_BACKEND_UNAVAILABLE')
+const ClientClosedError = errorClass('ClientClosedError', 'ERR_CLIENT_CLOSED')
+const AbortedError = errorClass('AbortedError', 'ERR_ABORTED')
+const BY_CODE = {
+  ERR_LOCK_NOT_ACQUIRED: LockNotAcquiredError,
+  ERR_LOCK_LOST: LockLostError,
+  ERR_INVALID_ARG: InvalidArgumentError,
+  ERR_BACKEND_UNAVAILABLE: BackendUnavailableError,
+  ERR_CLIENT_CLOSED: ClientClosedError,
+  ERR_ABORTED: AbortedError,
+}
+
+// The binding rejects with a JSON reason {code, message, cause}: lift it into a typed error.
+function lift(err) {
+  let parsed
+  try {
+    parsed = JSON.parse(err && err.message)
+  } catch {
+    return err
+  }
+  const Cls = BY_CODE[parsed.code] || LockError
+  const options = parsed.cause ? { cause: new Error(parsed.cause) } : undefined
+  return Cls === LockError ? new LockError(parsed.message, parsed.code, options) : new Cls(parsed.message, options)
+}
+const native = (promise) => promise.catch((err) => Promise.reject(lift(err)))
+
+// ---- validation (before any I/O) -------------------------------------------------------------
+
+const show = (v) => (typeof v === 'string' ? JSON.stringify(v) : typeof v === 'bigint' ? `${v}n` : String(v))
+const invalid = (message) => new InvalidArgumentError(message)
+const isPlainObject = (v) => v !== null && typeof v === 'object' && !Array.isArray(v)
+
+function checkName(name) {
+  if (typeof name !== 'string' || name.length === 0) throw invalid(`name must be a non-empty string (got ${show(name)})`)
+  if (Buffer.byteLength(name) > MAX_NAME_BYTES) throw invalid(`name must be at most ${MAX_NAME_BYTES} bytes`)
+}
+
+function checkMs(value, what, min = 1) {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > MAX_MS) {
+    throw invalid(`${what} must be an integer number of milliseconds from ${min} to ${MAX_MS} (got ${show(value)})`)
+  }
+}
+
+function checkKeys(obj, allowed, what) {
+  if (!isPlainObject(obj)) throw invalid(`${what} must be an object (got ${show(obj)})`)
+  for (const key of Object.keys(obj)) {
+    if (!allowed.includes(key)) {
+      const near = allowed.find((a) => a.toLowerCase() === key.toLowerCase())
+      throw invalid(`${what}: unknown option ${show(key)}${near ? ` (did you mean ${show(near)}?)` : ''}`)
+    }
+  }
+}
+
+// Turns user acquire options into the binding's shape; `tryOnly` forces a single attempt.
+function acquireOptions(options, tryOnly) {
+  const o = options === undefined ? {} : options
+  checkKeys(o, ACQUIRE_KEYS, 'options')
+  const ttl = o.ttl === undefined ? DEFAULTS.ttl : o.ttl
+  checkMs(ttl, 'options.ttl')
+  const retryDelay = o.retryDelay === undefined ? DEFAULTS.retryDelay : o.retryDelay
+  checkMs(retryDelay, 'options.retryDelay', 0)
+  const retryJitter = o.retryJitter === undefined ? DEFAULTS.retryJitter : o.retryJitter
+  checkMs(retryJitter, 'options.retryJitter', 0)
+  let wait
+  if (tryOnly || o.wait === false) wait = 0
+  else if (o.wait === undefined || o.wait === true) wait = undefined
+  else {
+    checkMs(o.wait, 'options.wait', 0)
+    wait = o.wait
+  }
+  let maxRetries
+  if (o.maxRetries !== undefined && o.maxRetries !== Infinity) {
+    if (!Number.isInteger(o.maxRetries) || o.maxRetries < 0) {
+      throw invalid(`options.maxRetries must be a non-negative integer or Infinity (got ${show(o.maxRetries)})`)
+    }
+    maxRetries = o.maxRetries
+  }
+  const autoExtend = o.autoExtend === undefined ? DEFAULTS.autoExtend : o.autoExtend
+  if (typeof autoExtend !== 'boolean') throw invalid(`options.autoExtend must be a boolean (got ${show(autoExtend)})`)
+  if (o.refreshInterval !== undefined) {
+    checkMs(o.refreshInterval, 'options.refreshInterval')
+    if (o.refreshInterval >= ttl) {
+      throw invalid(`options.refreshInterval (${o.refreshInterval}) must be less than options.ttl (${ttl})`)
+    }
+  }
+  if (o.owner !== undefined && (typeof o.owner !== 'string' || Buffer.byteLength(o.owner) > MAX_NAME_BYTES)) {
+    throw invalid(`options.owner must be a string of at most ${MAX_NAME_BYTES} bytes (got ${show(o.owner)})`)
+  }
+  if (o.data !== undefined && typeof o.data !== 'string') {
+    throw invalid(`options.data must be a string (got ${show(o.data)})`)
+  }
+  if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) {
+    throw invalid(`options.signal must be an AbortSignal (got ${show(o.signal)})`)
+  }
+  return {
+    signal: o.signal,
+    native: {
+      ttl,
+      wait,
+      retryDelay,
+      retryJitter,
+      maxRetries,
+      autoExtend,
+      refreshInterval: o.refreshInterval,
+      owner: o.owner === undefined ? DEFAULT_OWNER : o.owner,
+      data: o.data,
+    },
+  }
+}
+const DEFAULT_OWNER = `${os.hostname()}:${process.pid}`
+
+// Redis options: a URL string or an object. Messages never repeat the URL (it may hold a password).
+function redisOptions(redis, keyPrefix) {
+  let opts = redis
+  if (typeof redis === 'string') opts = { url: redis }
+  checkKeys(opts, REDIS_KEYS, 'options.redis')
+  if (opts.url !== undefined) {
+    let url
+    try {
+      url = new URL(opts.url)
+    } catch {
+      throw invalid('options.redis: invalid Redis URL (expected redis://[user:password@]host[:port][/db])')
+    }
+    if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
+      throw invalid(`options.redis: unsupported URL scheme ${show(url.protocol)} (expected redis: or rediss:)`)
+    }
+    if (!url.hostname) throw invalid('options.redis: the Redis URL has no host')
+  }
+  for (const key of ['host', 'username', 'password']) {
+    if (opts[key] !== undefined && typeof opts[key] !== 'string') throw invalid(`options.redis.${key} must be a string`)
+  }
+  if (opts.port !== undefined && !(Number.isInteger(opts.port) && opts.port > 0 && opts.port < 65536)) {
+    throw invalid(`options.redis.port must be an integer from 1 to 65535 (got ${show(opts.port)})`)
+  }
+  if (opts.db !== undefined && !(Number.isInteger(opts.db) && opts.db >= 0)) {
+    throw invalid(`options.redis.db must be a non-negative integer (got ${show(opts.db)})`)
+  }
+  const prefix = opts.keyPrefix !== undefined ? opts.keyPrefix : keyPrefix
+  if (prefix !== undefined && typeof prefix !== 'string') throw invalid('options.keyPrefix must be a string')
+  return { ...opts, keyPrefix: prefix }
+}
+
+// ---- callbacks and promises ------------------------------------------------------------------
+
+// Runs `task` (an async function) and either returns its promise or, when a callback is given,
+// delivers the outcome to it and returns undefined. A callback that is not a function throws.
+function settle(callback, task) {
+  if (callback === undefined) return task()
+  if (typeof callback !== 'function') {
+    const err = new TypeError(`callback must be a function (got ${show(callback)})`)
+    err.code = 'ERR_INVALID_ARG'
+    throw err
+  }
+  task().then(
+    (value) => process.nextTick(callback, null, value),
+    (err) => process.nextTick(callback, err),
+  )
+}
+
+// Splits (a, [b], [callback]) style arguments: a trailing function is the callback.
+function splitCallback(args, arity) {
+  const list = [...args]
+  if (list.length > arity) return { args: list.slice(0, arity), callback: list[arity] }
+  if (list.length > 0 && typeof list[list.length - 1] === 'function') {
+    return { args: list.slice(0, -1), callback: list[list.length - 1] }
+  }
+  return { args: list, callback: undefined }
+}
+
+const call = (logger, level, obj, msg) => logger && typeof logger[level] === 'function' && logger[level](obj, msg)
+
+// ---- Lock ----------------------------------------------------------------------------------------
+
+const asyncDispose = Symbol.asyncDispose || Symbol.for('nodejs.asyncDispose')
+
+class Lock extends EventEmitter {
+  #native
+  #logger
+  #controller = new AbortController()
+  #over = false
+
+  constructor(nativeLock, logger) {
+    super()
+    this.#native = nativeLock
+    this.#logger = logger
+    this.name = nativeLock.name
+    this.token = nativeLock.token
+    this.owner = nativeLock.owner
+    this.fence = nativeLock.fence
+    // 'acquired' comes first, once the caller had a chance to attach listeners; the event pump
+    // (which also proves to the heartbeat that this thread is alive) starts after it.
+    setImmediate(() => {
+      this.emit('acquired')
+      this.#pump()
+    })
+  }
+
+  /** True once the lock was lost (expired, deleted or taken over). */
+  get lost() {
+    return this.#native.lost
+  }
+  /** Epoch ms when the lease ends as this process counts it (now, once the lock is over). */
+  get expiresAt() {
+    return Date.now() + this.#native.validFor
+  }
+  /** Aborted when the lock is lost or released. */
+  get signal() {
+    return this.#controller.signal
+  }
+
+  async #pump() {
+    let ack = 0
+    for (;;) {
+      let ev
+      try {
+        ev = await this.#native.nextEvent(ack)
+      } catch {
+        ev = null
+      }
+      if (!ev) return
+      switch (ev.kind) {
+        case 'probe':
+          ack = ev.probe // answered by the next nextEvent call
+          break
+        case 'refreshed':
+          this.emit('refreshed', { ttl: ev.ttl })
+          break
+        case 'expiring':
+          call(this.#logger, 'warn', { lock: this.name, remaining: ev.remaining }, 'ferrolock: lease expiring')
+          this.emit('expiring', { remaining: ev.remaining })
+          break
+        case 'error': {
+          const err = new BackendUnavailableError(`heartbeat of lock "${this.name}" failed: ${ev.message}`)
+          call(this.#logger, 'error', { lock: this.name, err }, 'ferrolock: heartbeat failed')
+          // Recoverable: only reported to those who listen, never crashes the process.
+          if (this.listenerCount('error') > 0) this.emit('error', err)
+          break
+        }
+        case 'lost':
+          this.#finish('lost', ev.reason)
+          break
+        case 'released':
+          this.#finish('released')
+          break
+      }
+    }
+  }
+
+  // Ends the lock once: aborts the signal and emits 'lost' or 'released'.
+  #finish(kind, reason) {
+    if (this.#over) return
+    this.#over = true
+    if (kind === 'lost') {
+      const err = new LockLostError(`lock "${this.name}" was lost: ${reason}`)
+      call(this.#logger, 'warn', { lock: this.name, fence: String(this.fence) }, err.message)
+      this.#controller.abort(err)
+      this.emit('lost', err)
+    } else {
+      this.#controller.abort(new LockError(`lock "${this.name}" was released`, 'ERR_LOCK_RELEASED'))
+      this.emit('released')
+    }
+  }
+
+  /** Sets the lease to `ttl` ms from now. Resolves false (and emits 'lost') if it is no longer ours. */
+  extend(ttl, callback) {
+    return settle(callback, async () => {
+      checkMs(ttl, 'ttl')
+      const ok = await native(this.#native.extend(ttl))
+      if (!ok) this.#finish('lost', 'the lock was deleted or taken by another owner')
+      return ok
+    })
+  }
+
+  /** Deletes the lock if it is still ours: true, or false when it was already gone. */
+  release(callback) {
+    return settle(callback, async () => {
+      const ok = await native(this.#native.release())
+      if (ok) this.#finish('released')
+      else this.#finish('lost', 'the lock was already gone when it was released')
+      return ok
+    })
+  }
+
+  async [asyncDispose]() {
+    await this.release()
+  }
+}
+
+// ---- Client --------------------------------------------------------------------------------
+
+let nextRequest = 0
+
+class Client {
+  #native
+  #logger
+  #closed = false
+
+  constructor(nativeClient, logger) {
+    this.#native = nativeClient
+    this.#logger = logger
+  }
+
+  /** 'memory' or 'redis'. */
+  get backend() {
+    return this.#native.kind
+  }
+
+  /** Acquires `name`, waiting by default. Rejects ERR_LOCK_NOT_ACQUIRED at the deadline. */
+  acquire(...input) {
+    const { args, callback } = splitCallback(input, 2)
+    return settle(callback, async () => {
+      const lock = await this.#acquire(args[0], args[1], false)
+      if (!lock) throw new LockNotAcquiredError(`lock "${args[0]}" is held by another owner`)
+      return lock
+    })
+  }
+
+  /** One attempt: a Lock, or null when another owner holds it. */
+  tryAcquire(...input) {
+    const { args, callback } = splitCallback(input, 2)
+    return settle(callback, () => this.#acquire(args[0], args[1], true))
+  }
+
+  async #acquire(name, options, tryOnly) {
+    checkName(name)
+    const { signal, native: opts } = acquireOptions(options, tryOnly)
+    if (this.#closed) throw new ClientClosedError('the lock client is closed')
+    if (signal && signal.aborted) throw new AbortedError(`acquiring lock "${name}" was aborted`)
+    const id = (nextRequest = (nextRequest % 0xfffffffe) + 1)
+    const onAbort = () => this.#native.cancel(id)
+    if (signal) signal.addEventListener('abort', onAbort, { once: true })
+    try {
+      const nativeLock = await native(this.#native.acquire(name, opts, id))
+      return nativeLock ? new Lock(nativeLock, this.#logger) : null
+    } finally {
+      if (signal) signal.removeEventListener('abort', onAbort)
+    }
+  }
+
+  /**
+   * Acquires `name`, runs `fn(signal, lock)` with auto-extend on, and always releases. Rejects
+   * ERR_LOCK_LOST if the lock was lost while `fn` ran (the signal was aborted then).
+   */
+  using(name, options, fn, callback) {
+    if (typeof options === 'function') return this.using(name, undefined, options, fn)
+    return settle(callback, async () => {
+      if (typeof fn !== 'function') throw invalid(`fn must be a function (got ${show(fn)})`)
+      const lock = await this.acquire(name, options)
+      let result
+      try {
+        result = await fn(lock.signal, lock)
+      } finally {
+        if (!lock.lost) await lock.release().catch(() => {})
+      }
+      if (lock.lost) throw new LockLostError(`lock "${name}" was lost while in use`)
+      return result
+    })
+  }
+
+  /** Reads a lock without changing it: { owner, remainingTtl, fence, data } or null. */
+  inspect(name, callback) {
+    return settle(callback, async () => {
+      checkName(name)
+      if (this.#closed) throw new ClientClosedError('the lock client is closed')
+      const info = await native(this.#native.inspect(name))
+      if (!info) return null
+      const remainingTtl = info.remainingTtl === undefined ? null : info.remainingTtl
+      return { owner: info.owner, remainingTtl, fence: info.fence, data: info.data === undefined ? null : info.data }
+    })
+  }
+
+  /** Rejects pending acquires (ERR_CLIENT_CLOSED), releases every held lock, closes connections. */
+  close(callback) {
+    return settle(callback, async () => {
+      this.#closed = true
+      await this.#native.close()
+    })
+  }
+
+  /** Counters for leak checks: acquires pending, locks held, names subscribed. */
+  stats() {
+    const { pending, held, watched } = this.#native.stats()
+    return { pending, held, watched }
+  }
+}
+
+/**
+ * Creates a lock client. No options (or { memory: true }): the in-process memory backend.
+ * { redis: 'redis://host:port' | { host, port, password, db, ... } }: one Redis server.
+ */
+function createClient(options) {
+  const o = options === undefined ? {} : options
+  checkKeys(o, CLIENT_KEYS, 'options')
+  if (o.logger !== undefined && (o.logger === null || typeof o.logger !== 'object')) {
+    throw invalid('options.logger must be a logger object (pino-compatible)')
+  }
+  if (o.memory !== undefined && o.memory !== true) throw invalid('options.memory must be true when given')
+  if (o.memory && o.redis !== undefined) throw invalid('options: choose one backend (memory or redis)')
+  if (o.keyPrefix !== undefined && typeof o.keyPrefix !== 'string') throw invalid('options.keyPrefix must be a string')
+  let nativeClient
+  try {
+    nativeClient =
+      o.redis === undefined ? NativeClient.memory() : NativeClient.redis(redisOptions(o.redis, o.keyPrefix))
+  } catch (err) {
+    throw lift(err)
+  }
+  return new Client(nativeClient, o.logger)
+}
+
+module.exports = {
+  createClient,
+  Client,
+  Lock,
+  LockError,
+  LockNotAcquiredError,
+  LockLostError,
+  InvalidArgumentError,
+  BackendUnavailableError,
+  ClientClosedError,
+  AbortedError,
+}

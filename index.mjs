@@ -1,0 +1,16 @@
+// ESM entry: the same objects as the CommonJS entry.
+import ferrolock from './index.js'
+
+export const {
+  createClient,
+  Client,
+  Lock,
+  LockError,
+  LockNotAcquiredError,
+  LockLostError,
+  InvalidArgumentError,
+  BackendUnavailableError,
+  ClientClosedError,
+  AbortedError,
+} = ferrolock
+export default ferrolock
