@@ -10,7 +10,7 @@
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
 export declare class NativeClient {
-  /** The in-process store. */
+  /** The in-process store, shared by every memory client of this process. */
   static memory(): NativeClient
   /** One Redis server; connects on first use. */
   static redis(options: NativeRedisOptions): NativeClient

@@ -55,10 +55,10 @@ impl Drop for CancelGuard {
 
 #[napi]
 impl NativeClient {
-  /// The in-process store.
+  /// The in-process store, shared by every memory client of this process.
   #[napi(factory)]
   pub fn memory() -> Self {
-    Self::with(LockManager::new(Arc::new(MemoryStore::new())))
+    Self::with(LockManager::new(MemoryStore::shared()))
   }
 
   /// One Redis server; connects on first use.

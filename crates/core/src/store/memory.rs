@@ -2,14 +2,14 @@
 //! FIFO waiters, wake-ups), kept in one mutex-protected map.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::time::Instant;
 
-use crate::error::{LockError, Result};
+use crate::error::Result;
 use crate::lease::{Acquire, AcquireRequest, Grant, Holder, LockInfo};
 use crate::store::{LockStore, WakeHub, Watch};
 
@@ -57,32 +57,36 @@ impl Entry {
 }
 
 /// The memory store. Fences come from one counter for the whole store, so they increase
-/// strictly per resource without keeping an entry per name forever.
+/// strictly per resource without keeping an entry per name forever. Closing is the manager's
+/// business: several managers may share one store (all clients of a process do).
 #[derive(Default)]
 pub struct MemoryStore {
   entries: Mutex<HashMap<String, Entry>>,
   fence: AtomicU64,
   hub: WakeHub,
-  closed: AtomicBool,
 }
 
+static SHARED: OnceLock<Arc<MemoryStore>> = OnceLock::new();
+
 impl MemoryStore {
-  /// An empty store.
+  /// An empty store of its own.
   pub fn new() -> Self {
     Self::default()
   }
 
-  fn entries(&self) -> Result<MutexGuard<'_, HashMap<String, Entry>>> {
-    if self.closed.load(Ordering::Acquire) {
-      return Err(LockError::Closed);
-    }
-    Ok(self.entries.lock().unwrap_or_else(|e| e.into_inner()))
+  /// The store of this process, shared by every memory client so they exclude each other.
+  pub fn shared() -> Arc<MemoryStore> {
+    SHARED.get_or_init(|| Arc::new(MemoryStore::new())).clone()
+  }
+
+  fn entries(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
+    self.entries.lock().unwrap_or_else(|e| e.into_inner())
   }
 
   /// Runs `f` on the purged entry of `name` and drops the entry when it holds nothing.
   fn with_entry<T>(&self, name: &str, f: impl FnOnce(&mut Entry, Instant) -> T) -> Result<T> {
     let now = Instant::now();
-    let mut entries = self.entries()?;
+    let mut entries = self.entries();
     let entry = entries.entry(name.to_owned()).or_default();
     entry.purge(now);
     let out = f(entry, now);
@@ -194,9 +198,6 @@ impl LockStore for MemoryStore {
   }
 
   async fn watch(&self, name: &str) -> Result<Option<Watch>> {
-    if self.closed.load(Ordering::Acquire) {
-      return Err(LockError::Closed);
-    }
     Ok(Some(self.hub.register(name).0))
   }
 
@@ -204,8 +205,5 @@ impl LockStore for MemoryStore {
     self.hub.len()
   }
 
-  async fn close(&self) {
-    self.closed.store(true, Ordering::Release);
-    self.hub.wake_all();
-  }
+  async fn close(&self) {}
 }

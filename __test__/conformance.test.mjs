@@ -1,0 +1,229 @@
+// The shared conformance suite through the JS API, for every backend.
+import assert from 'node:assert/strict'
+import { once } from 'node:events'
+import { after, before, describe, test } from 'node:test'
+
+import {
+  AbortedError,
+  ClientClosedError,
+  createClient,
+  LockError,
+  LockNotAcquiredError,
+} from '../index.js'
+import { startRedis } from './support/servers.mjs'
+
+let seq = 0
+const unique = (p) => `${p}-${process.pid}-${++seq}`
+
+const backends = {
+  memory: async () => ({ make: () => createClient(), stop: async () => {} }),
+  redis: async () => {
+    const server = await startRedis()
+    return { make: () => createClient({ redis: server.url, keyPrefix: 'conf:' }), stop: server.stop }
+  },
+}
+
+for (const [backend, setup] of Object.entries(backends)) {
+  describe(`conformance: ${backend}`, () => {
+    let env, locks, other
+    before(async () => {
+      env = await setup()
+      locks = env.make()
+      other = env.make()
+    })
+    after(async () => {
+      await locks.close()
+      await other.close()
+      await env.stop()
+    })
+
+    test('acquire, inspect, tryAcquire, release, fences', async () => {
+      const name = unique('basic')
+      const lock = await locks.acquire(name, { ttl: 5000, owner: 'worker-1', data: 'hello' })
+      assert.equal(lock.name, name)
+      assert.equal(lock.owner, 'worker-1')
+      assert.equal(typeof lock.fence, 'bigint')
+      assert.match(lock.token, /^[0-9a-f-]{36}$/)
+      assert.equal(lock.lost, false)
+      assert.ok(lock.expiresAt > Date.now() && lock.expiresAt <= Date.now() + 5000)
+
+      assert.equal(await other.tryAcquire(name), null)
+      const info = await other.inspect(name)
+      assert.equal(info.owner, 'worker-1')
+      assert.equal(info.fence, lock.fence)
+      assert.equal(info.data, 'hello')
+      assert.ok(info.remainingTtl > 4000 && info.remainingTtl <= 5000, `remainingTtl ${info.remainingTtl}`)
+
+      assert.equal(await lock.release(), true)
+      assert.equal(lock.signal.aborted, true)
+      assert.equal(await lock.release(), false)
+      assert.equal(await other.inspect(name), null)
+
+      const next = await other.tryAcquire(name, { ttl: 1000 })
+      assert.ok(next.fence > lock.fence, `${next.fence} > ${lock.fence}`)
+      assert.equal(await next.release(), true)
+    })
+
+    test('extend sets the lease to ms from now; only the owner can', async () => {
+      const name = unique('extend')
+      const lock = await locks.acquire(name, { ttl: 1000, autoExtend: false })
+      assert.equal(await lock.extend(60_000), true)
+      const info = await other.inspect(name)
+      assert.ok(info.remainingTtl > 59_000, `remainingTtl ${info.remainingTtl}`)
+      assert.equal(await lock.release(), true)
+      assert.equal(await lock.extend(1000), false)
+      assert.equal(lock.lost, false, 'a released lock is not lost')
+    })
+
+    test('events arrive in order: acquired, refreshed, released', async () => {
+      const name = unique('events')
+      const lock = await locks.acquire(name, { ttl: 150 })
+      const seen = []
+      lock.on('acquired', () => seen.push('acquired'))
+      const refreshed = new Promise((resolve) =>
+        lock.on('refreshed', (e) => {
+          seen.push(`refreshed:${e.ttl}`)
+          resolve()
+        }),
+      )
+      lock.on('released', () => seen.push('released'))
+      lock.on('lost', () => seen.push('lost'))
+      await refreshed
+      assert.equal(await lock.release(), true)
+      assert.deepEqual([...new Set(seen)], ['acquired', 'refreshed:150', 'released'])
+    })
+
+    test('auto-extend keeps the lock across several ttls', async () => {
+      const name = unique('auto')
+      const lock = await locks.acquire(name, { ttl: 90 })
+      let refreshes = 0
+      while (refreshes < 9) {
+        await once(lock, 'refreshed')
+        refreshes++
+      }
+      // Nine refreshes at ttl/3 span three ttls: still ours.
+      assert.equal(lock.lost, false)
+      assert.equal(await other.tryAcquire(name), null)
+      assert.equal(await lock.release(), true)
+    })
+
+    test('a waiter is woken by the release itself', async () => {
+      const name = unique('wake')
+      const lock = await locks.acquire(name, { ttl: 30_000 })
+      // The fallback poll period is far beyond the test timeout: only the release can wake it.
+      const waiting = other.acquire(name, { ttl: 5000, retryDelay: 600_000, retryJitter: 0 })
+      while (other.stats().pending === 0) await new Promise((r) => setImmediate(r))
+      await new Promise((r) => setTimeout(r, 20)) // let it queue and subscribe
+      assert.equal(await lock.release(), true)
+      const next = await waiting
+      assert.ok(next.fence > lock.fence)
+      assert.equal(await next.release(), true)
+    })
+
+    test('wait deadline, wait: false and maxRetries reject ERR_LOCK_NOT_ACQUIRED', async () => {
+      const name = unique('deadline')
+      const lock = await locks.acquire(name)
+      for (const options of [{ wait: 50 }, { wait: false }, { maxRetries: 2, retryDelay: 5 }]) {
+        await assert.rejects(other.acquire(name, options), (err) => {
+          assert.ok(err instanceof LockNotAcquiredError)
+          assert.ok(err instanceof LockError)
+          assert.equal(err.code, 'ERR_LOCK_NOT_ACQUIRED')
+          assert.match(err.message, new RegExp(name))
+          return true
+        })
+      }
+      await lock.release()
+    })
+
+    test('callbacks: every async function takes one and returns undefined', async () => {
+      const name = unique('cb')
+      const lock = await new Promise((resolve, reject) => {
+        const ret = locks.acquire(name, { ttl: 5000 }, (err, l) => (err ? reject(err) : resolve(l)))
+        assert.equal(ret, undefined)
+      })
+      const held = await new Promise((resolve, reject) =>
+        other.tryAcquire(name, (err, l) => (err ? reject(err) : resolve(l))),
+      )
+      assert.equal(held, null)
+      const info = await new Promise((resolve, reject) =>
+        other.inspect(name, (err, i) => (err ? reject(err) : resolve(i))),
+      )
+      assert.equal(info.fence, lock.fence)
+      const extended = await new Promise((resolve, reject) =>
+        lock.extend(2000, (err, ok) => (err ? reject(err) : resolve(ok))),
+      )
+      assert.equal(extended, true)
+      const released = await new Promise((resolve, reject) =>
+        lock.release((err, ok) => (err ? reject(err) : resolve(ok))),
+      )
+      assert.equal(released, true)
+      const err = await new Promise((resolve) => other.acquire(name, { ttl: 0 }, resolve))
+      assert.equal(err.code, 'ERR_INVALID_ARG')
+    })
+
+    test('using: passes (signal, lock), returns the result, always releases', async () => {
+      const name = unique('using')
+      const result = await locks.using(name, { ttl: 5000 }, async (signal, lock) => {
+        assert.equal(signal.aborted, false)
+        assert.equal(lock.name, name)
+        assert.equal(await other.tryAcquire(name), null)
+        return 42
+      })
+      assert.equal(result, 42)
+      assert.equal(await other.inspect(name), null)
+      await assert.rejects(
+        locks.using(name, async () => {
+          throw new Error('boom')
+        }),
+        /boom/,
+      )
+      assert.equal(await other.inspect(name), null)
+    })
+
+    test('await using releases at the end of the block', async () => {
+      const name = unique('dispose')
+      const lock = await locks.acquire(name)
+      await lock[Symbol.asyncDispose]()
+      assert.equal(lock.signal.aborted, true)
+      assert.equal(await other.inspect(name), null)
+    })
+
+    test('an AbortSignal cancels a wait and leaves nothing behind', async () => {
+      const name = unique('abort')
+      const lock = await locks.acquire(name)
+      const ac = new AbortController()
+      const waiting = other.acquire(name, { signal: ac.signal })
+      while (other.stats().pending === 0) await new Promise((r) => setImmediate(r))
+      ac.abort()
+      await assert.rejects(waiting, (err) => err instanceof AbortedError && err.code === 'ERR_ABORTED')
+      await assert.rejects(other.acquire(name, { signal: ac.signal }), { code: 'ERR_ABORTED' })
+      assert.deepEqual(other.stats(), { pending: 0, held: 0, watched: 0 })
+      await lock.release()
+      // The cancelled waiter left the queue: a single attempt gets the lock at once.
+      const next = await other.tryAcquire(name)
+      assert.ok(next)
+      await next.release()
+    })
+
+    test('close releases held locks, rejects waiters, and later calls', async () => {
+      const client = env.make()
+      const name = unique('close')
+      const lock = await client.acquire(name)
+      const released = once(lock, 'released')
+      const blocker = await other.acquire(unique('close-other'))
+      const waiting = client.acquire(blocker.name)
+      while (client.stats().pending === 0) await new Promise((r) => setImmediate(r))
+      const rejected = assert.rejects(
+        waiting,
+        (err) => err instanceof ClientClosedError && err.code === 'ERR_CLIENT_CLOSED',
+      )
+      await client.close()
+      await released
+      await rejected
+      assert.equal(await other.inspect(name), null)
+      await assert.rejects(client.acquire(name), { code: 'ERR_CLIENT_CLOSED' })
+      await assert.rejects(client.inspect(name), { code: 'ERR_CLIENT_CLOSED' })
+      await blocker.release()
+    })
+  })
+}

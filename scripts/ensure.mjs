@@ -1,0 +1,50 @@
+// Makes a fresh clone ready to run: installs redis-server (tests only) and the npm
+// dependencies when they are missing, and builds the native addon when it is missing or older
+// than its Rust sources. Every step says what it does; a failing step stops with its exit code.
+import { spawnSync } from 'node:child_process'
+import { existsSync, readdirSync, statSync } from 'node:fs'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const root = fileURLToPath(new URL('..', import.meta.url))
+const wantServers = process.argv.includes('--servers')
+
+function run(cmd, args) {
+  console.log(`[ensure] ${cmd} ${args.join(' ')}`)
+  const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit' })
+  if (r.status !== 0) process.exit(r.status ?? 1)
+}
+const onPath = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0
+
+if (wantServers && !(onPath('redis-server') && onPath('redis-cli'))) {
+  // The tests start their own redis-server processes; install the server where we can.
+  if (process.getuid?.() === 0 && onPath('apt-get')) {
+    run('apt-get', ['update', '-qq'])
+    run('apt-get', ['install', '-y', '-qq', 'redis-server'])
+  } else {
+    console.error('[ensure] redis-server is required for the tests: install it (apt-get install redis-server)')
+    process.exit(1)
+  }
+}
+
+if (!onPath('cargo')) {
+  console.error('[ensure] the Rust toolchain (cargo) is required to build the addon: https://rustup.rs')
+  process.exit(1)
+}
+
+if (!existsSync(join(root, 'node_modules', '@napi-rs', 'cli', 'package.json'))) {
+  run('npm', ['install', '--no-audit', '--no-fund'])
+}
+
+// Newest modification time under the addon's sources.
+function newest(path) {
+  if (!existsSync(path)) return 0
+  const st = statSync(path)
+  if (!st.isDirectory()) return st.mtimeMs
+  return Math.max(st.mtimeMs, ...readdirSync(path).map((f) => newest(join(path, f))))
+}
+const sources = ['src', 'crates/core/src', 'crates/core/Cargo.toml', 'Cargo.toml', 'Cargo.lock', 'build.rs']
+const sourceTime = Math.max(...sources.map((s) => newest(join(root, s))))
+const addons = readdirSync(root).filter((f) => /^ferrolock\..+\.node$/.test(f))
+const addonTime = Math.max(0, ...addons.map((f) => statSync(join(root, f)).mtimeMs))
+if (addonTime < sourceTime) run('npm', ['run', 'build'])
