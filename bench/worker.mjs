@@ -7,6 +7,7 @@
 //   parent -> { type: 'go', startAt, endAt }          process.hrtime.bigint() values as strings
 //   child  -> { type: 'done', records, cpu }          records: flat array, 5 numbers per
 //                                                     acquisition; cpu: µs used during the run
+//                                                     (cpuTotal: since the process started)
 //
 // Times in records are nanoseconds since `startAt`, read with process.hrtime.bigint(), which is
 // CLOCK_MONOTONIC on Linux: the same clock in every process, so the parent can merge them.
@@ -46,6 +47,7 @@ const perWorker = Array.from({ length: workers }, () => [])
 await Promise.all(perWorker.map((out, i) => loop(firstId + i, out)))
 const records = perWorker.flat()
 const { user, system } = process.cpuUsage(cpu0)
-process.send({ type: 'done', records, cpu: user + system }, () => {
+const total = process.cpuUsage() // since this process started, for run.mjs's load accounting
+process.send({ type: 'done', records, cpu: user + system, cpuTotal: total.user + total.system }, () => {
   peer.close().finally(() => process.exit(0))
 })

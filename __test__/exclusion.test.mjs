@@ -1,0 +1,64 @@
+// Mutual exclusion under load: 50 workers x 10 acquisitions of one lock, each incrementing a
+// shared counter with an await between read and write. The counter must end at exactly 500 and
+// no two critical sections may overlap (checked from recorded monotonic-clock intervals).
+import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
+import { test } from 'node:test'
+
+import Redis from 'ioredis'
+
+import { createClient } from '../index.js'
+import { startRedis } from './support/servers.mjs'
+
+const run = promisify(execFile)
+
+function assertNoOverlap(intervals) {
+  const sorted = intervals.map(([a, b]) => [BigInt(a), BigInt(b)]).sort((x, y) => (x[0] < y[0] ? -1 : 1))
+  for (let i = 1; i < sorted.length; i++) {
+    assert.ok(sorted[i][0] > sorted[i - 1][1], `critical sections ${i - 1} and ${i} overlap`)
+  }
+}
+
+test('memory: 50 workers in one process, 500 increments, no overlap', async () => {
+  const locks = createClient()
+  let counter = 0
+  const intervals = []
+  const worker = async () => {
+    for (let i = 0; i < 10; i++) {
+      await locks.using('counter', { ttl: 5000 }, async () => {
+        const start = process.hrtime.bigint()
+        const value = counter
+        await new Promise((resolve) => setImmediate(resolve))
+        counter = value + 1
+        intervals.push([start, process.hrtime.bigint()])
+      })
+    }
+  }
+  await Promise.all(Array.from({ length: 50 }, worker))
+  await locks.close()
+  assert.equal(counter, 500)
+  assert.equal(intervals.length, 500)
+  assertNoOverlap(intervals)
+})
+
+test('redis: 50 workers in 5 processes, 500 increments, no overlap', async () => {
+  const server = await startRedis()
+  try {
+    const script = fileURLToPath(new URL('./fixtures/exclusion-worker.mjs', import.meta.url))
+    const outputs = await Promise.all(
+      Array.from({ length: 5 }, () => run(process.execPath, [script, server.url, 'counter', '10', '10'])),
+    )
+    const intervals = outputs.flatMap(({ stdout }) => JSON.parse(stdout))
+    const redis = new Redis(server.url)
+    assert.equal(Number(await redis.get('excl-counter')), 500)
+    // Nothing is left behind but the fence counter.
+    assert.deepEqual((await redis.keys('*')).sort(), ['excl-counter', '{excl:counter}:fence'])
+    redis.disconnect()
+    assert.equal(intervals.length, 500)
+    assertNoOverlap(intervals)
+  } finally {
+    await server.stop()
+  }
+})
