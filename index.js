@@ -224,10 +224,10 @@ const asyncDispose = Symbol.asyncDispose || Symbol.for('nodejs.asyncDispose')
 class Lock extends EventEmitter {
   #native
   #logger
-  #controller = new AbortController()
+  #controller = null // made on first use of `signal`: most locks never need one
   #over = false
 
-  constructor(nativeLock, logger) {
+  constructor(nativeLock, logger, autoExtend) {
     super()
     this.#native = nativeLock
     this.#logger = logger
@@ -235,11 +235,12 @@ class Lock extends EventEmitter {
     this.token = nativeLock.token
     this.owner = nativeLock.owner
     this.fence = nativeLock.fence
-    // 'acquired' comes first, once the caller had a chance to attach listeners; the event pump
-    // (which also proves to the heartbeat that this thread is alive) starts after it.
+    // 'acquired' comes first, once the caller had a chance to attach listeners. The event pump
+    // starts after it; only heartbeats produce events on their own (and wait for the pump to
+    // prove this thread is alive), so without auto-extend there is nothing to pump.
     setImmediate(() => {
       this.emit('acquired')
-      this.#pump()
+      if (autoExtend) this.#pump()
     })
   }
 
@@ -253,7 +254,17 @@ class Lock extends EventEmitter {
   }
   /** Aborted when the lock is lost or released. */
   get signal() {
+    if (!this.#controller) {
+      this.#controller = new AbortController()
+      if (this.#over) this.#controller.abort(this.#reason())
+    }
     return this.#controller.signal
+  }
+
+  #reason() {
+    return this.lost
+      ? new LockLostError(`lock "${this.name}" was lost`)
+      : new LockError(`lock "${this.name}" was released`, 'ERR_LOCK_RELEASED')
   }
 
   async #pump() {
@@ -301,10 +312,10 @@ class Lock extends EventEmitter {
     if (kind === 'lost') {
       const err = new LockLostError(`lock "${this.name}" was lost: ${reason}`)
       call(this.#logger, 'warn', { lock: this.name, fence: String(this.fence) }, err.message)
-      this.#controller.abort(err)
+      if (this.#controller) this.#controller.abort(err)
       this.emit('lost', err)
     } else {
-      this.#controller.abort(new LockError(`lock "${this.name}" was released`, 'ERR_LOCK_RELEASED'))
+      if (this.#controller) this.#controller.abort(this.#reason())
       this.emit('released')
     }
   }
@@ -379,7 +390,7 @@ class Client {
     if (signal) signal.addEventListener('abort', onAbort, { once: true })
     try {
       const nativeLock = await native(this.#native.acquire(name, opts, id))
-      return nativeLock ? new Lock(nativeLock, this.#logger) : null
+      return nativeLock ? new Lock(nativeLock, this.#logger, opts.autoExtend) : null
     } finally {
       if (signal) signal.removeEventListener('abort', onAbort)
     }

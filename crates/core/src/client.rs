@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{LockError, Result};
 use crate::lease::{Acquire, AcquireRequest, LockInfo, MAX_NAME_BYTES, MAX_TTL};
-use crate::store::LockStore;
+use crate::store::{LockStore, Watch};
 use crate::watchdog::{held_locks, Lock, NewLock, Registry};
 
 /// How long `acquire` waits for a held lock.
@@ -216,29 +216,37 @@ impl LockManager {
       Wait::For(d) => Some(Instant::now() + d),
       _ => None,
     };
-    let watch = if waiting {
-      match self.store.watch(name).await {
-        Ok(w) => w,
-        Err(LockError::Closed) => return Err(LockError::Closed),
-        Err(_) => None, // no push now: poll
-      }
-    } else {
-      None
-    };
     let owner = opts.owner.clone().unwrap_or_else(|| token.to_owned());
+    // While waiting, look again at least this often (the fallback when a wake-up is missed),
+    // and keep our place in the FIFO queue for three such periods: a waiter that crashed
+    // holds up a free lock for at most that long.
+    let poll_cap = Duration::from_secs(1);
+    let queue_for = (opts.retry_delay + opts.retry_jitter).min(poll_cap) * 3 + Duration::from_millis(250);
     let req = AcquireRequest {
       token,
       owner: &owner,
       ttl: opts.ttl,
       data: opts.data.as_deref(),
-      // A waiter keeps its place while it polls; a few missed polls and it is dropped.
-      queue_for: waiting
-        .then(|| opts.retry_delay * 3 + opts.retry_jitter + Duration::from_millis(250)),
+      queue_for: waiting.then_some(queue_for),
     };
+    // Subscribed only once the lock turned out to be held, so an uncontended acquire is one
+    // round trip; the attempt right after subscribing catches a release in between.
+    let mut watch = None;
+    let mut subscribe = false;
+    let mut subscribed = false;
     let mut attempt: u64 = 0;
     let mut last_error: Option<LockError>;
     loop {
-      let notified = watch.as_ref().map(|w| w.notified());
+      if subscribe {
+        subscribe = false;
+        subscribed = true;
+        match self.store.watch(name).await {
+          Ok(w) => watch = w,
+          Err(LockError::Closed) => return Err(LockError::Closed),
+          Err(_) => {} // no push now: poll
+        }
+      }
+      let notified = watch.as_ref().map(Watch::notified);
       tokio::pin!(notified);
       if let Some(n) = notified.as_mut().as_pin_mut() {
         n.enable();
@@ -300,12 +308,16 @@ impl LockManager {
           },
         });
       }
+      if !subscribed && last_error.is_none() {
+        subscribe = true;
+        continue;
+      }
       let jitter = if opts.retry_jitter.is_zero() {
         Duration::ZERO
       } else {
         rand::rng().random_range(Duration::ZERO..=opts.retry_jitter)
       };
-      let mut delay = opts.retry_delay + jitter;
+      let mut delay = (opts.retry_delay + jitter).min(poll_cap);
       if let Some(left) = hint {
         // Look again right when the holder's lease ends.
         delay = delay.min(left + Duration::from_millis(1));
@@ -314,11 +326,25 @@ impl LockManager {
       if let Some(d) = deadline {
         wake_at = wake_at.min(d);
       }
-      tokio::select! {
-        _ = sleep_until(wake_at) => {}
-        _ = async { if let Some(n) = notified.as_mut().as_pin_mut() { n.await } else { std::future::pending().await } } => {}
-        _ = cancel.cancelled() => return Err(self.stop_error(name, cancel)),
-        _ = self.closed.cancelled() => return Err(LockError::Closed),
+      // Sleep until the poll time, a wake-up addressed to us, cancellation or close.
+      loop {
+        tokio::select! {
+          _ = sleep_until(wake_at) => break,
+          _ = async { match notified.as_mut().as_pin_mut() { Some(n) => n.await, None => std::future::pending().await } } => {
+            match &watch {
+              Some(w) if !w.addressed_to(token) => {
+                // Another waiter is first in line: keep waiting for the next wake-up.
+                notified.set(watch.as_ref().map(Watch::notified));
+                if let Some(n) = notified.as_mut().as_pin_mut() {
+                  n.enable();
+                }
+              }
+              _ => break,
+            }
+          }
+          _ = cancel.cancelled() => return Err(self.stop_error(name, cancel)),
+          _ = self.closed.cancelled() => return Err(LockError::Closed),
+        }
       }
     }
   }

@@ -53,13 +53,20 @@ pub trait LockStore: Send + Sync + 'static {
 
 type IdleHook = Box<dyn Fn(&str) + Send + Sync>;
 
+/// Wake-ups of one name: the notifier, and whom the last wake-up was addressed to.
+struct Channel {
+  notify: Notify,
+  /// `None` or empty: everyone should look; otherwise the token of the waiter first in line.
+  addressee: Mutex<Option<String>>,
+}
+
 struct HubInner {
-  entries: Mutex<HashMap<String, (Arc<Notify>, usize)>>,
+  entries: Mutex<HashMap<String, (Arc<Channel>, usize)>>,
   on_idle: Option<IdleHook>,
 }
 
 impl HubInner {
-  fn entries(&self) -> MutexGuard<'_, HashMap<String, (Arc<Notify>, usize)>> {
+  fn entries(&self) -> MutexGuard<'_, HashMap<String, (Arc<Channel>, usize)>> {
     // A poisoned map is still a valid map: the holder panicked between complete updates.
     self.entries.lock().unwrap_or_else(|e| e.into_inner())
   }
@@ -92,29 +99,36 @@ impl WakeHub {
   /// Registers one watcher of `name`; `true` when it is the first.
   pub fn register(&self, name: &str) -> (Watch, bool) {
     let mut entries = self.inner.entries();
-    let entry = entries
-      .entry(name.to_owned())
-      .or_insert_with(|| (Arc::new(Notify::new()), 0));
+    let entry = entries.entry(name.to_owned()).or_insert_with(|| {
+      let channel = Channel {
+        notify: Notify::new(),
+        addressee: Mutex::new(None),
+      };
+      (Arc::new(channel), 0)
+    });
     entry.1 += 1;
     let watch = Watch {
-      notify: entry.0.clone(),
+      channel: entry.0.clone(),
       name: name.to_owned(),
       hub: self.inner.clone(),
     };
     (watch, entry.1 == 1)
   }
 
-  /// Wakes every waiter of `name`.
-  pub fn wake(&self, name: &str) {
-    if let Some((notify, _)) = self.inner.entries().get(name) {
-      notify.notify_waiters();
+  /// Wakes the waiters of `name`. With an addressee (the token first in line), only that
+  /// waiter tries again; the others keep waiting.
+  pub fn wake(&self, name: &str, addressee: Option<&str>) {
+    if let Some((channel, _)) = self.inner.entries().get(name) {
+      *channel.addressee.lock().unwrap_or_else(|e| e.into_inner()) = addressee.map(str::to_owned);
+      channel.notify.notify_waiters();
     }
   }
 
   /// Wakes every waiter (after a reconnect, when messages may have been missed).
   pub fn wake_all(&self) {
-    for (notify, _) in self.inner.entries().values() {
-      notify.notify_waiters();
+    for (channel, _) in self.inner.entries().values() {
+      *channel.addressee.lock().unwrap_or_else(|e| e.into_inner()) = None;
+      channel.notify.notify_waiters();
     }
   }
 
@@ -136,7 +150,7 @@ impl WakeHub {
 
 /// One waiter's registration for release notifications; unregisters on drop.
 pub struct Watch {
-  notify: Arc<Notify>,
+  channel: Arc<Channel>,
   name: String,
   hub: Arc<HubInner>,
 }
@@ -145,7 +159,15 @@ impl Watch {
   /// A future that completes on the next wake-up. Call `enable()` on it before checking the
   /// lock, so a release between the check and the wait is not missed.
   pub fn notified(&self) -> Notified<'_> {
-    self.notify.notified()
+    self.channel.notify.notified()
+  }
+
+  /// Whether the last wake-up concerns the waiter with `token`.
+  pub fn addressed_to(&self, token: &str) -> bool {
+    match &*self.channel.addressee.lock().unwrap_or_else(|e| e.into_inner()) {
+      Some(a) => a.is_empty() || a == token,
+      None => true,
+    }
   }
 }
 

@@ -165,14 +165,17 @@ impl LockStore for MemoryStore {
     let released = self.with_entry(name, |entry, _| match &entry.held {
       Some(held) if held.token == token => {
         entry.held = None;
-        true
+        Some(entry.queue.front().map(|w| w.token.clone()))
       }
-      _ => false,
+      _ => None,
     })?;
-    if released {
-      self.hub.wake(name);
+    match released {
+      Some(head) => {
+        self.hub.wake(name, head.as_deref());
+        Ok(true)
+      }
+      None => Ok(false),
     }
-    Ok(released)
   }
 
   async fn inspect(&self, name: &str) -> Result<Option<LockInfo>> {
@@ -189,10 +192,13 @@ impl LockStore for MemoryStore {
   async fn leave_queue(&self, name: &str, token: &str) -> Result<()> {
     let free = self.with_entry(name, |entry, _| {
       entry.queue.retain(|w| w.token != token);
-      entry.held.is_none()
+      entry
+        .held
+        .is_none()
+        .then(|| entry.queue.front().map(|w| w.token.clone()))
     })?;
-    if free {
-      self.hub.wake(name);
+    if let Some(head) = free {
+      self.hub.wake(name, head.as_deref());
     }
     Ok(())
   }

@@ -228,7 +228,8 @@ impl RedisStore {
           match info.kind {
             PushKind::Message => {
               if let Some(Value::BulkString(ch)) = info.data.first() {
-                hub.wake(&String::from_utf8_lossy(ch));
+                let addressee = info.data.get(1).and_then(as_string);
+                hub.wake(&String::from_utf8_lossy(ch), addressee.as_deref());
               }
             }
             // Messages may have been missed while the connection was down: let every waiter
@@ -390,6 +391,7 @@ impl LockStore for RedisStore {
           .scripts
           .release
           .key(&keys.lock)
+          .key(&keys.queue)
           .arg(token)
           .arg(&keys.channel),
       )

@@ -9,10 +9,12 @@ local now = math.floor(now_us / 1000)
 local queue_ms = tonumber(ARGV[6])
 
 -- Forget waiters that stopped polling (they crashed or gave up without saying so).
-local stale = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now)
-for i = 1, #stale do
-  redis.call('ZREM', KEYS[3], stale[i])
-  redis.call('ZREM', KEYS[4], stale[i])
+local function drop_stale()
+  local stale = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now)
+  for i = 1, #stale do
+    redis.call('ZREM', KEYS[3], stale[i])
+    redis.call('ZREM', KEYS[4], stale[i])
+  end
 end
 
 -- Join the queue (or refresh our place in it) when the caller is going to wait.
@@ -29,12 +31,19 @@ end
 
 -- Held: report the owner and the time left.
 if redis.call('EXISTS', KEYS[1]) == 1 then
-  enqueue()
+  if queue_ms > 0 then
+    drop_stale()
+    enqueue()
+  end
   return {0, redis.call('HGET', KEYS[1], 'owner'), redis.call('PTTL', KEYS[1])}
 end
 
--- Free, but an older waiter is first in line.
+-- Free, but an older live waiter is first in line.
 local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
+if head and head ~= ARGV[1] then
+  drop_stale()
+  head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
+end
 if head and head ~= ARGV[1] then
   enqueue()
   return {0, false, -3}
