@@ -226,6 +226,7 @@ class Lock extends EventEmitter {
   #logger
   #controller = null // made on first use of `signal`: most locks never need one
   #over = false
+  #endReason = null // the abort reason once the lock is over
 
   constructor(nativeLock, logger, autoExtend) {
     super()
@@ -256,15 +257,9 @@ class Lock extends EventEmitter {
   get signal() {
     if (!this.#controller) {
       this.#controller = new AbortController()
-      if (this.#over) this.#controller.abort(this.#reason())
+      if (this.#over) this.#controller.abort(this.#endReason)
     }
     return this.#controller.signal
-  }
-
-  #reason() {
-    return this.lost
-      ? new LockLostError(`lock "${this.name}" was lost`)
-      : new LockError(`lock "${this.name}" was released`, 'ERR_LOCK_RELEASED')
   }
 
   async #pump() {
@@ -312,10 +307,12 @@ class Lock extends EventEmitter {
     if (kind === 'lost') {
       const err = new LockLostError(`lock "${this.name}" was lost: ${reason}`)
       call(this.#logger, 'warn', { lock: this.name, fence: String(this.fence) }, err.message)
+      this.#endReason = err
       if (this.#controller) this.#controller.abort(err)
       this.emit('lost', err)
     } else {
-      if (this.#controller) this.#controller.abort(this.#reason())
+      this.#endReason = new LockError(`lock "${this.name}" was released`, 'ERR_LOCK_RELEASED')
+      if (this.#controller) this.#controller.abort(this.#endReason)
       this.emit('released')
     }
   }
