@@ -1,0 +1,148 @@
+// Bad input fails fast with ERR_INVALID_ARG naming the argument, before any I/O: the Redis
+// client below points at a port where nothing listens, so any I/O would end in
+// ERR_BACKEND_UNAVAILABLE instead. Against a real server, nothing is left behind.
+import assert from 'node:assert/strict'
+import { describe, test } from 'node:test'
+
+import Redis from 'ioredis'
+
+import { createClient, InvalidArgumentError } from '../index.js'
+import { freePort, startRedis } from './support/servers.mjs'
+
+// Names: empty, not strings, over 1024 bytes (also when only the UTF-8 encoding is).
+const badNames = ['', 42, null, undefined, 'x'.repeat(1025), 'é'.repeat(513)]
+const badTtls = [0, -1, NaN, Infinity, 1.5, 2 ** 31, '1000', null]
+const badOptions = [
+  [{ tll: 1000 }, /unknown option "tll" \(did you mean "ttl"\?\)|unknown option "tll"/],
+  [{ TTL: 1000 }, /did you mean "ttl"/],
+  [{ ttl: 1000, refreshInterval: 1000 }, /refreshInterval/],
+  [{ ttl: 1000, refreshInterval: 0 }, /refreshInterval/],
+  [{ wait: -1 }, /options\.wait/],
+  [{ wait: 'soon' }, /options\.wait/],
+  [{ retryDelay: -5 }, /options\.retryDelay/],
+  [{ retryJitter: 1.5 }, /options\.retryJitter/],
+  [{ maxRetries: -1 }, /options\.maxRetries/],
+  [{ autoExtend: 'yes' }, /options\.autoExtend/],
+  [{ owner: 7 }, /options\.owner/],
+  [{ data: { a: 1 } }, /options\.data/],
+  [{ signal: {} }, /options\.signal/],
+  ['fast', /options must be an object/],
+  [[], /options must be an object/],
+]
+
+function expectInvalid(promise, pattern) {
+  return assert.rejects(promise, (err) => {
+    assert.ok(err instanceof InvalidArgumentError, `${err}`)
+    assert.equal(err.code, 'ERR_INVALID_ARG')
+    assert.match(err.message, pattern)
+    return true
+  })
+}
+
+async function everyBadCall(locks) {
+  for (const name of badNames) {
+    await expectInvalid(locks.acquire(name), /name/)
+    await expectInvalid(locks.tryAcquire(name), /name/)
+    await expectInvalid(locks.inspect(name), /name/)
+    await expectInvalid(
+      locks.using(name, async () => {}),
+      /name/,
+    )
+  }
+  for (const ttl of badTtls) {
+    await expectInvalid(locks.acquire('x', { ttl }), /options\.ttl/)
+    await expectInvalid(locks.tryAcquire('x', { ttl }), /options\.ttl/)
+  }
+  for (const [options, pattern] of badOptions) {
+    await expectInvalid(locks.acquire('x', options), pattern)
+    await expectInvalid(
+      locks.using('x', options, async () => {}),
+      pattern,
+    )
+  }
+  await expectInvalid(locks.using('x', {}, 'not a function'), /fn must be a function/)
+  // A callback that is not a function throws at once, a TypeError with the same code.
+  for (const call of [
+    () => locks.acquire('x', {}, 'cb'),
+    () => locks.tryAcquire('x', {}, 42),
+    () => locks.inspect('x', 'cb'),
+    () => locks.close({}),
+  ]) {
+    assert.throws(call, (err) => err instanceof TypeError && err.code === 'ERR_INVALID_ARG')
+  }
+  // With a callback, the validation error goes to the callback instead of a rejection.
+  const err = await new Promise((resolve) => locks.acquire('', resolve))
+  assert.equal(err.code, 'ERR_INVALID_ARG')
+}
+
+describe('bad input', () => {
+  test('every public function rejects before any I/O (no server listening)', async () => {
+    const locks = createClient({ redis: `redis://127.0.0.1:${await freePort()}` })
+    await everyBadCall(locks)
+    await locks.close()
+  })
+
+  test('memory backend: the same checks', async () => {
+    const locks = createClient()
+    await everyBadCall(locks)
+    const lock = await locks.acquire('x')
+    for (const ttl of badTtls) await expectInvalid(lock.extend(ttl), /ttl/)
+    assert.throws(() => lock.release('cb'), { code: 'ERR_INVALID_ARG' })
+    await lock.release()
+    await locks.close()
+  })
+
+  test('nothing is left in Redis after rejected calls', async () => {
+    const server = await startRedis()
+    const locks = createClient({ redis: server.url })
+    await everyBadCall(locks)
+    const lock = await locks.acquire('real', { ttl: 5000 })
+    for (const ttl of badTtls) await expectInvalid(lock.extend(ttl), /ttl/)
+    await lock.release()
+    const redis = new Redis(server.url)
+    assert.deepEqual(await redis.keys('lock:*'), [])
+    redis.disconnect()
+    await locks.close()
+    await server.stop()
+  })
+
+  test('createClient validates its options synchronously, without echoing secrets', () => {
+    const cases = [
+      [{ redis: 'http://example.com' }, /unsupported URL scheme/],
+      [{ redis: 'redis://:s3cret@' }, /invalid Redis URL/],
+      [{ redis: 'not a url s3cret' }, /invalid Redis URL/],
+      [{ redis: 42 }, /options\.redis must be an object/],
+      [{ redis: { port: 70000 } }, /options\.redis\.port/],
+      [{ redis: { hots: 'x' } }, /unknown option "hots"/],
+      [{ redis: { db: -1 } }, /options\.redis\.db/],
+      [{ rdis: 'redis://x' }, /unknown option "rdis"/],
+      [{ memory: true, redis: 'redis://127.0.0.1' }, /choose one backend/],
+      [{ keyPrefix: 5 }, /keyPrefix/],
+      [{ logger: 'console' }, /logger/],
+      ['redis://127.0.0.1', /options must be an object/],
+    ]
+    for (const [options, pattern] of cases) {
+      assert.throws(
+        () => createClient(options),
+        (err) => {
+          assert.ok(err instanceof InvalidArgumentError, String(err))
+          assert.match(err.message, pattern)
+          assert.ok(!err.message.includes('s3cret'))
+          return true
+        },
+      )
+    }
+  })
+
+  test('calls after close() reject ERR_CLIENT_CLOSED', async () => {
+    const locks = createClient()
+    await locks.close()
+    await assert.rejects(locks.acquire('x'), { code: 'ERR_CLIENT_CLOSED' })
+    await assert.rejects(locks.tryAcquire('x'), { code: 'ERR_CLIENT_CLOSED' })
+    await assert.rejects(locks.inspect('x'), { code: 'ERR_CLIENT_CLOSED' })
+    await assert.rejects(
+      locks.using('x', async () => {}),
+      { code: 'ERR_CLIENT_CLOSED' },
+    )
+  })
+})
