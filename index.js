@@ -79,7 +79,8 @@ const invalid = (message) => new InvalidArgumentError(message)
 const isPlainObject = (v) => v !== null && typeof v === 'object' && !Array.isArray(v)
 
 function checkName(name) {
-  if (typeof name !== 'string' || name.length === 0) throw invalid(`name must be a non-empty string (got ${show(name)})`)
+  if (typeof name !== 'string' || name.length === 0)
+    throw invalid(`name must be a non-empty string (got ${show(name)})`)
   if (Buffer.byteLength(name) > MAX_NAME_BYTES) throw invalid(`name must be at most ${MAX_NAME_BYTES} bytes`)
 }
 

@@ -3,13 +3,7 @@ import assert from 'node:assert/strict'
 import { once } from 'node:events'
 import { after, before, describe, test } from 'node:test'
 
-import {
-  AbortedError,
-  ClientClosedError,
-  createClient,
-  LockError,
-  LockNotAcquiredError,
-} from '../index.js'
+import { AbortedError, ClientClosedError, createClient, LockError, LockNotAcquiredError } from '../index.js'
 import { startRedis } from './support/servers.mjs'
 
 let seq = 0

@@ -29,7 +29,8 @@ describe('interop with the real dist-lock 2.0.1', () => {
 
   const oldAcquire = (name, owner = 'old') =>
     new Promise((resolve, reject) => old.acquire(name, owner, (err, lock) => (err ? reject(err) : resolve(lock))))
-  const oldRelease = (lock) => new Promise((resolve, reject) => lock.release((err, ok) => (err ? reject(err) : resolve(ok))))
+  const oldRelease = (lock) =>
+    new Promise((resolve, reject) => lock.release((err, ok) => (err ? reject(err) : resolve(ok))))
 
   test('a ferrolock lock is seen as held by dist-lock, with its id and owner', async () => {
     const lock = await locks.acquire('shared-1', { owner: 'new-process' })

@@ -50,7 +50,7 @@ impl NativeAcquireOptions {
       ttl: ms(self.ttl, "options.ttl")?,
       wait: match self.wait {
         None => Wait::Forever,
-        Some(w) if w == 0.0 => Wait::No,
+        Some(0.0) => Wait::No,
         Some(w) => Wait::For(ms(w, "options.wait")?),
       },
       retry_delay: ms(self.retry_delay, "options.retryDelay")?,

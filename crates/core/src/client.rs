@@ -71,7 +71,9 @@ impl Default for AcquireOptions {
 /// Checks a lock name: a non-empty string of at most 1024 bytes.
 pub fn check_name(name: &str) -> Result<()> {
   if name.is_empty() {
-    return Err(LockError::InvalidArg("name must be a non-empty string".into()));
+    return Err(LockError::InvalidArg(
+      "name must be a non-empty string".into(),
+    ));
   }
   if name.len() > MAX_NAME_BYTES {
     return Err(LockError::InvalidArg(format!(
@@ -84,7 +86,10 @@ pub fn check_name(name: &str) -> Result<()> {
 
 /// Checks a lease length: 1 ms to 2^31-1 ms, whole milliseconds.
 pub fn check_ttl(ttl: Duration, what: &str) -> Result<()> {
-  if ttl < Duration::from_millis(1) || ttl > MAX_TTL || ttl.subsec_nanos() % 1_000_000 != 0 {
+  if ttl < Duration::from_millis(1)
+    || ttl > MAX_TTL
+    || !ttl.subsec_nanos().is_multiple_of(1_000_000)
+  {
     return Err(LockError::InvalidArg(format!(
       "{what} must be a whole number of milliseconds from 1 to {}",
       MAX_TTL.as_millis()
@@ -221,7 +226,8 @@ impl LockManager {
     // and keep our place in the FIFO queue for three such periods: a waiter that crashed
     // holds up a free lock for at most that long.
     let poll_cap = Duration::from_secs(1);
-    let queue_for = (opts.retry_delay + opts.retry_jitter).min(poll_cap) * 3 + Duration::from_millis(250);
+    let queue_for =
+      (opts.retry_delay + opts.retry_jitter).min(poll_cap) * 3 + Duration::from_millis(250);
     let req = AcquireRequest {
       token,
       owner: &owner,

@@ -164,7 +164,12 @@ impl Watch {
 
   /// Whether the last wake-up concerns the waiter with `token`.
   pub fn addressed_to(&self, token: &str) -> bool {
-    match &*self.channel.addressee.lock().unwrap_or_else(|e| e.into_inner()) {
+    match &*self
+      .channel
+      .addressee
+      .lock()
+      .unwrap_or_else(|e| e.into_inner())
+    {
       Some(a) => a.is_empty() || a == token,
       None => true,
     }

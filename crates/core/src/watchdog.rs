@@ -236,9 +236,7 @@ impl Lock {
       .store
       .release(&self.inner.name, &self.inner.token)
       .await?;
-    self
-      .inner
-      .finish((!ok).then_some(LostReason::Gone));
+    self.inner.finish((!ok).then_some(LostReason::Gone));
     Ok(ok)
   }
 }
@@ -407,4 +405,3 @@ impl std::fmt::Debug for Lock {
       .finish_non_exhaustive()
   }
 }
-

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferrolock_core::{
-  Acquire, AcquireOptions, AcquireRequest, LeaseEvent, LockError, LockManager, LockStore, LostReason,
-  MemoryStore, RedisOptions, RedisStore, Wait,
+  Acquire, AcquireOptions, AcquireRequest, LeaseEvent, LockError, LockManager, LockStore,
+  LostReason, MemoryStore, RedisOptions, RedisStore, Wait,
 };
 use support::RedisServer;
 use tokio_util::sync::CancellationToken;
@@ -105,12 +105,20 @@ conformance!(redis, {
 
 async fn store_contract<S: LockStore>(store: Arc<S>) {
   let name = unique("contract");
-  let first = match store.try_acquire(&name, &req("t1", 5_000)).await.expect("acquire") {
+  let first = match store
+    .try_acquire(&name, &req("t1", 5_000))
+    .await
+    .expect("acquire")
+  {
     Acquire::Granted(g) => g.fence,
     other => panic!("expected a grant, got {other:?}"),
   };
   assert!(first > 0);
-  match store.try_acquire(&name, &req("t2", 5_000)).await.expect("acquire") {
+  match store
+    .try_acquire(&name, &req("t2", 5_000))
+    .await
+    .expect("acquire")
+  {
     Acquire::Held(h) => {
       assert_eq!(h.owner.as_deref(), Some("owner-a"));
       let left = h.remaining.expect("remaining ttl");
@@ -118,18 +126,32 @@ async fn store_contract<S: LockStore>(store: Arc<S>) {
     }
     other => panic!("expected held, got {other:?}"),
   }
-  let info = store.inspect(&name).await.expect("inspect").expect("a lock");
+  let info = store
+    .inspect(&name)
+    .await
+    .expect("inspect")
+    .expect("a lock");
   assert_eq!(info.owner, "owner-a");
   assert_eq!(info.fence, first);
   assert_eq!(info.data.as_deref(), Some("payload"));
 
   // Another owner's token neither extends nor releases.
-  assert!(!store.extend(&name, "t2", Duration::from_secs(9)).await.expect("extend"));
+  assert!(!store
+    .extend(&name, "t2", Duration::from_secs(9))
+    .await
+    .expect("extend"));
   assert!(!store.release(&name, "t2").await.expect("release"));
   assert!(store.inspect(&name).await.expect("inspect").is_some());
 
-  assert!(store.extend(&name, "t1", Duration::from_millis(60)).await.expect("extend"));
-  let left = store.inspect(&name).await.expect("inspect").and_then(|i| i.remaining);
+  assert!(store
+    .extend(&name, "t1", Duration::from_millis(60))
+    .await
+    .expect("extend"));
+  let left = store
+    .inspect(&name)
+    .await
+    .expect("inspect")
+    .and_then(|i| i.remaining);
   assert!(left.is_some_and(|l| l <= Duration::from_millis(60)));
 
   assert!(store.release(&name, "t1").await.expect("release"));
@@ -137,14 +159,25 @@ async fn store_contract<S: LockStore>(store: Arc<S>) {
   assert_eq!(store.inspect(&name).await.expect("inspect"), None);
 
   // Fences keep increasing, also after a lock expired on its own.
-  let second = match store.try_acquire(&name, &req("t3", 30)).await.expect("acquire") {
+  let second = match store
+    .try_acquire(&name, &req("t3", 30))
+    .await
+    .expect("acquire")
+  {
     Acquire::Granted(g) => g.fence,
     other => panic!("expected a grant, got {other:?}"),
   };
   assert!(second > first);
   tokio::time::sleep(Duration::from_millis(60)).await;
-  assert!(!store.extend(&name, "t3", Duration::from_secs(1)).await.expect("extend expired"));
-  let third = match store.try_acquire(&name, &req("t4", 1_000)).await.expect("acquire") {
+  assert!(!store
+    .extend(&name, "t3", Duration::from_secs(1))
+    .await
+    .expect("extend expired"));
+  let third = match store
+    .try_acquire(&name, &req("t4", 1_000))
+    .await
+    .expect("acquire")
+  {
     Acquire::Granted(g) => g.fence,
     other => panic!("expected a grant after expiry, got {other:?}"),
   };
@@ -158,18 +191,39 @@ async fn fifo<S: LockStore>(store: Arc<S>) {
     queue_for: Some(Duration::from_secs(5)),
     ..req(token, 5_000)
   };
-  assert!(matches!(store.try_acquire(&name, &req("holder", 5_000)).await, Ok(Acquire::Granted(_))));
-  assert!(matches!(store.try_acquire(&name, &queued("w1")).await, Ok(Acquire::Held(_))));
-  assert!(matches!(store.try_acquire(&name, &queued("w2")).await, Ok(Acquire::Held(_))));
+  assert!(matches!(
+    store.try_acquire(&name, &req("holder", 5_000)).await,
+    Ok(Acquire::Granted(_))
+  ));
+  assert!(matches!(
+    store.try_acquire(&name, &queued("w1")).await,
+    Ok(Acquire::Held(_))
+  ));
+  assert!(matches!(
+    store.try_acquire(&name, &queued("w2")).await,
+    Ok(Acquire::Held(_))
+  ));
   assert!(store.release(&name, "holder").await.expect("release"));
   // Free, but w1 came first: w2 and a non-waiter are turned away.
-  assert!(matches!(store.try_acquire(&name, &queued("w2")).await, Ok(Acquire::Held(_))));
-  assert!(matches!(store.try_acquire(&name, &req("x", 5_000)).await, Ok(Acquire::Held(_))));
-  assert!(matches!(store.try_acquire(&name, &queued("w1")).await, Ok(Acquire::Granted(_))));
+  assert!(matches!(
+    store.try_acquire(&name, &queued("w2")).await,
+    Ok(Acquire::Held(_))
+  ));
+  assert!(matches!(
+    store.try_acquire(&name, &req("x", 5_000)).await,
+    Ok(Acquire::Held(_))
+  ));
+  assert!(matches!(
+    store.try_acquire(&name, &queued("w1")).await,
+    Ok(Acquire::Granted(_))
+  ));
   assert!(store.release(&name, "w1").await.expect("release"));
   // A waiter that gives up lets the next one through.
   store.leave_queue(&name, "w2").await.expect("leave");
-  assert!(matches!(store.try_acquire(&name, &req("x", 5_000)).await, Ok(Acquire::Granted(_))));
+  assert!(matches!(
+    store.try_acquire(&name, &req("x", 5_000)).await,
+    Ok(Acquire::Granted(_))
+  ));
   assert!(store.release(&name, "x").await.expect("release"));
 }
 
@@ -191,14 +245,25 @@ async fn waits_and_wakes<S: LockStore>(store: Arc<S>) {
     .expect("acquire")
     .expect("lock");
   let busy = mgr
-    .acquire(&name, AcquireOptions { wait: Wait::No, ..opts(1_000) }, CancellationToken::new())
+    .acquire(
+      &name,
+      AcquireOptions {
+        wait: Wait::No,
+        ..opts(1_000)
+      },
+      CancellationToken::new(),
+    )
     .await
     .expect("try");
   assert!(busy.is_none());
 
   let waiter = {
     let (mgr, name) = (mgr.clone(), name.clone());
-    tokio::spawn(async move { mgr.acquire(&name, opts(10_000), CancellationToken::new()).await })
+    tokio::spawn(async move {
+      mgr
+        .acquire(&name, opts(10_000), CancellationToken::new())
+        .await
+    })
   };
   // Give the waiter time to subscribe and queue.
   while mgr.stats().pending == 0 {
@@ -213,7 +278,14 @@ async fn waits_and_wakes<S: LockStore>(store: Arc<S>) {
   assert!(gap < Duration::from_secs(2), "handoff took {gap:?}");
   assert!(next.fence() > held.fence());
   assert!(next.release().await.expect("release"));
-  assert_eq!(mgr.stats(), ferrolock_core::Stats { pending: 0, held: 0, watched: 0 });
+  assert_eq!(
+    mgr.stats(),
+    ferrolock_core::Stats {
+      pending: 0,
+      held: 0,
+      watched: 0
+    }
+  );
 }
 
 async fn deadlines_and_cancel<S: LockStore>(store: Arc<S>) {
@@ -235,7 +307,14 @@ async fn deadlines_and_cancel<S: LockStore>(store: Arc<S>) {
     .expect_err("deadline");
   assert_eq!(err.code(), "ERR_LOCK_NOT_ACQUIRED");
   let err = mgr
-    .acquire(&name, AcquireOptions { max_retries: Some(2), ..quick }, CancellationToken::new())
+    .acquire(
+      &name,
+      AcquireOptions {
+        max_retries: Some(2),
+        ..quick
+      },
+      CancellationToken::new(),
+    )
     .await
     .expect_err("retries");
   assert_eq!(err.code(), "ERR_LOCK_NOT_ACQUIRED");
@@ -267,7 +346,10 @@ async fn lost_detection<S: LockStore>(store: Arc<S>) {
   let lock = mgr
     .acquire(
       &name,
-      AcquireOptions { refresh_interval: Some(Duration::from_millis(50)), ..opts(1_000) },
+      AcquireOptions {
+        refresh_interval: Some(Duration::from_millis(50)),
+        ..opts(1_000)
+      },
       CancellationToken::new(),
     )
     .await
@@ -281,8 +363,17 @@ async fn lost_detection<S: LockStore>(store: Arc<S>) {
   while let Some(ev) = events.recv().await {
     seen.push(ev);
   }
-  assert!(deleted_at.elapsed() < Duration::from_millis(200), "lost after {:?}", deleted_at.elapsed());
-  assert_eq!(seen.last(), Some(&LeaseEvent::Lost { reason: LostReason::Gone }));
+  assert!(
+    deleted_at.elapsed() < Duration::from_millis(200),
+    "lost after {:?}",
+    deleted_at.elapsed()
+  );
+  assert_eq!(
+    seen.last(),
+    Some(&LeaseEvent::Lost {
+      reason: LostReason::Gone
+    })
+  );
   assert!(lock.is_lost());
   assert!(!lock.release().await.expect("release"));
   assert!(!lock.extend(Duration::from_secs(1)).await.expect("extend"));
@@ -309,7 +400,10 @@ async fn heartbeat<S: LockStore>(store: Arc<S>) {
   }
   // Eight refreshes at ttl/3 span more than two ttls: still ours.
   assert!(!lock.is_lost());
-  assert!(matches!(store.try_acquire(&name, &req("other", 1_000)).await, Ok(Acquire::Held(_))));
+  assert!(matches!(
+    store.try_acquire(&name, &req("other", 1_000)).await,
+    Ok(Acquire::Held(_))
+  ));
   assert!(lock.release().await.expect("release"));
   assert_eq!(events.recv().await, Some(LeaseEvent::Released));
   assert_eq!(events.recv().await, None);
@@ -326,11 +420,22 @@ async fn exclusion<S: LockStore>(store: Arc<S>) {
     tasks.push(tokio::spawn(async move {
       for _ in 0..10 {
         let lock = mgr
-          .acquire(&name, AcquireOptions { retry_delay: Duration::from_millis(20), ..opts(5_000) }, CancellationToken::new())
+          .acquire(
+            &name,
+            AcquireOptions {
+              retry_delay: Duration::from_millis(20),
+              ..opts(5_000)
+            },
+            CancellationToken::new(),
+          )
           .await
           .expect("acquire")
           .expect("lock");
-        assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "two holders at once");
+        assert_eq!(
+          inside.fetch_add(1, Ordering::SeqCst),
+          0,
+          "two holders at once"
+        );
         let read = counter.load(Ordering::SeqCst);
         tokio::task::yield_now().await;
         counter.store(read + 1, Ordering::SeqCst);
@@ -355,16 +460,32 @@ async fn close<S: LockStore>(store: Arc<S>) {
     .expect("lock");
   let waiter = {
     let (mgr, name) = (mgr.clone(), name.clone());
-    tokio::spawn(async move { mgr.acquire(&name, opts(1_000), CancellationToken::new()).await })
+    tokio::spawn(async move {
+      mgr
+        .acquire(&name, opts(1_000), CancellationToken::new())
+        .await
+    })
   };
   while mgr.stats().pending == 0 {
     tokio::task::yield_now().await;
   }
   mgr.close().await;
-  assert!(matches!(waiter.await.expect("join"), Err(LockError::Closed)));
+  assert!(matches!(
+    waiter.await.expect("join"),
+    Err(LockError::Closed)
+  ));
   assert!(lock.is_finished());
   assert!(!lock.is_lost());
-  let again = mgr.acquire(&name, opts(1_000), CancellationToken::new()).await;
+  let again = mgr
+    .acquire(&name, opts(1_000), CancellationToken::new())
+    .await;
   assert!(matches!(again, Err(LockError::Closed)));
-  assert_eq!(mgr.stats(), ferrolock_core::Stats { pending: 0, held: 0, watched: 0 });
+  assert_eq!(
+    mgr.stats(),
+    ferrolock_core::Stats {
+      pending: 0,
+      held: 0,
+      watched: 0
+    }
+  );
 }

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{ConnectionInfo, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, Script, Value};
+use redis::{
+  ConnectionInfo, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, Script, Value,
+};
 use tokio::sync::{mpsc, oneshot, OnceCell};
 
 use crate::error::{LockError, Result};
@@ -204,7 +206,8 @@ impl RedisStore {
     let con = self
       .cmd
       .get_or_try_init(|| async {
-        let client = redis::Client::open(self.info.clone()).map_err(|e| self.error("connect", e))?;
+        let client =
+          redis::Client::open(self.info.clone()).map_err(|e| self.error("connect", e))?;
         ConnectionManager::new_lazy_with_config(client, Self::manager_config())
           .map_err(|e| self.error("connect", e))
       })
@@ -360,8 +363,13 @@ impl LockStore for RedisStore {
     };
     match items.first().and_then(as_i64) {
       Some(1) => {
-        let fence = items.get(1).and_then(as_i64).ok_or_else(|| unexpected("acquire"))?;
-        Ok(Acquire::Granted(Grant { fence: fence as u64 }))
+        let fence = items
+          .get(1)
+          .and_then(as_i64)
+          .ok_or_else(|| unexpected("acquire"))?;
+        Ok(Acquire::Granted(Grant {
+          fence: fence as u64,
+        }))
       }
       Some(0) => Ok(Acquire::Held(Holder {
         owner: items.get(1).and_then(as_string),
@@ -376,7 +384,12 @@ impl LockStore for RedisStore {
     let reply = self
       .eval(
         "extend",
-        self.scripts.extend.key(&keys.lock).arg(token).arg(millis(ttl)),
+        self
+          .scripts
+          .extend
+          .key(&keys.lock)
+          .arg(token)
+          .arg(millis(ttl)),
       )
       .await?;
     Ok(as_i64(&reply) == Some(1))

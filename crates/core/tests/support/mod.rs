@@ -27,7 +27,16 @@ impl RedisServer {
 
   pub fn start_on(port: u16) -> RedisServer {
     let child = Command::new("redis-server")
-      .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+      .args([
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+      ])
       .stdout(Stdio::null())
       .stderr(Stdio::null())
       .spawn()
