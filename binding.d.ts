@@ -88,6 +88,10 @@ export interface NativeRedisOptions {
   password?: string
   db?: number
   keyPrefix?: string
+  /** Use TLS (also implied by rediss://). */
+  tls?: boolean
+  /** PEM certificate(s) to trust instead of the system roots. */
+  tlsCa?: string
 }
 
 /** Leak-check counters. */

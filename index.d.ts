@@ -30,7 +30,7 @@ export interface Logger {
 
 /** Connection options for one Redis server (Redis >= 6), which is connected on first use. */
 export interface RedisOptions {
-  /** `redis://[user:password@]host[:port][/db]`; default `redis://127.0.0.1:6379` (`rediss://` is refused by this build). */
+  /** `redis://[user:password@]host[:port][/db]`; default `redis://127.0.0.1:6379` `rediss://` turns TLS on. */
   url?: string | undefined
   /** Host name or address; overrides the URL's host (default `127.0.0.1`). */
   host?: string | undefined
@@ -44,6 +44,14 @@ export interface RedisOptions {
   db?: number | undefined
   /** Prefix of every Redis key; takes precedence over the client's `keyPrefix` (default `'lock:'`). */
   keyPrefix?: string | undefined
+  /** TLS: `true` trusts the system's roots; `{ ca }` trusts this PEM CA instead. Default: off, or on for `rediss://`. */
+  tls?: boolean | RedisTlsOptions | undefined
+}
+
+/** TLS settings of a Redis connection. */
+export interface RedisTlsOptions {
+  /** PEM certificate(s) of the CA that signed the server's certificate. */
+  ca: string | Buffer
 }
 
 /** Options shared by every backend. */
@@ -54,7 +62,7 @@ export interface BaseClientOptions {
   logger?: Logger | undefined
 }
 
-/** Options of the in-process memory backend, the default; each client has a store of its own. */
+/** Options of the in-process memory backend, the default; all memory clients of a process share one store. */
 export interface MemoryClientOptions extends BaseClientOptions {
   /** Selects the in-process memory backend (the default); only `true` is accepted. */
   memory?: true | undefined

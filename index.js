@@ -24,7 +24,7 @@ const ACQUIRE_KEYS = [
   'signal',
 ]
 const CLIENT_KEYS = ['memory', 'redis', 'keyPrefix', 'logger']
-const REDIS_KEYS = ['url', 'host', 'port', 'username', 'password', 'db', 'keyPrefix']
+const REDIS_KEYS = ['url', 'host', 'port', 'username', 'password', 'db', 'keyPrefix', 'tls']
 
 // ---- errors ---------------------------------------------------------------------------------
 
@@ -186,7 +186,16 @@ function redisOptions(redis, keyPrefix) {
   }
   const prefix = opts.keyPrefix !== undefined ? opts.keyPrefix : keyPrefix
   if (prefix !== undefined && typeof prefix !== 'string') throw invalid('options.keyPrefix must be a string')
-  return { ...opts, keyPrefix: prefix }
+  // tls: true (system roots) or { ca } (PEM of a private CA); a rediss:// URL implies TLS.
+  let tlsCa
+  if (opts.tls !== undefined && typeof opts.tls !== 'boolean') {
+    checkKeys(opts.tls, ['ca'], 'options.redis.tls')
+    const { ca } = opts.tls
+    if (!(typeof ca === 'string' || Buffer.isBuffer(ca)))
+      throw invalid('options.redis.tls.ca must be a PEM string or Buffer')
+    tlsCa = String(ca)
+  }
+  return { ...opts, keyPrefix: prefix, tls: opts.tls !== undefined && opts.tls !== false, tlsCa }
 }
 
 // ---- callbacks and promises ------------------------------------------------------------------

@@ -115,6 +115,8 @@ describe('bad input', () => {
       [{ redis: { port: 70000 } }, /options\.redis\.port/],
       [{ redis: { hots: 'x' } }, /unknown option "hots"/],
       [{ redis: { db: -1 } }, /options\.redis\.db/],
+      [{ redis: { tls: { cert: 'x' } } }, /options\.redis\.tls: unknown option "cert"/],
+      [{ redis: { tls: { ca: 42 } } }, /options\.redis\.tls\.ca/],
       [{ rdis: 'redis://x' }, /unknown option "rdis"/],
       [{ memory: true, redis: 'redis://127.0.0.1' }, /choose one backend/],
       [{ keyPrefix: 5 }, /keyPrefix/],

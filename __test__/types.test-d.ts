@@ -496,3 +496,9 @@ export const checks = [
   errors,
   namespace,
 ]
+
+// TLS options: true, or a private CA.
+createClient({ redis: { url: 'rediss://127.0.0.1:6380', tls: true } })
+createClient({ redis: { url: 'rediss://127.0.0.1:6380', tls: { ca: Buffer.from('pem') } } })
+// @ts-expect-error -- the CA is PEM text or a Buffer, not a path list
+createClient({ redis: { tls: { ca: ['a.pem'] } } })

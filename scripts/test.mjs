@@ -14,7 +14,7 @@ const steps = [
   ['typings (tsc --strict)', 'npx', ['tsc', '-p', 'tsconfig.json']],
   ['oxlint', 'npx', ['oxlint', '--deny-warnings', '.']],
   ['prettier', 'npx', ['prettier', '--check', '.']],
-  ['node --test', 'node', ['--test', '--test-concurrency=1', '__test__/']],
+  ['node --test', 'node', ['--test', '--test-concurrency=1', '--test-timeout=120000', '__test__/']],
 ]
 
 const failed = []

@@ -33,6 +33,10 @@ pub struct NativeRedisOptions {
   pub password: Option<String>,
   pub db: Option<u32>,
   pub key_prefix: Option<String>,
+  /// Use TLS (also implied by rediss://).
+  pub tls: Option<bool>,
+  /// PEM certificate(s) to trust instead of the system roots.
+  pub tls_ca: Option<String>,
 }
 
 fn ms(value: f64, what: &str) -> napi::Result<Duration> {
@@ -83,6 +87,8 @@ impl From<NativeRedisOptions> for RedisOptions {
       password: o.password,
       db: o.db.map(i64::from),
       key_prefix: o.key_prefix,
+      tls: o.tls.unwrap_or(false),
+      tls_ca: o.tls_ca.map(String::into_bytes),
     }
   }
 }

@@ -34,6 +34,10 @@ pub struct RedisOptions {
   pub db: Option<i64>,
   /// Prefix of every lock key; default `lock:` (dist-lock's).
   pub key_prefix: Option<String>,
+  /// Use TLS (also implied by a `rediss://` URL).
+  pub tls: bool,
+  /// PEM certificate(s) to trust instead of the system's roots (a private CA).
+  pub tls_ca: Option<Vec<u8>>,
 }
 
 /// Default key prefix, the same as dist-lock's.
@@ -101,6 +105,7 @@ enum SubCmd {
 /// The Redis store.
 pub struct RedisStore {
   info: ConnectionInfo,
+  tls_ca: Option<Vec<u8>>,
   prefix: String,
   /// Removed from every message, in case a driver ever echoes it.
   secret: Option<String>,
@@ -122,23 +127,26 @@ fn connection_info(opts: &RedisOptions) -> Result<ConnectionInfo> {
   if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
     return Err(LockError::InvalidArg(BAD_URL.into()));
   }
-  if url.starts_with("rediss://") {
-    return Err(LockError::InvalidArg(
-      "options.redis: rediss:// (TLS) is not supported by this build yet".into(),
-    ));
-  }
   let mut info = url
     .into_connection_info()
     .map_err(|_| LockError::InvalidArg(BAD_URL.into()))?;
-  if opts.host.is_some() || opts.port.is_some() {
-    let (host, port) = match info.addr() {
-      redis::ConnectionAddr::Tcp(h, p) => (h.clone(), *p),
-      _ => ("127.0.0.1".to_owned(), 6379),
-    };
-    let host = opts.host.clone().unwrap_or(host);
-    let port = opts.port.unwrap_or(port);
-    info = info.set_addr(redis::ConnectionAddr::Tcp(host, port));
-  }
+  let (host, port, tls) = match info.addr() {
+    redis::ConnectionAddr::Tcp(h, p) => (h.clone(), *p, false),
+    redis::ConnectionAddr::TcpTls { host, port, .. } => (host.clone(), *port, true),
+    _ => return Err(LockError::InvalidArg(BAD_URL.into())),
+  };
+  let host = opts.host.clone().unwrap_or(host);
+  let port = opts.port.unwrap_or(port);
+  info = info.set_addr(if tls || opts.tls || opts.tls_ca.is_some() {
+    redis::ConnectionAddr::TcpTls {
+      host,
+      port,
+      insecure: false,
+      tls_params: None,
+    }
+  } else {
+    redis::ConnectionAddr::Tcp(host, port)
+  });
   let mut settings = info.redis_settings().clone();
   if let Some(user) = &opts.username {
     settings = settings.set_username(user);
@@ -156,6 +164,10 @@ impl RedisStore {
   /// Validates the options; connects lazily on first use (so this needs no runtime).
   pub fn new(opts: RedisOptions) -> Result<Self> {
     let info = connection_info(&opts)?;
+    if matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. }) {
+      // rustls needs one process-wide crypto provider; an embedder may have installed its own.
+      let _ = rustls::crypto::ring::default_provider().install_default();
+    }
     let secret = info.redis_settings().password().map(str::to_owned);
     let (sub_tx, sub_rx) = mpsc::unbounded_channel();
     let idle_tx = sub_tx.clone();
@@ -164,6 +176,7 @@ impl RedisStore {
     })));
     Ok(RedisStore {
       info,
+      tls_ca: opts.tls_ca,
       prefix: opts.key_prefix.unwrap_or_else(|| DEFAULT_PREFIX.to_owned()),
       secret,
       scripts: Scripts {
@@ -199,6 +212,21 @@ impl RedisStore {
     LockError::backend(format!("redis: {what} failed: {cause}"), cause)
   }
 
+  /// A driver client for `info`, trusting `tls_ca` when given.
+  fn client(&self, info: ConnectionInfo, what: &str) -> Result<redis::Client> {
+    let client = match &self.tls_ca {
+      Some(ca) => redis::Client::build_with_tls(
+        info,
+        redis::TlsCertificates {
+          client_tls: None,
+          root_cert: Some(ca.clone()),
+        },
+      ),
+      None => redis::Client::open(info),
+    };
+    client.map_err(|e| self.error(what, e))
+  }
+
   async fn con(&self) -> Result<ConnectionManager> {
     if self.closed.load(Ordering::Acquire) {
       return Err(LockError::Closed);
@@ -206,8 +234,7 @@ impl RedisStore {
     let con = self
       .cmd
       .get_or_try_init(|| async {
-        let client =
-          redis::Client::open(self.info.clone()).map_err(|e| self.error("connect", e))?;
+        let client = self.client(self.info.clone(), "connect")?;
         ConnectionManager::new_lazy_with_config(client, Self::manager_config())
           .map_err(|e| self.error("connect", e))
       })
@@ -247,8 +274,7 @@ impl RedisStore {
           .redis_settings()
           .clone()
           .set_protocol(ProtocolVersion::RESP3);
-        let client = redis::Client::open(self.info.clone().set_redis_settings(settings))
-          .map_err(|e| self.error("subscribe", e))?;
+        let client = self.client(self.info.clone().set_redis_settings(settings), "subscribe")?;
         let config = Self::manager_config()
           .set_push_sender(push)
           .set_automatic_resubscription();
