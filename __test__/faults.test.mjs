@@ -37,6 +37,20 @@ describe('redis faults', () => {
     await locks.close()
   })
 
+  test('a lost lock with no listeners does not crash the process', async () => {
+    const locks = createClient({ redis: server.url })
+    const lock = await locks.acquire('unwatched', { ttl: 10_000, refreshInterval: 50 })
+    const aborted = once(lock.signal, 'abort') // a listener on the signal, none on the lock
+    const redis = new Redis(server.url)
+    await redis.del('lock:unwatched')
+    await aborted
+    assert.equal(lock.listenerCount('lost'), 0)
+    assert.equal(lock.lost, true)
+    assert.equal(lock.signal.reason.code, 'ERR_LOCK_LOST')
+    redis.disconnect()
+    await locks.close()
+  })
+
   test('redis killed and restarted: typed errors while down, no double grant, recovery', async () => {
     const srv = await startRedis()
     const holder = createClient({ redis: srv.url })

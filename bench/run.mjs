@@ -10,13 +10,13 @@
 //                  -> acquisitions/s, handoff gap p50/p99, same-worker share, Jain index, max wait
 // plus the CPU time per cycle of the client(s) and of redis-server in each scenario.
 // Prints the tables and writes bench/RESULTS.md (a block between the NOTES markers is kept).
-import { spawn, fork, execFileSync } from 'node:child_process'
+import { fork, execFileSync } from 'node:child_process'
 import { readFileSync, writeFileSync, existsSync } from 'node:fs'
-import net from 'node:net'
 import os from 'node:os'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { createRequire } from 'node:module'
+import { startRedis } from '../__test__/support/servers.mjs'
 import { PEERS, RETRY, TTL, openPeer } from './peers.mjs'
 
 // Scenarios 1 and 2 run in ROUNDS rounds, the libraries taking turns, and report the median
@@ -37,58 +37,7 @@ const elapsedS = (t0) => Number(now() - t0) / 1e9
 
 // ---- redis-server --------------------------------------------------------------------------
 
-/** A free TCP port on 127.0.0.1 (never 6379, in case a developer's own Redis is about to use it). */
-async function freePort() {
-  for (;;) {
-    const port = await new Promise((resolve, reject) => {
-      const srv = net.createServer().on('error', reject)
-      srv.listen(0, '127.0.0.1', () => {
-        const { port } = srv.address()
-        srv.close(() => resolve(port))
-      })
-    })
-    if (port !== 6379) return port
-  }
-}
-
-/** Resolves the first reply line to one inline command (no client library involved). */
-function rawCommand(port, line) {
-  return new Promise((resolve, reject) => {
-    const sock = net.connect(port, '127.0.0.1')
-    let buf = ''
-    sock.setTimeout(1000, () => sock.destroy(new Error('timeout')))
-    sock.on('error', reject)
-    sock.on('data', (chunk) => {
-      buf += chunk
-      if (buf.includes('\r\n')) {
-        sock.end()
-        resolve(buf.slice(0, buf.indexOf('\r\n')))
-      }
-    })
-    sock.write(`${line}\r\n`)
-  })
-}
-
-async function startRedis() {
-  const port = await freePort()
-  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no']
-  const child = spawn('redis-server', args, { stdio: 'ignore' })
-  // Stop it by PID however this process ends.
-  process.on('exit', () => child.exitCode === null && process.kill(child.pid, 'SIGKILL'))
-  for (let i = 0; i < 300; i++) {
-    if (child.exitCode !== null) throw new Error(`redis-server exited with code ${child.exitCode}`)
-    if ((await rawCommand(port, 'PING').catch(() => '')) === '+PONG') return { port, child }
-    await sleep(10)
-  }
-  throw new Error('redis-server did not answer PING within 3 s')
-}
-
-async function stopRedis({ child }) {
-  if (child.exitCode !== null) return
-  const exited = new Promise((resolve) => child.once('exit', resolve))
-  process.kill(child.pid, 'SIGTERM')
-  await exited
-}
+// redis-server on a free port, stopped by PID: the same helper the tests use.
 
 /** Mean time of one PING round trip with ioredis (µs): a yardstick of the machine's speed now. */
 async function pingUs(port) {
@@ -173,7 +122,7 @@ async function rounds(results, field, label, scenario, redis) {
   for (const r of results) peers.push(await openPeer(r.peer, redis.port))
   const runs = results.map(() => [])
   for (let k = 0; k < ROUNDS; k++) {
-    for (let i = 0; i < results.length; i++) runs[i].push(await scenario(peers[i], redis.child.pid))
+    for (let i = 0; i < results.length; i++) runs[i].push(await scenario(peers[i], redis.pid))
   }
   for (let i = 0; i < results.length; i++) {
     const sorted = runs[i].sort((a, b) => a.rate - b.rate)
@@ -477,7 +426,7 @@ async function main() {
   const info = machine()
   console.log(`node ${info.node}, redis-server ${info.redis}, ${info.nproc} CPUs (${info.cpu}), load ${info.load}`)
   const redis = await startRedis()
-  console.log(`redis-server pid ${redis.child.pid} on port ${redis.port}`)
+  console.log(`redis-server pid ${redis.pid} on port ${redis.port}`)
   // To tell how much CPU other processes took during the run (the machine may be shared).
   const t0 = now()
   const busy0 = machineBusyUs()
@@ -490,19 +439,19 @@ async function main() {
     await rounds(results, 'seq', '1. sequential  ', sequential, redis)
     await rounds(results, 'conc', '2. 64 keys     ', concurrent, redis)
     for (const r of results) {
-      r.c = analyze(await contend(r.peer, redis.port, redis.child.pid))
+      r.c = analyze(await contend(r.peer, redis.port, redis.pid))
       console.log(
         `3. contention   ${r.peer.padEnd(16)} ${int(r.c.rate).padStart(8)} acq/s, gap p50 ${ms(r.c.p50)} ms, ` +
           `p99 ${ms(r.c.p99)} ms (other worker: p50 ${ms(r.c.crossP50)}), same ${(r.c.same * 100).toFixed(1)}%, Jain ${r.c.jain.toFixed(3)}, ` +
           `max wait ${r.c.maxWait.toFixed(1)} ms${r.c.overlaps ? `, WARNING ${r.c.overlaps} overlaps` : ''}`,
       )
     }
-    const own = clientCpuUs() - own0 + redisCpuUs(redis.child.pid) + workersCpuUs
+    const own = clientCpuUs() - own0 + redisCpuUs(redis.pid) + workersCpuUs
     info.outside = (machineBusyUs() - busy0 - own) / (elapsedS(t0) * 1e6)
     info.pingEnd = await pingUs(redis.port)
     console.log(`other processes: ${outsideLoad(info.outside)}`)
   } finally {
-    await stopRedis(redis)
+    await redis.stop('SIGTERM')
   }
   const { throughput, cpu, contention } = tables(results)
   const all = [throughput, cpu, contention, targets(results)].map((t) => t.join('\n'))

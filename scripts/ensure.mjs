@@ -27,11 +27,6 @@ if (wantServers && !(onPath('redis-server') && onPath('redis-cli'))) {
   }
 }
 
-if (!onPath('cargo')) {
-  console.error('[ensure] the Rust toolchain (cargo) is required to build the addon: https://rustup.rs')
-  process.exit(1)
-}
-
 if (!existsSync(join(root, 'node_modules', '@napi-rs', 'cli', 'package.json'))) {
   run('npm', ['install', '--no-audit', '--no-fund'])
 }
@@ -47,4 +42,10 @@ const sources = ['src', 'crates/core/src', 'crates/core/Cargo.toml', 'Cargo.toml
 const sourceTime = Math.max(...sources.map((s) => newest(join(root, s))))
 const addons = readdirSync(root).filter((f) => /^ferrolock\..+\.node$/.test(f))
 const addonTime = Math.max(0, ...addons.map((f) => statSync(join(root, f)).mtimeMs))
-if (addonTime < sourceTime) run('npm', ['run', 'build'])
+if (addonTime < sourceTime) {
+  if (!onPath('cargo')) {
+    console.error('[ensure] the Rust toolchain (cargo) is required to build the addon: https://rustup.rs')
+    process.exit(1)
+  }
+  run('npm', ['run', 'build'])
+}
