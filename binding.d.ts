@@ -20,6 +20,11 @@ export declare class NativeClient {
    * `id` names this call for `cancel`.
    */
   acquire(name: string, options: NativeAcquireOptions, id: number): Promise<NativeLock | null>
+  /**
+   * Registers the cancellation handle of acquire `id` before the acquire starts, so a
+   * `cancel(id)` right after the call is never missed.
+   */
+  prepare(id: number): void
   /** Cancels the acquire with this id (it rejects with ERR_ABORTED). */
   cancel(id: number): void
   inspect(name: string): Promise<NativeLockInfo | null>

@@ -288,7 +288,7 @@ export declare class Client {
   using<T>(name: string, fn: UsingFunction<T>): Promise<T>
   /** Like `using(name, fn)`, passing the outcome to `callback`. */
   using<T>(name: string, fn: UsingFunction<T>, callback: Callback<T>): void
-  /** Like `using(name, fn)` with acquire options (auto-extend follows `options.autoExtend`). */
+  /** Like `using(name, fn)` with acquire options; the lock is always auto-extended (`autoExtend: false` rejects ERR_INVALID_ARG). */
   using<T>(name: string, options: AcquireOptions | undefined, fn: UsingFunction<T>): Promise<T>
   /** Like `using(name, options, fn)`, passing the outcome to `callback`. */
   using<T>(name: string, options: AcquireOptions | undefined, fn: UsingFunction<T>, callback: Callback<T>): void

@@ -230,6 +230,7 @@ const call = (logger, level, obj, msg) => logger && typeof logger[level] === 'fu
 // ---- Lock ----------------------------------------------------------------------------------------
 
 const asyncDispose = Symbol.asyncDispose || Symbol.for('nodejs.asyncDispose')
+const kClientClosed = Symbol('clientClosed')
 
 class Lock extends EventEmitter {
   #native
@@ -238,10 +239,13 @@ class Lock extends EventEmitter {
   #over = false
   #endReason = null // the abort reason once the lock is over
 
-  constructor(nativeLock, logger, autoExtend) {
+  #onOver
+
+  constructor(nativeLock, logger, autoExtend, onOver) {
     super()
     this.#native = nativeLock
     this.#logger = logger
+    this.#onOver = onOver
     this.name = nativeLock.name
     this.token = nativeLock.token
     this.owner = nativeLock.owner
@@ -282,38 +286,56 @@ class Lock extends EventEmitter {
         ev = null
       }
       if (!ev) return
-      switch (ev.kind) {
-        case 'probe':
-          ack = ev.probe // answered by the next nextEvent call
-          break
-        case 'refreshed':
-          this.emit('refreshed', { ttl: ev.ttl })
-          break
-        case 'expiring':
-          call(this.#logger, 'warn', { lock: this.name, remaining: ev.remaining }, 'ferrolock: lease expiring')
-          this.emit('expiring', { remaining: ev.remaining })
-          break
-        case 'error': {
-          const err = new BackendUnavailableError(`heartbeat of lock "${this.name}" failed: ${ev.message}`)
-          call(this.#logger, 'error', { lock: this.name, err }, 'ferrolock: heartbeat failed')
-          // Recoverable: only reported to those who listen, never crashes the process.
-          if (this.listenerCount('error') > 0) this.emit('error', err)
-          break
-        }
-        case 'lost':
-          this.#finish('lost', ev.reason)
-          break
-        case 'released':
-          this.#finish('released')
-          break
+      // release() may have ended the lock already: nothing is reported after that.
+      if (this.#over && ev.kind !== 'probe') continue
+      try {
+        this.#deliver(ev)
+      } catch (err) {
+        // A listener threw: surface it like any listener error, but keep the heartbeat going.
+        process.nextTick(() => {
+          throw err
+        })
       }
+      if (ev.kind === 'probe') ack = ev.probe // answered by the next nextEvent call
     }
+  }
+
+  #deliver(ev) {
+    switch (ev.kind) {
+      case 'refreshed':
+        this.emit('refreshed', { ttl: ev.ttl })
+        break
+      case 'expiring':
+        call(this.#logger, 'warn', { lock: this.name, remaining: ev.remaining }, 'ferrolock: lease expiring')
+        this.emit('expiring', { remaining: ev.remaining })
+        break
+      case 'error': {
+        const err = new BackendUnavailableError(`heartbeat of lock "${this.name}" failed: ${ev.message}`)
+        call(this.#logger, 'error', { lock: this.name, err }, 'ferrolock: heartbeat failed')
+        // Recoverable: only reported to those who listen, never crashes the process.
+        if (this.listenerCount('error') > 0) this.emit('error', err)
+        break
+      }
+      case 'lost':
+        this.#finish('lost', ev.reason)
+        break
+      case 'released':
+        this.#finish('released')
+        break
+    }
+  }
+
+  // Called by Client#close after the native side released everything.
+  [kClientClosed]() {
+    if (this.lost) this.#finish('lost', 'the lock was already gone when the client closed')
+    else this.#finish('released')
   }
 
   // Ends the lock once: aborts the signal and emits 'lost' or 'released'.
   #finish(kind, reason) {
     if (this.#over) return
     this.#over = true
+    this.#onOver(this)
     if (kind === 'lost') {
       const err = new LockLostError(`lock "${this.name}" was lost: ${reason}`)
       call(this.#logger, 'warn', { lock: this.name, fence: String(this.fence) }, err.message)
@@ -360,6 +382,8 @@ class Client {
   #native
   #logger
   #closed = false
+  #locks = new Set() // Lock objects not over yet, to end them on close()
+  #forget = (lock) => this.#locks.delete(lock)
 
   constructor(nativeClient, logger) {
     this.#native = nativeClient
@@ -394,10 +418,16 @@ class Client {
     if (signal && signal.aborted) throw new AbortedError(`acquiring lock "${name}" was aborted`)
     const id = (nextRequest = (nextRequest % 0xfffffffe) + 1)
     const onAbort = () => this.#native.cancel(id)
-    if (signal) signal.addEventListener('abort', onAbort, { once: true })
+    if (signal) {
+      this.#native.prepare(id) // registered now: an abort right after this call is not missed
+      signal.addEventListener('abort', onAbort, { once: true })
+    }
     try {
       const nativeLock = await native(this.#native.acquire(name, opts, id))
-      return nativeLock ? new Lock(nativeLock, this.#logger, opts.autoExtend) : null
+      if (!nativeLock) return null
+      const lock = new Lock(nativeLock, this.#logger, opts.autoExtend, this.#forget)
+      this.#locks.add(lock)
+      return lock
     } finally {
       if (signal) signal.removeEventListener('abort', onAbort)
     }
@@ -411,6 +441,9 @@ class Client {
     if (typeof options === 'function') return this.using(name, undefined, options, fn)
     return settle(callback, async () => {
       if (typeof fn !== 'function') throw invalid(`fn must be a function (got ${show(fn)})`)
+      if (isPlainObject(options) && options.autoExtend === false) {
+        throw invalid('options.autoExtend: using() always auto-extends the lock while fn runs')
+      }
       const lock = await this.acquire(name, options)
       let result
       try {
@@ -440,6 +473,7 @@ class Client {
     return settle(callback, async () => {
       this.#closed = true
       await this.#native.close()
+      for (const lock of this.#locks) lock[kClientClosed]() // deleting while iterating a Set is safe
     })
   }
 

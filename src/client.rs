@@ -89,23 +89,36 @@ impl NativeClient {
     options: NativeAcquireOptions,
     id: u32,
   ) -> napi::Result<Option<NativeLock>> {
-    let options = options.into_core()?;
-    let cancel = CancellationToken::new();
-    self
+    let cancel = self
       .cancels
       .lock()
       .unwrap_or_else(|e| e.into_inner())
-      .insert(id, cancel.clone());
+      .entry(id)
+      .or_default()
+      .clone();
     let _guard = CancelGuard {
       id,
       cancels: self.cancels.clone(),
     };
+    let options = options.into_core()?;
     let lock = self
       .manager
       .acquire(&name, options, cancel)
       .await
       .map_err(to_napi)?;
     Ok(lock.map(NativeLock::new))
+  }
+
+  /// Registers the cancellation handle of acquire `id` before the acquire starts, so a
+  /// `cancel(id)` right after the call is never missed.
+  #[napi]
+  pub fn prepare(&self, id: u32) {
+    self
+      .cancels
+      .lock()
+      .unwrap_or_else(|e| e.into_inner())
+      .entry(id)
+      .or_default();
   }
 
   /// Cancels the acquire with this id (it rejects with ERR_ABORTED).

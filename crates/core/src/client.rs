@@ -201,10 +201,19 @@ impl LockManager {
 
     let token = uuid::Uuid::new_v4().to_string();
     let waiting = opts.wait != Wait::No && opts.wait != Wait::For(Duration::ZERO);
-    let result = self.attempts(name, &opts, &token, waiting, &cancel).await;
-    if waiting && !matches!(result, Ok(Some(_))) {
-      // Leave the FIFO queue so the next waiter is not held up by our stale place.
-      let _ = self.store.leave_queue(name, &token).await;
+    let mut errored = false;
+    let result = self
+      .attempts(name, &opts, &token, waiting, &cancel, &mut errored)
+      .await;
+    if !matches!(result, Ok(Some(_))) {
+      if errored {
+        // An attempt whose reply was lost may have taken the lock under our token.
+        let _ = self.store.release(name, &token).await;
+      }
+      if waiting {
+        // Leave the FIFO queue so the next waiter is not held up by our stale place.
+        let _ = self.store.leave_queue(name, &token).await;
+      }
     }
     result
   }
@@ -216,6 +225,7 @@ impl LockManager {
     token: &str,
     waiting: bool,
     cancel: &CancellationToken,
+    errored: &mut bool,
   ) -> Result<Option<Lock>> {
     let deadline = match opts.wait {
       Wait::For(d) => Some(Instant::now() + d),
@@ -289,8 +299,14 @@ impl LockManager {
           last_error = None;
           hint = holder.remaining;
         }
-        Err(err) if waiting && err.is_retryable() => last_error = Some(err),
-        Err(err) => return Err(err),
+        Err(err) if waiting && err.is_retryable() => {
+          *errored = true;
+          last_error = Some(err);
+        }
+        Err(err) => {
+          *errored = true;
+          return Err(err);
+        }
       }
       if !waiting {
         return Ok(None);
@@ -337,16 +353,15 @@ impl LockManager {
         tokio::select! {
           _ = sleep_until(wake_at) => break,
           _ = async { match notified.as_mut().as_pin_mut() { Some(n) => n.await, None => std::future::pending().await } } => {
-            match &watch {
-              Some(w) if !w.addressed_to(token) => {
-                // Another waiter is first in line: keep waiting for the next wake-up.
-                notified.set(watch.as_ref().map(Watch::notified));
-                if let Some(n) = notified.as_mut().as_pin_mut() {
-                  n.enable();
-                }
-              }
-              _ => break,
+            // Arm the next wake-up before looking at this one, so none slips in between.
+            notified.set(watch.as_ref().map(Watch::notified));
+            if let Some(n) = notified.as_mut().as_pin_mut() {
+              n.enable();
             }
+            if watch.as_ref().is_none_or(|w| w.addressed_to(token)) {
+              break;
+            }
+            // Another waiter is first in line: keep waiting.
           }
           _ = cancel.cancelled() => return Err(self.stop_error(name, cancel)),
           _ = self.closed.cancelled() => return Err(LockError::Closed),

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Mutex as AsyncMutex, Notify};
 use tokio::time::{sleep_until, timeout_at, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -74,6 +74,11 @@ pub(crate) struct LockInner {
   state: Mutex<State>,
   events_rx: Mutex<Option<mpsc::UnboundedReceiver<LeaseEvent>>>,
   stop: CancellationToken,
+  /// Extends (heartbeat or manual) go one at a time, so the lease we record is the one the
+  /// server applied last.
+  extending: AsyncMutex<()>,
+  /// Wakes the heartbeat to re-read its schedule after a manual `extend`.
+  reschedule: Notify,
   probe: Option<watch::Sender<u64>>,
   registry: Weak<Registry>,
   lost_flag: AtomicBool,
@@ -125,6 +130,8 @@ impl Lock {
       }),
       events_rx: Mutex::new(Some(rx)),
       stop: CancellationToken::new(),
+      extending: AsyncMutex::new(()),
+      reschedule: Notify::new(),
       probe: new.probe.then(|| watch::channel(0).0),
       registry: Arc::downgrade(registry),
       lost_flag: AtomicBool::new(false),
@@ -210,6 +217,7 @@ impl Lock {
     if self.is_finished() {
       return Ok(false);
     }
+    let _one_at_a_time = self.inner.extending.lock().await;
     let started = Instant::now();
     let ok = self
       .inner
@@ -217,7 +225,8 @@ impl Lock {
       .extend(&self.inner.name, &self.inner.token, ttl)
       .await?;
     if ok {
-      self.inner.refreshed(started, Some(ttl));
+      self.inner.refreshed(started, ttl);
+      self.inner.reschedule.notify_one();
     } else {
       self.inner.finish(Some(LostReason::Gone));
     }
@@ -252,23 +261,23 @@ impl LockInner {
     }
   }
 
-  fn refreshed(&self, started: Instant, new_ttl: Option<Duration>) {
-    let ttl = {
+  /// Records a lease of `ttl` renewed by a request sent at `started`.
+  fn refreshed(&self, started: Instant, ttl: Duration) {
+    {
       let mut st = self.state();
       if st.finished {
         return;
       }
-      if let Some(ttl) = new_ttl {
+      if ttl != st.ttl {
         st.ttl = ttl;
         st.refresh = st
           .refresh_explicit
           .filter(|r| *r < ttl)
           .unwrap_or_else(|| default_refresh(ttl));
       }
-      st.valid_until = started + st.ttl;
+      st.valid_until = started + ttl;
       st.last_refresh = started;
-      st.ttl
-    };
+    }
     self.emit(LeaseEvent::Refreshed { ttl });
   }
 
@@ -308,9 +317,9 @@ async fn heartbeat(inner: Arc<LockInner>) {
   let mut expiring_sent = false;
   let mut probe_n = 0u64;
   loop {
-    let (valid_until, refresh, ttl, last) = {
+    let (valid_until, refresh, last) = {
       let st = inner.state();
-      (st.valid_until, st.refresh, st.ttl, st.last_refresh)
+      (st.valid_until, st.refresh, st.last_refresh)
     };
     let next = if failing {
       Instant::now() + (refresh / 4).max(Duration::from_millis(5))
@@ -319,6 +328,7 @@ async fn heartbeat(inner: Arc<LockInner>) {
     };
     tokio::select! {
       _ = inner.stop.cancelled() => return,
+      _ = inner.reschedule.notified() => continue, // a manual extend changed the schedule
       _ = sleep_until(next.min(valid_until)) => {}
     }
     if Instant::now() >= valid_until {
@@ -336,28 +346,38 @@ async fn heartbeat(inner: Arc<LockInner>) {
         _ = acked.wait_for(|v| *v >= probe_n) => {}
       }
     }
-    let started = Instant::now();
+    let extend = async {
+      let guard = inner.extending.lock().await;
+      // Read the lease after waiting our turn: a manual extend may have changed it.
+      let (ttl, valid_until) = {
+        let st = inner.state();
+        (st.ttl, st.valid_until)
+      };
+      let started = Instant::now();
+      let r = inner.store.extend(&inner.name, &inner.token, ttl).await;
+      (r, started, ttl, valid_until, guard)
+    };
     let result = tokio::select! {
       _ = inner.stop.cancelled() => return,
-      r = timeout_at(valid_until, inner.store.extend(&inner.name, &inner.token, ttl)) => r,
+      r = timeout_at(valid_until, extend) => r,
     };
     match result {
       Err(_) => {
         lost_by_expiry(&inner);
         return;
       }
-      Ok(Ok(true)) => {
+      Ok((Ok(true), started, ttl, _, _guard)) => {
         failing = false;
         expiring_sent = false;
-        inner.refreshed(started, None);
+        inner.refreshed(started, ttl);
       }
-      Ok(Ok(false)) => {
+      Ok((Ok(false), ..)) => {
         if !inner.stop.is_cancelled() {
           inner.finish(Some(LostReason::Gone));
         }
         return;
       }
-      Ok(Err(err)) => {
+      Ok((Err(err), _, _, valid_until, _)) => {
         failing = true;
         inner.emit(LeaseEvent::Error {
           message: err.to_string(),

@@ -110,7 +110,8 @@ pub struct RedisStore {
   /// Removed from every message, in case a driver ever echoes it.
   secret: Option<String>,
   scripts: Scripts,
-  cmd: OnceCell<ConnectionManager>,
+  /// The command connection, made on first use and dropped by `close`.
+  cmd: std::sync::Mutex<Option<ConnectionManager>>,
   subs: OnceCell<mpsc::UnboundedSender<SubCmd>>,
   hub: WakeHub,
   sub_tx: mpsc::UnboundedSender<SubCmd>,
@@ -186,7 +187,7 @@ impl RedisStore {
         leave: Script::new(include_str!("redis/leave.lua")),
         inspect: Script::new(include_str!("redis/inspect.lua")),
       },
-      cmd: OnceCell::new(),
+      cmd: std::sync::Mutex::new(None),
       subs: OnceCell::new(),
       hub,
       sub_tx,
@@ -231,15 +232,16 @@ impl RedisStore {
     if self.closed.load(Ordering::Acquire) {
       return Err(LockError::Closed);
     }
-    let con = self
-      .cmd
-      .get_or_try_init(|| async {
-        let client = self.client(self.info.clone(), "connect")?;
-        ConnectionManager::new_lazy_with_config(client, Self::manager_config())
-          .map_err(|e| self.error("connect", e))
-      })
-      .await?;
-    Ok(con.clone())
+    let mut cmd = self.cmd.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(con) = cmd.as_ref() {
+      return Ok(con.clone());
+    }
+    // Lazy: this connects on the first command, not here.
+    let client = self.client(self.info.clone(), "connect")?;
+    let con = ConnectionManager::new_lazy_with_config(client, Self::manager_config())
+      .map_err(|e| self.error("connect", e))?;
+    *cmd = Some(con.clone());
+    Ok(con)
   }
 
   /// Starts the subscription task on first use and returns its command queue.
@@ -496,6 +498,7 @@ impl LockStore for RedisStore {
 
   async fn close(&self) {
     self.closed.store(true, Ordering::Release);
+    self.cmd.lock().unwrap_or_else(|e| e.into_inner()).take();
     let _ = self.sub_tx.send(SubCmd::Shutdown);
     self.hub.wake_all();
   }

@@ -29,6 +29,12 @@ local function enqueue()
   end
 end
 
+-- Ours already: an earlier attempt ran although its reply was lost (a timeout). Take it.
+if redis.call('HGET', KEYS[1], 'id') == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  return {1, redis.call('HGET', KEYS[1], 'fence')}
+end
+
 -- Held: report the owner and the time left.
 if redis.call('EXISTS', KEYS[1]) == 1 then
   if queue_ms > 0 then
