@@ -60,23 +60,23 @@ struct Keys {
   channel: String,
 }
 
-/// Whether `key` has a hash tag Redis Cluster would use (a non-empty `{...}`).
-fn has_hash_tag(key: &str) -> bool {
-  match key.find('{') {
-    Some(open) => key[open + 1..].find('}').is_some_and(|close| close > 0),
-    None => false,
-  }
+/// The hash tag Redis Cluster would use for `key`: the text inside the first `{...}`, when
+/// it is not empty.
+fn hash_tag(key: &str) -> Option<&str> {
+  let open = key.find('{')?;
+  let len = key[open + 1..].find('}')?;
+  (len > 0).then(|| &key[open + 1..open + 1 + len])
 }
 
 impl Keys {
   fn new(prefix: &str, name: &str) -> Self {
     let lock = format!("{prefix}{name}");
-    // The companion keys must hash to the lock's slot: reuse its tag, or make the whole lock
-    // key the tag (a key without a tag hashes as a whole, so `{key}` lands in the same slot).
-    let base = if has_hash_tag(&lock) {
-      lock.clone()
-    } else {
-      format!("{{{lock}}}")
+    // The companion keys must hash to the lock's slot, and must not be the key of another
+    // lock: they start with `{tag}` (a key without a tag hashes as a whole, so `{key}` lands in
+    // its slot), where lock keys start with the prefix.
+    let base = match hash_tag(&lock) {
+      Some(tag) => format!("{{{tag}}}:{lock}"),
+      None => format!("{{{lock}}}"),
     };
     Keys {
       fence: format!("{base}:fence"),
@@ -521,8 +521,11 @@ mod tests {
     assert_eq!(k.fence, "{lock:job}:fence");
     assert_eq!(k.channel, "{lock:job}:released");
     let tagged = Keys::new("lock:", "{tenant}job");
-    assert_eq!(tagged.fence, "lock:{tenant}job:fence");
-    assert!(!has_hash_tag("a{}b"));
+    assert_eq!(tagged.fence, "{tenant}:lock:{tenant}job:fence");
+    // Not the key of the lock named "{tenant}job:fence".
+    assert_ne!(tagged.fence, Keys::new("lock:", "{tenant}job:fence").lock);
+    assert_eq!(hash_tag("a{}b{c}"), None);
+    assert_eq!(hash_tag("x{ab}y"), Some("ab"));
   }
 
   #[test]
