@@ -29,6 +29,19 @@ fn req<'a>(token: &'a str, ttl_ms: u64) -> AcquireRequest<'a> {
   }
 }
 
+/// One attempt, reduced to "granted", "held" or "error" for compact assertions.
+async fn outcome<S: LockStore + ?Sized>(
+  store: &S,
+  name: &str,
+  req: &AcquireRequest<'_>,
+) -> &'static str {
+  match store.try_acquire(name, req).await {
+    Ok(Acquire::Granted(_)) => "granted",
+    Ok(Acquire::Held(_)) => "held",
+    Err(_) => "error",
+  }
+}
+
 fn redis_store(server: &RedisServer) -> Arc<RedisStore> {
   Arc::new(
     RedisStore::new(RedisOptions {
@@ -191,39 +204,21 @@ async fn fifo<S: LockStore>(store: Arc<S>) {
     queue_for: Some(Duration::from_secs(5)),
     ..req(token, 5_000)
   };
-  assert!(matches!(
-    store.try_acquire(&name, &req("holder", 5_000)).await,
-    Ok(Acquire::Granted(_))
-  ));
-  assert!(matches!(
-    store.try_acquire(&name, &queued("w1")).await,
-    Ok(Acquire::Held(_))
-  ));
-  assert!(matches!(
-    store.try_acquire(&name, &queued("w2")).await,
-    Ok(Acquire::Held(_))
-  ));
+  assert_eq!(
+    outcome(&*store, &name, &req("holder", 5_000)).await,
+    "granted"
+  );
+  assert_eq!(outcome(&*store, &name, &queued("w1")).await, "held");
+  assert_eq!(outcome(&*store, &name, &queued("w2")).await, "held");
   assert!(store.release(&name, "holder").await.expect("release"));
   // Free, but w1 came first: w2 and a non-waiter are turned away.
-  assert!(matches!(
-    store.try_acquire(&name, &queued("w2")).await,
-    Ok(Acquire::Held(_))
-  ));
-  assert!(matches!(
-    store.try_acquire(&name, &req("x", 5_000)).await,
-    Ok(Acquire::Held(_))
-  ));
-  assert!(matches!(
-    store.try_acquire(&name, &queued("w1")).await,
-    Ok(Acquire::Granted(_))
-  ));
+  assert_eq!(outcome(&*store, &name, &queued("w2")).await, "held");
+  assert_eq!(outcome(&*store, &name, &req("x", 5_000)).await, "held");
+  assert_eq!(outcome(&*store, &name, &queued("w1")).await, "granted");
   assert!(store.release(&name, "w1").await.expect("release"));
   // A waiter that gives up lets the next one through.
   store.leave_queue(&name, "w2").await.expect("leave");
-  assert!(matches!(
-    store.try_acquire(&name, &req("x", 5_000)).await,
-    Ok(Acquire::Granted(_))
-  ));
+  assert_eq!(outcome(&*store, &name, &req("x", 5_000)).await, "granted");
   assert!(store.release(&name, "x").await.expect("release"));
 }
 
@@ -332,10 +327,10 @@ async fn deadlines_and_cancel<S: LockStore>(store: Arc<S>) {
   assert!(matches!(err, LockError::Aborted(_)), "{err:?}");
   // The cancelled waiter left the queue: a non-waiter gets the lock right after release.
   assert!(held.release().await.expect("release"));
-  assert!(matches!(
-    store.try_acquire(&name, &req("after", 1_000)).await,
-    Ok(Acquire::Granted(_))
-  ));
+  assert_eq!(
+    outcome(&*store, &name, &req("after", 1_000)).await,
+    "granted"
+  );
   assert_eq!(mgr.stats().pending, 0);
   assert_eq!(mgr.stats().watched, 0);
 }
@@ -400,10 +395,7 @@ async fn heartbeat<S: LockStore>(store: Arc<S>) {
   }
   // Eight refreshes at ttl/3 span more than two ttls: still ours.
   assert!(!lock.is_lost());
-  assert!(matches!(
-    store.try_acquire(&name, &req("other", 1_000)).await,
-    Ok(Acquire::Held(_))
-  ));
+  assert_eq!(outcome(&*store, &name, &req("other", 1_000)).await, "held");
   assert!(lock.release().await.expect("release"));
   assert_eq!(events.recv().await, Some(LeaseEvent::Released));
   assert_eq!(events.recv().await, None);
