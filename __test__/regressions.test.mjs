@@ -63,6 +63,22 @@ describe('regressions (redis)', () => {
     assert.equal(await other.inspect('close-no-extend'), null)
   })
 
+  test('an acquire whose reply timed out still gets the lock it took', async () => {
+    // Writes pause longer than the 3 s response timeout: the first attempt's script runs on the
+    // server after the client gave up on it, so the lock is already ours when we retry.
+    const srv = await startRedis()
+    const client = createClient({ redis: srv.url })
+    await client.inspect('warm-up') // connect before the pause
+    assert.equal(await srv.command('CLIENT PAUSE 3500 WRITE'), '+OK')
+    const lock = await client.acquire('paused', { ttl: 20_000, wait: 8000, retryDelay: 50 })
+    const info = await client.inspect('paused')
+    assert.equal(info.fence, lock.fence)
+    assert.equal(await lock.release(), true)
+    assert.equal(await client.inspect('paused'), null)
+    await client.close()
+    await srv.stop()
+  })
+
   test('using() refuses autoExtend: false', async () => {
     await assert.rejects(
       locks.using('x', { autoExtend: false }, async () => {}),
