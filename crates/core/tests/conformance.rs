@@ -273,14 +273,7 @@ async fn waits_and_wakes<S: LockStore>(store: Arc<S>) {
   assert!(gap < Duration::from_secs(2), "handoff took {gap:?}");
   assert!(next.fence() > held.fence());
   assert!(next.release().await.expect("release"));
-  assert_eq!(
-    mgr.stats(),
-    ferrolock_core::Stats {
-      pending: 0,
-      held: 0,
-      watched: 0
-    }
-  );
+  assert_eq!(mgr.stats(), ferrolock_core::Stats::default());
 }
 
 async fn deadlines_and_cancel<S: LockStore>(store: Arc<S>) {
@@ -472,12 +465,5 @@ async fn close<S: LockStore>(store: Arc<S>) {
     .acquire(&name, opts(1_000), CancellationToken::new())
     .await;
   assert!(matches!(again, Err(LockError::Closed)));
-  assert_eq!(
-    mgr.stats(),
-    ferrolock_core::Stats {
-      pending: 0,
-      held: 0,
-      watched: 0
-    }
-  );
+  assert_eq!(mgr.stats(), ferrolock_core::Stats::default());
 }

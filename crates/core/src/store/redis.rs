@@ -112,7 +112,8 @@ pub struct RedisStore {
   scripts: Scripts,
   /// The command connection, made on first use and dropped by `close`.
   cmd: std::sync::Mutex<Option<ConnectionManager>>,
-  subs: OnceCell<mpsc::UnboundedSender<SubCmd>>,
+  /// Set once the subscription task runs (it is started on first use).
+  subs: OnceCell<()>,
   hub: WakeHub,
   sub_tx: mpsc::UnboundedSender<SubCmd>,
   sub_rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<SubCmd>>>,
@@ -246,6 +247,11 @@ impl RedisStore {
 
   /// Starts the subscription task on first use and returns its command queue.
   async fn subscriber(&self) -> Result<&mpsc::UnboundedSender<SubCmd>> {
+    self.start_subscriptions().await?;
+    Ok(&self.sub_tx)
+  }
+
+  async fn start_subscriptions(&self) -> Result<()> {
     self
       .subs
       .get_or_try_init(|| async {
@@ -283,9 +289,10 @@ impl RedisStore {
         let con = ConnectionManager::new_lazy_with_config(client, config)
           .map_err(|e| self.error("subscribe", e))?;
         tokio::spawn(run_subscriptions(con, rx, self.hub.clone()));
-        Ok(self.sub_tx.clone())
+        Ok(())
       })
-      .await
+      .await?;
+    Ok(())
   }
 
   async fn eval(&self, what: &str, inv: &mut redis::ScriptInvocation<'_>) -> Result<Value> {
