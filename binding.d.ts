@@ -14,6 +14,14 @@ export declare class NativeClient {
   static memory(): NativeClient
   /** One Redis server; connects on first use. */
   static redis(options: NativeRedisOptions): NativeClient
+  /** One DynamoDB table; the SDK client is made on first use. */
+  static dynamodb(options: NativeDynamoOptions): NativeClient
+  /** Creates the lock table and waits until it is ACTIVE; false when it existed. */
+  createLockTable(options: NativeTableOptions): Promise<boolean>
+  /** Deletes the lock table and waits until it is gone; false when there was none. */
+  deleteLockTable(timeout?: number | undefined | null): Promise<boolean>
+  /** The record of `name`, released or not (DynamoDB). */
+  get(name: string): Promise<NativeRecord | null>
   get kind(): string
   /**
    * Acquires `name`; null only for a single attempt (`wait` 0) that found the lock held.
@@ -45,8 +53,10 @@ export declare class NativeLock {
    * the last probe answers that probe (proof that the JS thread is alive).
    */
   nextEvent(ack: number): Promise<NativeEvent | null>
-  extend(ttl: number): Promise<boolean>
-  release(): Promise<boolean>
+  /** Renews the lease to `ttl` ms (default: the current ttl), optionally replacing the data. */
+  extend(ttl?: number | undefined | null, data?: string | Buffer | undefined | null): Promise<boolean>
+  /** Releases the lock, optionally leaving data in the released record (DynamoDB). */
+  release(data?: string | Buffer | undefined | null): Promise<boolean>
 }
 
 /** Acquire options as index.js passes them (all durations in ms). */
@@ -61,7 +71,30 @@ export interface NativeAcquireOptions {
   autoExtend: boolean
   refreshInterval?: number
   owner?: string
-  data?: string
+  data?: string | Buffer
+  /** Warn ('expiring') when less than this is left without a renewal. */
+  safeTime?: number
+  /** DynamoDB only. */
+  replaceData?: boolean
+  /** DynamoDB only. */
+  deleteOnRelease?: boolean
+  /** DynamoDB only: a JSON object of more attributes to store. */
+  additionalAttributes?: string
+}
+
+/** DynamoDB client options. */
+export interface NativeDynamoOptions {
+  table: string
+  region?: string
+  endpoint?: string
+  accessKeyId?: string
+  secretAccessKey?: string
+  sessionToken?: string
+  partitionKey?: string
+  sortKeyName?: string
+  sortKeyValue?: string
+  ttlAttribute?: string
+  requestTimeout?: number
 }
 
 /** One lease event for JS. */
@@ -81,7 +114,20 @@ export interface NativeLockInfo {
   /** Milliseconds left, or null when the store does not know. */
   remainingTtl?: number
   fence: bigint
-  data?: string
+  data?: string | Buffer
+}
+
+/** A DynamoDB lock record, released or not. */
+export interface NativeRecord {
+  owner: string
+  fence: bigint
+  data?: string | Buffer
+  leaseDuration: number
+  released: boolean
+  expired: boolean
+  recordVersionNumber: string
+  /** More attributes, as a JSON object. */
+  attributes: string
 }
 
 /** Redis connection options. */
@@ -105,4 +151,15 @@ export interface NativeStats {
   held: number
   watched: number
   cancellable: number
+}
+
+/** Options of `createLockTable`. */
+export interface NativeTableOptions {
+  /** Provisioned capacity; absent: on-demand. */
+  readCapacity?: number
+  writeCapacity?: number
+  /** [key, value] pairs. */
+  tags?: Array<Array<string>>
+  ttl?: boolean
+  timeout?: number
 }

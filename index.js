@@ -22,8 +22,30 @@ const ACQUIRE_KEYS = [
   'owner',
   'data',
   'signal',
+  'safeTime',
+  // DynamoDB only:
+  'replaceData',
+  'deleteOnRelease',
+  'additionalAttributes',
+  'additionalTimeToWait',
 ]
-const CLIENT_KEYS = ['memory', 'redis', 'keyPrefix', 'logger']
+const DYNAMO_ONLY = ['replaceData', 'deleteOnRelease', 'additionalAttributes', 'additionalTimeToWait']
+const CLIENT_KEYS = ['memory', 'redis', 'dynamodb', 'keyPrefix', 'logger']
+const DYNAMO_KEYS = [
+  'table',
+  'region',
+  'endpoint',
+  'credentials',
+  'partitionKey',
+  'sortKey',
+  'ownerName',
+  'leaseDuration',
+  'heartbeatPeriod',
+  'ttlAttribute',
+  'requestTimeout',
+]
+// cirello's and Amazon's defaults: a 20 s lease renewed every 5 s.
+const DYNAMO_DEFAULTS = { leaseDuration: 20_000, heartbeatPeriod: 5_000 }
 const REDIS_KEYS = ['url', 'host', 'port', 'username', 'password', 'db', 'keyPrefix', 'tls']
 
 // ---- errors ---------------------------------------------------------------------------------
@@ -49,7 +71,9 @@ const InvalidArgumentError = errorClass('InvalidArgumentError', 'ERR_INVALID_ARG
 const BackendUnavailableError = errorClass('BackendUnavailableError', 'ERR_BACKEND_UNAVAILABLE')
 const ClientClosedError = errorClass('ClientClosedError', 'ERR_CLIENT_CLOSED')
 const AbortedError = errorClass('AbortedError', 'ERR_ABORTED')
+const TableNotFoundError = errorClass('TableNotFoundError', 'ERR_TABLE_NOT_FOUND')
 const BY_CODE = {
+  ERR_TABLE_NOT_FOUND: TableNotFoundError,
   ERR_LOCK_NOT_ACQUIRED: LockNotAcquiredError,
   ERR_LOCK_LOST: LockLostError,
   ERR_INVALID_ARG: InvalidArgumentError,
@@ -100,18 +124,41 @@ function checkKeys(obj, allowed, what) {
   }
 }
 
+// Whether `v` is made of JSON values only (what DynamoDB attributes can hold here).
+function isJsonValue(v, depth = 0) {
+  if (depth > 32) return false
+  if (v === null || typeof v === 'string' || typeof v === 'boolean') return true
+  if (typeof v === 'number') return Number.isFinite(v)
+  if (Array.isArray(v)) return v.every((x) => isJsonValue(x, depth + 1))
+  if (isPlainObject(v) && Object.getPrototypeOf(v) === Object.prototype) {
+    return Object.values(v).every((x) => isJsonValue(x, depth + 1))
+  }
+  return false
+}
+
 // Turns user acquire options into the binding's shape; `tryOnly` forces a single attempt.
-function acquireOptions(options, tryOnly) {
+// `defaults` are the client's own (DynamoDB: lease, heartbeat period, owner name).
+function acquireOptions(options, tryOnly, defaults) {
   const o = options === undefined ? {} : options
   checkKeys(o, ACQUIRE_KEYS, 'options')
-  const ttl = o.ttl === undefined ? DEFAULTS.ttl : o.ttl
+  if (defaults.backend !== 'dynamodb') {
+    const key = DYNAMO_ONLY.find((k) => o[k] !== undefined)
+    if (key) throw invalid(`options.${key} is only supported by the dynamodb backend`)
+  }
+  const ttl = o.ttl === undefined ? defaults.ttl : o.ttl
   checkMs(ttl, 'options.ttl')
   const retryDelay = o.retryDelay === undefined ? DEFAULTS.retryDelay : o.retryDelay
   checkMs(retryDelay, 'options.retryDelay', 0)
   const retryJitter = o.retryJitter === undefined ? DEFAULTS.retryJitter : o.retryJitter
   checkMs(retryJitter, 'options.retryJitter', 0)
   let wait
+  if (o.additionalTimeToWait !== undefined) {
+    // cirello: wait up to one lease plus this before giving up.
+    checkMs(o.additionalTimeToWait, 'options.additionalTimeToWait', 0)
+    if (o.wait !== undefined) throw invalid('options.wait and options.additionalTimeToWait exclude each other')
+  }
   if (tryOnly || o.wait === false) wait = 0
+  else if (o.additionalTimeToWait !== undefined) wait = Math.min(MAX_MS, ttl + o.additionalTimeToWait)
   else if (o.wait === undefined || o.wait === true) wait = undefined
   else {
     checkMs(o.wait, 'options.wait', 0)
@@ -124,20 +171,37 @@ function acquireOptions(options, tryOnly) {
     }
     maxRetries = o.maxRetries
   }
-  const autoExtend = o.autoExtend === undefined ? DEFAULTS.autoExtend : o.autoExtend
+  const autoExtend = o.autoExtend === undefined ? defaults.autoExtend : o.autoExtend
   if (typeof autoExtend !== 'boolean') throw invalid(`options.autoExtend must be a boolean (got ${show(autoExtend)})`)
-  if (o.refreshInterval !== undefined) {
-    checkMs(o.refreshInterval, 'options.refreshInterval')
-    if (o.refreshInterval >= ttl) {
-      throw invalid(`options.refreshInterval (${o.refreshInterval}) must be less than options.ttl (${ttl})`)
+  let refreshInterval = o.refreshInterval
+  if (refreshInterval !== undefined) {
+    checkMs(refreshInterval, 'options.refreshInterval')
+    if (refreshInterval >= ttl) {
+      throw invalid(`options.refreshInterval (${refreshInterval}) must be less than options.ttl (${ttl})`)
     }
+  } else if (defaults.refreshInterval !== undefined && defaults.refreshInterval < ttl) {
+    refreshInterval = defaults.refreshInterval
+  }
+  if (o.safeTime !== undefined) {
+    checkMs(o.safeTime, 'options.safeTime')
+    if (o.safeTime >= ttl) throw invalid(`options.safeTime (${o.safeTime}) must be less than options.ttl (${ttl})`)
+  }
+  for (const key of ['replaceData', 'deleteOnRelease']) {
+    if (o[key] !== undefined && typeof o[key] !== 'boolean') {
+      throw invalid(`options.${key} must be a boolean (got ${show(o[key])})`)
+    }
+  }
+  let additionalAttributes
+  if (o.additionalAttributes !== undefined) {
+    if (!isPlainObject(o.additionalAttributes) || !isJsonValue(o.additionalAttributes)) {
+      throw invalid('options.additionalAttributes must be a plain object of JSON values')
+    }
+    additionalAttributes = JSON.stringify(o.additionalAttributes)
   }
   if (o.owner !== undefined && (typeof o.owner !== 'string' || Buffer.byteLength(o.owner) > MAX_NAME_BYTES)) {
     throw invalid(`options.owner must be a string of at most ${MAX_NAME_BYTES} bytes (got ${show(o.owner)})`)
   }
-  if (o.data !== undefined && typeof o.data !== 'string') {
-    throw invalid(`options.data must be a string (got ${show(o.data)})`)
-  }
+  checkData(o.data, 'options.data', defaults.backend)
   if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) {
     throw invalid(`options.signal must be an AbortSignal (got ${show(o.signal)})`)
   }
@@ -150,13 +214,96 @@ function acquireOptions(options, tryOnly) {
       retryJitter,
       maxRetries,
       autoExtend,
-      refreshInterval: o.refreshInterval,
-      owner: o.owner === undefined ? DEFAULT_OWNER : o.owner,
+      refreshInterval,
+      owner: o.owner === undefined ? defaults.owner : o.owner,
       data: o.data,
+      safeTime: o.safeTime,
+      replaceData: o.replaceData,
+      deleteOnRelease: o.deleteOnRelease,
+      additionalAttributes,
     },
   }
 }
 const DEFAULT_OWNER = `${os.hostname()}:${process.pid}`
+
+// Lock data: a string anywhere; a Buffer on the memory and dynamodb backends.
+function checkData(data, what, backend) {
+  if (data === undefined || typeof data === 'string') return
+  if (Buffer.isBuffer(data) && backend !== 'redis') return
+  const allowed = backend === 'redis' ? 'a string' : 'a string or a Buffer'
+  throw invalid(`${what} must be ${allowed} (got ${Buffer.isBuffer(data) ? 'a Buffer' : show(data)})`)
+}
+
+// DynamoDB options. Messages never repeat credentials.
+function dynamoOptions(d) {
+  checkKeys(d, DYNAMO_KEYS, 'options.dynamodb')
+  if (typeof d.table !== 'string') throw invalid(`options.dynamodb.table must be a string (got ${show(d.table)})`)
+  for (const key of ['region', 'partitionKey', 'ttlAttribute', 'ownerName']) {
+    if (d[key] !== undefined && (typeof d[key] !== 'string' || d[key] === '')) {
+      throw invalid(`options.dynamodb.${key} must be a non-empty string`)
+    }
+  }
+  if (d.endpoint !== undefined) {
+    let url
+    try {
+      url = new URL(d.endpoint)
+    } catch {
+      throw invalid('options.dynamodb.endpoint must be an http:// or https:// URL')
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+      throw invalid('options.dynamodb.endpoint must be an http:// or https:// URL')
+    }
+  }
+  let creds = {}
+  if (d.credentials !== undefined) {
+    checkKeys(d.credentials, ['accessKeyId', 'secretAccessKey', 'sessionToken'], 'options.dynamodb.credentials')
+    const { accessKeyId, secretAccessKey, sessionToken } = d.credentials
+    if (typeof accessKeyId !== 'string' || !accessKeyId || typeof secretAccessKey !== 'string' || !secretAccessKey) {
+      throw invalid('options.dynamodb.credentials needs non-empty accessKeyId and secretAccessKey strings')
+    }
+    if (sessionToken !== undefined && typeof sessionToken !== 'string') {
+      throw invalid('options.dynamodb.credentials.sessionToken must be a string')
+    }
+    creds = { accessKeyId, secretAccessKey, sessionToken }
+  }
+  let sortKey = {}
+  if (d.sortKey !== undefined) {
+    checkKeys(d.sortKey, ['name', 'value'], 'options.dynamodb.sortKey')
+    if (typeof d.sortKey.name !== 'string' || typeof d.sortKey.value !== 'string') {
+      throw invalid('options.dynamodb.sortKey needs { name, value } strings')
+    }
+    sortKey = { sortKeyName: d.sortKey.name, sortKeyValue: d.sortKey.value }
+  }
+  const leaseDuration = d.leaseDuration === undefined ? DYNAMO_DEFAULTS.leaseDuration : d.leaseDuration
+  checkMs(leaseDuration, 'options.dynamodb.leaseDuration')
+  const heartbeatPeriod = d.heartbeatPeriod === undefined ? DYNAMO_DEFAULTS.heartbeatPeriod : d.heartbeatPeriod
+  checkMs(heartbeatPeriod, 'options.dynamodb.heartbeatPeriod', 0)
+  if (heartbeatPeriod >= leaseDuration) {
+    throw invalid(
+      `options.dynamodb.heartbeatPeriod (${heartbeatPeriod}) must be less than options.dynamodb.leaseDuration (${leaseDuration})`,
+    )
+  }
+  if (d.requestTimeout !== undefined) checkMs(d.requestTimeout, 'options.dynamodb.requestTimeout')
+  const native = {
+    table: d.table,
+    region: d.region,
+    endpoint: d.endpoint,
+    ...creds,
+    partitionKey: d.partitionKey,
+    ...sortKey,
+    ttlAttribute: d.ttlAttribute,
+    requestTimeout: d.requestTimeout,
+  }
+  // heartbeatPeriod 0: no automatic heartbeats (cirello); call lock.sendHeartbeat() yourself.
+  const defaults = {
+    backend: 'dynamodb',
+    ttl: leaseDuration,
+    refreshInterval: heartbeatPeriod || undefined,
+    autoExtend: heartbeatPeriod > 0,
+    owner: d.ownerName === undefined ? DEFAULT_OWNER : d.ownerName,
+  }
+  return { native, defaults }
+}
 
 // Redis options: a URL string or an object. Messages never repeat the URL (it may hold a password).
 function redisOptions(redis, keyPrefix) {
@@ -225,6 +372,15 @@ function splitCallback(args, arity) {
   return { args: list, callback: undefined }
 }
 
+// Splits ([options], [callback]): a lone argument that is not an options object is the callback
+// (so a callback that is not a function still throws at once).
+function optionsThenCallback(input) {
+  if (input.length === 1 && input[0] !== undefined && !isPlainObject(input[0])) {
+    return { options: undefined, callback: input[0] }
+  }
+  return { options: input[0], callback: input[1] }
+}
+
 const call = (logger, level, obj, msg) => logger && typeof logger[level] === 'function' && logger[level](obj, msg)
 
 // ---- Lock ----------------------------------------------------------------------------------------
@@ -240,22 +396,24 @@ class Lock extends EventEmitter {
   #endReason = null // the abort reason once the lock is over
 
   #onOver
+  #backend
 
-  constructor(nativeLock, logger, autoExtend, onOver) {
+  constructor(nativeLock, logger, pump, onOver, backend) {
     super()
     this.#native = nativeLock
     this.#logger = logger
     this.#onOver = onOver
+    this.#backend = backend
     this.name = nativeLock.name
     this.token = nativeLock.token
     this.owner = nativeLock.owner
     this.fence = nativeLock.fence
     // 'acquired' comes first, once the caller had a chance to attach listeners. The event pump
-    // starts after it; only heartbeats produce events on their own (and wait for the pump to
-    // prove this thread is alive), so without auto-extend there is nothing to pump.
+    // starts after it; only heartbeats (and the session monitor of `safeTime`) produce events
+    // on their own, so without either there is nothing to pump.
     setImmediate(() => {
       this.emit('acquired')
-      if (autoExtend) this.#pump()
+      if (pump) this.#pump()
     })
   }
 
@@ -353,16 +511,44 @@ class Lock extends EventEmitter {
   extend(ttl, callback) {
     return settle(callback, async () => {
       checkMs(ttl, 'ttl')
-      const ok = await native(this.#native.extend(ttl))
-      if (!ok) this.#finish('lost', 'the lock was deleted or taken by another owner')
-      return ok
+      return this.#renewed(await native(this.#native.extend(ttl, undefined)))
     })
   }
 
-  /** Deletes the lock if it is still ours: true, or false when it was already gone. */
-  release(callback) {
+  /**
+   * Renews the lease for its current ttl now (a manual heartbeat, e.g. with `heartbeatPeriod: 0`).
+   * `{ data }` also replaces the stored data (DynamoDB). Resolves false (and emits 'lost') if it is no longer ours.
+   */
+  sendHeartbeat(...input) {
+    const { options, callback } = optionsThenCallback(input)
     return settle(callback, async () => {
-      const ok = await native(this.#native.release())
+      const { data } = this.#dataOption(options, 'sendHeartbeat')
+      return this.#renewed(await native(this.#native.extend(undefined, data)))
+    })
+  }
+
+  #renewed(ok) {
+    if (!ok) this.#finish('lost', 'the lock was deleted or taken by another owner')
+    return ok
+  }
+
+  // `{ data }` of sendHeartbeat and release.
+  #dataOption(options, method) {
+    const o = options === undefined ? {} : options
+    checkKeys(o, ['data'], `${method} options`)
+    checkData(o.data, `${method} options.data`, this.#backend)
+    return o
+  }
+
+  /**
+   * Releases the lock if it is still ours: true, or false when it was already gone. `{ data }` leaves
+   * data in the released record (DynamoDB).
+   */
+  release(...input) {
+    const { options, callback } = optionsThenCallback(input)
+    return settle(callback, async () => {
+      const { data } = this.#dataOption(options, 'release')
+      const ok = await native(this.#native.release(data))
       if (ok) this.#finish('released')
       else this.#finish('lost', 'the lock was already gone when it was released')
       return ok
@@ -385,12 +571,15 @@ class Client {
   #locks = new Set() // Lock objects not over yet, to end them on close()
   #forget = (lock) => this.#locks.delete(lock)
 
-  constructor(nativeClient, logger) {
+  #defaults
+
+  constructor(nativeClient, logger, defaults) {
     this.#native = nativeClient
     this.#logger = logger
+    this.#defaults = defaults
   }
 
-  /** 'memory' or 'redis'. */
+  /** 'memory', 'redis' or 'dynamodb'. */
   get backend() {
     return this.#native.kind
   }
@@ -413,7 +602,7 @@ class Client {
 
   async #acquire(name, options, tryOnly) {
     checkName(name)
-    const { signal, native: opts } = acquireOptions(options, tryOnly)
+    const { signal, native: opts } = acquireOptions(options, tryOnly, this.#defaults)
     if (this.#closed) throw new ClientClosedError('the lock client is closed')
     if (signal && signal.aborted) throw new AbortedError(`acquiring lock "${name}" was aborted`)
     const id = (nextRequest = (nextRequest % 0xfffffffe) + 1)
@@ -425,7 +614,8 @@ class Client {
     try {
       const nativeLock = await native(this.#native.acquire(name, opts, id))
       if (!nativeLock) return null
-      const lock = new Lock(nativeLock, this.#logger, opts.autoExtend, this.#forget)
+      const pump = opts.autoExtend || opts.safeTime !== undefined
+      const lock = new Lock(nativeLock, this.#logger, pump, this.#forget, this.#defaults.backend)
       this.#locks.add(lock)
       return lock
     } finally {
@@ -468,6 +658,86 @@ class Client {
     })
   }
 
+  /**
+   * DynamoDB: reads the record of `name`, released or not: { owner, data, fence, leaseDuration,
+   * released, expired, recordVersionNumber, attributes } or null. `expired` is this client's view:
+   * it saw the same record version for a whole lease.
+   */
+  get(name, callback) {
+    return settle(callback, async () => {
+      checkName(name)
+      this.#dynamoOnly('get')
+      const r = await native(this.#native.get(name))
+      if (!r) return null
+      return {
+        owner: r.owner,
+        data: r.data === undefined ? null : r.data,
+        fence: r.fence,
+        leaseDuration: r.leaseDuration,
+        released: r.released,
+        expired: r.expired,
+        recordVersionNumber: r.recordVersionNumber,
+        attributes: JSON.parse(r.attributes),
+      }
+    })
+  }
+
+  /**
+   * DynamoDB: creates the lock table and resolves once it is ACTIVE: { table, created }, where created
+   * is false when the table existed already. Options: readCapacity + writeCapacity (provisioned;
+   * default on-demand), tags ({ key: value }), ttl (enable DynamoDB TTL on `ttlAttribute`), timeout.
+   */
+  createLockTable(...input) {
+    const { args, callback } = splitCallback(input, 1)
+    return settle(callback, async () => {
+      const o = args[0] === undefined ? {} : args[0]
+      checkKeys(o, ['readCapacity', 'writeCapacity', 'tags', 'ttl', 'timeout'], 'createLockTable options')
+      for (const key of ['readCapacity', 'writeCapacity']) {
+        if (o[key] !== undefined && !(Number.isInteger(o[key]) && o[key] > 0)) {
+          throw invalid(`createLockTable options.${key} must be a positive integer (got ${show(o[key])})`)
+        }
+      }
+      if ((o.readCapacity === undefined) !== (o.writeCapacity === undefined)) {
+        throw invalid('createLockTable options.readCapacity and options.writeCapacity go together')
+      }
+      let tags
+      if (o.tags !== undefined) {
+        checkKeys(o.tags, Object.keys(o.tags), 'createLockTable options.tags')
+        tags = Object.entries(o.tags)
+        if (tags.some(([, v]) => typeof v !== 'string'))
+          throw invalid('createLockTable options.tags values must be strings')
+      }
+      if (o.ttl !== undefined && typeof o.ttl !== 'boolean')
+        throw invalid('createLockTable options.ttl must be a boolean')
+      if (o.timeout !== undefined) checkMs(o.timeout, 'createLockTable options.timeout')
+      this.#dynamoOnly('createLockTable')
+      const created = await native(
+        this.#native.createLockTable({
+          readCapacity: o.readCapacity,
+          writeCapacity: o.writeCapacity,
+          tags,
+          ttl: o.ttl,
+          timeout: o.timeout,
+        }),
+      )
+      return { table: this.#defaults.table, created }
+    })
+  }
+
+  /** DynamoDB: deletes the lock table and resolves once it is gone: { table, deleted } (false: there was none). */
+  deleteLockTable(callback) {
+    return settle(callback, async () => {
+      this.#dynamoOnly('deleteLockTable')
+      const deleted = await native(this.#native.deleteLockTable(undefined))
+      return { table: this.#defaults.table, deleted }
+    })
+  }
+
+  #dynamoOnly(method) {
+    if (this.#defaults.backend !== 'dynamodb') throw invalid(`${method}() is only available on a dynamodb client`)
+    if (this.#closed) throw new ClientClosedError('the lock client is closed')
+  }
+
   /** Rejects pending acquires (ERR_CLIENT_CLOSED), releases every held lock, closes connections. */
   close(callback) {
     return settle(callback, async () => {
@@ -495,16 +765,35 @@ function createClient(options) {
     throw invalid('options.logger must be a logger object (pino-compatible)')
   }
   if (o.memory !== undefined && o.memory !== true) throw invalid('options.memory must be true when given')
-  if (o.memory && o.redis !== undefined) throw invalid('options: choose one backend (memory or redis)')
+  const chosen = ['memory', 'redis', 'dynamodb'].filter((k) => o[k] !== undefined)
+  if (chosen.length > 1) throw invalid(`options: choose one backend (got ${chosen.join(' and ')})`)
   if (o.keyPrefix !== undefined && typeof o.keyPrefix !== 'string') throw invalid('options.keyPrefix must be a string')
+  const base = { ttl: DEFAULTS.ttl, autoExtend: DEFAULTS.autoExtend, owner: DEFAULT_OWNER }
   let nativeClient
+  let defaults
+  if (o.dynamodb !== undefined) {
+    if (o.keyPrefix !== undefined) throw invalid('options.keyPrefix does not apply to the dynamodb backend')
+    const d = dynamoOptions(o.dynamodb)
+    defaults = { ...d.defaults, table: d.native.table }
+    nativeClient = wrapNative(() => NativeClient.dynamodb(d.native))
+  } else if (o.redis !== undefined) {
+    const r = redisOptions(o.redis, o.keyPrefix)
+    defaults = { ...base, backend: 'redis' }
+    nativeClient = wrapNative(() => NativeClient.redis(r))
+  } else {
+    defaults = { ...base, backend: 'memory' }
+    nativeClient = wrapNative(() => NativeClient.memory())
+  }
+  return new Client(nativeClient, o.logger, defaults)
+}
+
+// Runs a native factory, lifting its error into a typed one.
+function wrapNative(make) {
   try {
-    nativeClient =
-      o.redis === undefined ? NativeClient.memory() : NativeClient.redis(redisOptions(o.redis, o.keyPrefix))
+    return make()
   } catch (err) {
     throw lift(err)
   }
-  return new Client(nativeClient, o.logger)
 }
 
 module.exports = {
@@ -518,4 +807,5 @@ module.exports = {
   BackendUnavailableError,
   ClientClosedError,
   AbortedError,
+  TableNotFoundError,
 }

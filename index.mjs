@@ -12,5 +12,6 @@ export const {
   BackendUnavailableError,
   ClientClosedError,
   AbortedError,
+  TableNotFoundError,
 } = ferrolock
 export default ferrolock

@@ -3,14 +3,18 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use ferrolock_core::{LockManager, MemoryStore, RedisStore};
-use napi::bindgen_prelude::BigInt;
+use std::time::Duration;
+
+use ferrolock_core::{DynamoStore, LockManager, MemoryStore, RedisStore};
+use napi::bindgen_prelude::{BigInt, Buffer, Either};
 use napi_derive::napi;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::to_napi;
 use crate::lock::NativeLock;
-use crate::options::{NativeAcquireOptions, NativeRedisOptions};
+use crate::options::{
+  to_js, NativeAcquireOptions, NativeDynamoOptions, NativeRedisOptions, NativeTableOptions,
+};
 
 /// A read-only view of a lock.
 #[napi(object)]
@@ -19,7 +23,21 @@ pub struct NativeLockInfo {
   /// Milliseconds left, or null when the store does not know.
   pub remaining_ttl: Option<f64>,
   pub fence: BigInt,
-  pub data: Option<String>,
+  pub data: Option<Either<String, Buffer>>,
+}
+
+/// A DynamoDB lock record, released or not.
+#[napi(object)]
+pub struct NativeRecord {
+  pub owner: String,
+  pub fence: BigInt,
+  pub data: Option<Either<String, Buffer>>,
+  pub lease_duration: f64,
+  pub released: bool,
+  pub expired: bool,
+  pub record_version_number: String,
+  /// More attributes, as a JSON object.
+  pub attributes: String,
 }
 
 /// Leak-check counters.
@@ -34,6 +52,8 @@ pub struct NativeStats {
 #[napi]
 pub struct NativeClient {
   manager: Arc<LockManager>,
+  /// The DynamoDB store, for its table and record operations.
+  dynamo: Option<Arc<DynamoStore>>,
   /// Cancellation handles of acquires in progress, by the id index.js gave them.
   cancels: Arc<Mutex<HashMap<u32, CancellationToken>>>,
 }
@@ -68,9 +88,72 @@ impl NativeClient {
     Ok(Self::with(LockManager::new(Arc::new(store))))
   }
 
+  /// One DynamoDB table; the SDK client is made on first use.
+  #[napi(factory)]
+  pub fn dynamodb(options: NativeDynamoOptions) -> napi::Result<Self> {
+    let store = Arc::new(DynamoStore::new(options.into()).map_err(to_napi)?);
+    let mut client = Self::with(LockManager::new(store.clone()));
+    client.dynamo = Some(store);
+    Ok(client)
+  }
+
+  fn dynamo(&self) -> napi::Result<&Arc<DynamoStore>> {
+    self
+      .dynamo
+      .as_ref()
+      .ok_or_else(|| crate::error::invalid("this method is only available on a dynamodb client"))
+  }
+
+  /// Creates the lock table and waits until it is ACTIVE; false when it existed.
+  #[napi]
+  pub async fn create_lock_table(&self, options: NativeTableOptions) -> napi::Result<bool> {
+    let options = options.into_core()?;
+    let store = self.dynamo()?;
+    if self.manager.is_closed() {
+      return Err(to_napi(ferrolock_core::LockError::Closed));
+    }
+    store.create_table(&options).await.map_err(to_napi)
+  }
+
+  /// Deletes the lock table and waits until it is gone; false when there was none.
+  #[napi]
+  pub async fn delete_lock_table(&self, timeout: Option<f64>) -> napi::Result<bool> {
+    let timeout = match timeout {
+      Some(t) => crate::options::ms_arg(t, "options.timeout")?,
+      None => Duration::from_secs(300),
+    };
+    let store = self.dynamo()?;
+    if self.manager.is_closed() {
+      return Err(to_napi(ferrolock_core::LockError::Closed));
+    }
+    store.delete_table(timeout).await.map_err(to_napi)
+  }
+
+  /// The record of `name`, released or not (DynamoDB).
+  #[napi]
+  pub async fn get(&self, name: String) -> napi::Result<Option<NativeRecord>> {
+    ferrolock_core::client::check_name(&name).map_err(to_napi)?;
+    let store = self.dynamo()?;
+    if self.manager.is_closed() {
+      return Err(to_napi(ferrolock_core::LockError::Closed));
+    }
+    let record = store.get(&name).await.map_err(to_napi)?;
+    Ok(record.map(|r| NativeRecord {
+      owner: r.owner,
+      fence: BigInt::from(r.fence),
+      data: r.data.map(to_js),
+      lease_duration: r.lease.as_millis() as f64,
+      released: r.released,
+      expired: r.expired,
+      record_version_number: r.record_version,
+      attributes: serde_json::Value::Object(r.attributes).to_string(),
+    }))
+  }
+
   fn with(manager: LockManager) -> Self {
     NativeClient {
       manager: Arc::new(manager),
+      dynamo: None,
       cancels: Arc::new(Mutex::new(HashMap::new())),
     }
   }
@@ -141,7 +224,7 @@ impl NativeClient {
       owner: i.owner,
       remaining_ttl: i.remaining.map(|d| d.as_millis() as f64),
       fence: BigInt::from(i.fence),
-      data: i.data,
+      data: i.data.map(to_js),
     }))
   }
 

@@ -1,13 +1,13 @@
 //! A held lock as a JS object. index.js wraps it in an EventEmitter.
 
 use ferrolock_core::{LeaseEvent, Lock};
-use napi::bindgen_prelude::BigInt;
+use napi::bindgen_prelude::{BigInt, Buffer, Either};
 use napi_derive::napi;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::Mutex;
 
 use crate::error::to_napi;
-use crate::options::ms_arg;
+use crate::options::{ms_arg, payload};
 
 /// One lease event for JS.
 #[napi(object)]
@@ -113,14 +113,32 @@ impl NativeLock {
     events.as_mut()?.recv().await.map(event)
   }
 
+  /// Renews the lease to `ttl` ms (default: the current ttl), optionally replacing the data.
   #[napi]
-  pub async fn extend(&self, ttl: f64) -> napi::Result<bool> {
-    let ttl = ms_arg(ttl, "ttl")?;
-    self.lock.extend(ttl).await.map_err(to_napi)
+  pub async fn extend(
+    &self,
+    ttl: Option<f64>,
+    data: Option<Either<String, Buffer>>,
+  ) -> napi::Result<bool> {
+    let ttl = match ttl {
+      Some(t) => ms_arg(t, "ttl")?,
+      None => self.lock.ttl(),
+    };
+    let data = data.map(payload);
+    self
+      .lock
+      .extend_with(ttl, data.as_ref())
+      .await
+      .map_err(to_napi)
   }
 
+  /// Releases the lock, optionally leaving data in the released record (DynamoDB).
   #[napi]
-  pub async fn release(&self) -> napi::Result<bool> {
-    self.lock.release().await.map_err(to_napi)
+  pub async fn release(&self, data: Option<Either<String, Buffer>>) -> napi::Result<bool> {
+    self
+      .lock
+      .release_with(data.map(payload))
+      .await
+      .map_err(to_napi)
   }
 }

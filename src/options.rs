@@ -2,7 +2,11 @@
 
 use std::time::Duration;
 
-use ferrolock_core::{AcquireOptions, RedisOptions, Wait};
+use ferrolock_core::{
+  AcquireExtras, AcquireOptions, Billing, DynamoOptions, Payload, RedisOptions, StaticCredentials,
+  TableOptions, Wait,
+};
+use napi::bindgen_prelude::{Buffer, Either};
 use napi_derive::napi;
 
 use crate::error::invalid;
@@ -20,7 +24,43 @@ pub struct NativeAcquireOptions {
   pub auto_extend: bool,
   pub refresh_interval: Option<f64>,
   pub owner: Option<String>,
-  pub data: Option<String>,
+  pub data: Option<Either<String, Buffer>>,
+  /// Warn ('expiring') when less than this is left without a renewal.
+  pub safe_time: Option<f64>,
+  /// DynamoDB only.
+  pub replace_data: Option<bool>,
+  /// DynamoDB only.
+  pub delete_on_release: Option<bool>,
+  /// DynamoDB only: a JSON object of more attributes to store.
+  pub additional_attributes: Option<String>,
+}
+
+/// DynamoDB client options.
+#[napi(object)]
+pub struct NativeDynamoOptions {
+  pub table: String,
+  pub region: Option<String>,
+  pub endpoint: Option<String>,
+  pub access_key_id: Option<String>,
+  pub secret_access_key: Option<String>,
+  pub session_token: Option<String>,
+  pub partition_key: Option<String>,
+  pub sort_key_name: Option<String>,
+  pub sort_key_value: Option<String>,
+  pub ttl_attribute: Option<String>,
+  pub request_timeout: Option<f64>,
+}
+
+/// Options of `createLockTable`.
+#[napi(object)]
+pub struct NativeTableOptions {
+  /// Provisioned capacity; absent: on-demand.
+  pub read_capacity: Option<f64>,
+  pub write_capacity: Option<f64>,
+  /// [key, value] pairs.
+  pub tags: Option<Vec<Vec<String>>>,
+  pub ttl: Option<bool>,
+  pub timeout: Option<f64>,
 }
 
 /// Redis connection options.
@@ -70,7 +110,26 @@ impl NativeAcquireOptions {
         .map(|r| ms(r, "options.refreshInterval"))
         .transpose()?,
       owner: self.owner,
-      data: self.data,
+      data: self.data.map(payload),
+      safe_time: self
+        .safe_time
+        .map(|s| ms(s, "options.safeTime"))
+        .transpose()?,
+      extras: AcquireExtras {
+        replace_data: self.replace_data.unwrap_or(false),
+        delete_on_release: self.delete_on_release.unwrap_or(false),
+        attributes: match self.additional_attributes {
+          None => None,
+          Some(json) => match serde_json::from_str(&json) {
+            Ok(serde_json::Value::Object(map)) => Some(map),
+            _ => {
+              return Err(invalid(
+                "options.additionalAttributes must be a plain object of JSON values",
+              ))
+            }
+          },
+        },
+      },
       // Heartbeats wait for the JS thread: a blocked event loop must lose the lock.
       probe: true,
     })
@@ -96,4 +155,87 @@ impl From<NativeRedisOptions> for RedisOptions {
 /// A duration argument in ms (for `extend`).
 pub fn ms_arg(value: f64, what: &str) -> napi::Result<Duration> {
   ms(value, what)
+}
+
+/// A string or a Buffer as lock data.
+pub fn payload(data: Either<String, Buffer>) -> Payload {
+  match data {
+    Either::A(text) => Payload::Text(text),
+    Either::B(bytes) => Payload::Bytes(bytes.to_vec()),
+  }
+}
+
+/// Lock data back to JS as it was given.
+pub fn to_js(data: Payload) -> Either<String, Buffer> {
+  match data {
+    Payload::Text(text) => Either::A(text),
+    Payload::Bytes(bytes) => Either::B(bytes.into()),
+  }
+}
+
+impl From<NativeDynamoOptions> for DynamoOptions {
+  fn from(o: NativeDynamoOptions) -> Self {
+    let mut out = DynamoOptions::new(o.table);
+    out.region = o.region;
+    out.endpoint = o.endpoint;
+    if let (Some(id), Some(secret)) = (o.access_key_id, o.secret_access_key) {
+      out.credentials = Some(StaticCredentials {
+        access_key_id: id,
+        secret_access_key: secret,
+        session_token: o.session_token,
+      });
+    }
+    if let Some(pk) = o.partition_key {
+      out.partition_key = pk;
+    }
+    if let (Some(name), Some(value)) = (o.sort_key_name, o.sort_key_value) {
+      out.sort_key = Some((name, value));
+    }
+    out.ttl_attribute = o.ttl_attribute;
+    if let Some(t) = o.request_timeout.filter(|t| t.is_finite() && *t >= 1.0) {
+      out.request_timeout = Duration::from_millis(t as u64);
+    }
+    out
+  }
+}
+
+impl NativeTableOptions {
+  pub fn into_core(self) -> napi::Result<TableOptions> {
+    let capacity = |v: f64, what: &str| {
+      if v.is_finite() && v >= 1.0 && v.fract() == 0.0 && v <= 1e12 {
+        Ok(v as i64)
+      } else {
+        Err(invalid(format!("{what} must be a positive integer")))
+      }
+    };
+    let billing = match (self.read_capacity, self.write_capacity) {
+      (None, None) => Billing::OnDemand,
+      (Some(r), Some(w)) => Billing::Provisioned {
+        read: capacity(r, "options.readCapacity")?,
+        write: capacity(w, "options.writeCapacity")?,
+      },
+      _ => {
+        return Err(invalid(
+          "options.readCapacity and options.writeCapacity go together",
+        ))
+      }
+    };
+    let mut tags = Vec::new();
+    for pair in self.tags.unwrap_or_default() {
+      match <[String; 2]>::try_from(pair) {
+        Ok([k, v]) => tags.push((k, v)),
+        Err(_) => return Err(invalid("options.tags must map strings to strings")),
+      }
+    }
+    let mut out = TableOptions {
+      billing,
+      tags,
+      enable_ttl: self.ttl.unwrap_or(false),
+      ..TableOptions::default()
+    };
+    if let Some(t) = self.timeout {
+      out.timeout = ms(t, "options.timeout")?;
+    }
+    Ok(out)
+  }
 }

@@ -90,3 +90,49 @@ export async function startRedis({ port, extraArgs = [] } = {}) {
     command: (line) => rawCommand(port, line),
   }
 }
+
+const DYNALITE = new URL('../../node_modules/dynalite/cli.js', import.meta.url).pathname
+
+/** Starts dynalite (an in-memory DynamoDB-compatible server, a devDependency) on a free port. */
+export async function startDynalite() {
+  const port = await freePort()
+  const child = spawn(
+    process.execPath,
+    [DYNALITE, '--port', String(port), '--host', '127.0.0.1', '--createTableMs', '0', '--deleteTableMs', '0'],
+    { stdio: 'ignore' },
+  )
+  running.add(child)
+  for (let i = 0; ; i++) {
+    if (child.exitCode !== null) throw new Error(`dynalite on port ${port} exited with ${child.exitCode}`)
+    const up = await new Promise((resolve) => {
+      const sock = net.connect(port, '127.0.0.1', () => resolve(sock.end() && true))
+      sock.on('error', () => resolve(false))
+    })
+    if (up) break
+    if (i > 500) throw new Error(`dynalite on port ${port} did not start`)
+    await delay(10)
+  }
+  const endpoint = `http://127.0.0.1:${port}`
+  return {
+    port,
+    endpoint,
+    pid: child.pid,
+    /** Client options for a table on this server (static test credentials). */
+    options: (table, extra = {}) => ({
+      dynamodb: {
+        table,
+        endpoint,
+        region: 'us-east-1',
+        credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+        ...extra,
+      },
+    }),
+    stop: async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return
+      const exited = new Promise((resolve) => child.once('exit', resolve))
+      child.kill('SIGKILL')
+      await exited
+      running.delete(child)
+    },
+  }
+}

@@ -12,7 +12,9 @@ use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{LockError, Result};
-use crate::lease::{Acquire, AcquireRequest, LockInfo, MAX_NAME_BYTES, MAX_TTL};
+use crate::lease::{
+  Acquire, AcquireExtras, AcquireRequest, LockInfo, Payload, MAX_NAME_BYTES, MAX_TTL,
+};
 use crate::store::{LockStore, Watch};
 use crate::watchdog::{held_locks, Lock, NewLock, Registry};
 
@@ -46,7 +48,13 @@ pub struct AcquireOptions {
   /// Owner name shown by `inspect`; default the token.
   pub owner: Option<String>,
   /// Data stored with the lock.
-  pub data: Option<String>,
+  pub data: Option<Payload>,
+  /// Backend-specific settings (DynamoDB).
+  pub extras: AcquireExtras,
+  /// Report `Expiring` once less than this is left on the lease without a successful
+  /// renewal (cirello's session monitor); default: one refresh interval. With it, a lock
+  /// without auto-extend is also watched and reported `Lost` when its lease runs out.
+  pub safe_time: Option<Duration>,
   /// Heartbeats wait for `Lock::ack_probe` (the embedder proves its thread is alive).
   pub probe: bool,
 }
@@ -63,6 +71,8 @@ impl Default for AcquireOptions {
       refresh_interval: None,
       owner: None,
       data: None,
+      extras: AcquireExtras::default(),
+      safe_time: None,
       probe: false,
     }
   }
@@ -104,6 +114,13 @@ fn check_options(opts: &AcquireOptions) -> Result<()> {
     if r.is_zero() || r >= opts.ttl {
       return Err(LockError::InvalidArg(
         "options.refreshInterval must be positive and less than options.ttl".into(),
+      ));
+    }
+  }
+  if let Some(s) = opts.safe_time {
+    if s.is_zero() || s >= opts.ttl {
+      return Err(LockError::InvalidArg(
+        "options.safeTime must be positive and less than options.ttl".into(),
       ));
     }
   }
@@ -242,8 +259,9 @@ impl LockManager {
       token,
       owner: &owner,
       ttl: opts.ttl,
-      data: opts.data.as_deref(),
+      data: opts.data.as_ref(),
       queue_for: waiting.then_some(queue_for),
+      extras: &opts.extras,
     };
     // Subscribed only once the lock turned out to be held, so an uncontended acquire is one
     // round trip; the attempt right after subscribing catches a release in between.
@@ -285,6 +303,8 @@ impl LockManager {
               started,
               probe: opts.probe,
               auto_extend: opts.auto_extend,
+              safe_time: opts.safe_time,
+              delete_on_release: opts.extras.delete_on_release,
             },
             self.store.clone(),
             &self.held,
@@ -304,7 +324,8 @@ impl LockManager {
           last_error = Some(err);
         }
         Err(err) => {
-          *errored = true;
+          // Only a fault (a timeout, a dropped connection) can hide a write that happened.
+          *errored = err.is_retryable();
           return Err(err);
         }
       }

@@ -26,6 +26,17 @@ pub enum LockError {
     #[source]
     source: Option<Cause>,
   },
+  /// The backend refused the request in a way a retry cannot fix (credentials,
+  /// permissions, a request the backend considers invalid).
+  #[error("{message}")]
+  Rejected {
+    message: String,
+    #[source]
+    source: Option<Cause>,
+  },
+  /// The DynamoDB table does not exist (or is not visible with these credentials).
+  #[error("DynamoDB table \"{0}\" was not found")]
+  TableNotFound(String),
   /// The client was closed.
   #[error("the lock client is closed")]
   Closed,
@@ -41,7 +52,8 @@ impl LockError {
       LockError::InvalidArg(_) => "ERR_INVALID_ARG",
       LockError::NotAcquired { .. } => "ERR_LOCK_NOT_ACQUIRED",
       LockError::Lost(_) => "ERR_LOCK_LOST",
-      LockError::Backend { .. } => "ERR_BACKEND_UNAVAILABLE",
+      LockError::Backend { .. } | LockError::Rejected { .. } => "ERR_BACKEND_UNAVAILABLE",
+      LockError::TableNotFound(_) => "ERR_TABLE_NOT_FOUND",
       LockError::Closed => "ERR_CLIENT_CLOSED",
       LockError::Aborted(_) => "ERR_ABORTED",
     }

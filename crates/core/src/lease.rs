@@ -12,10 +12,57 @@ pub struct AcquireRequest<'a> {
   /// Lease length.
   pub ttl: Duration,
   /// Opaque user data stored with the lock.
-  pub data: Option<&'a str>,
+  pub data: Option<&'a Payload>,
   /// When `Some`, the caller waits: the store keeps it in the FIFO queue of waiters for this
   /// long after this attempt, so a free lock is granted to the oldest live waiter first.
   pub queue_for: Option<Duration>,
+  /// Backend-specific settings (DynamoDB); other stores refuse non-default values.
+  pub extras: &'a AcquireExtras,
+}
+
+/// User data stored with a lock: text, or bytes (DynamoDB and memory only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+  Text(String),
+  Bytes(Vec<u8>),
+}
+
+impl Payload {
+  /// The text, when this is text.
+  pub fn as_text(&self) -> Option<&str> {
+    match self {
+      Payload::Text(t) => Some(t),
+      Payload::Bytes(_) => None,
+    }
+  }
+}
+
+/// Acquire settings that only some backends understand (today: DynamoDB).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AcquireExtras {
+  /// Overwrite the data a released or expired lock kept (cirello `ReplaceData`); without
+  /// it, the stored data is kept unless the lock had none.
+  pub replace_data: bool,
+  /// Delete the lock's record on release instead of marking it released.
+  pub delete_on_release: bool,
+  /// More attributes to store with the lock record (a JSON object).
+  pub attributes: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl AcquireExtras {
+  /// Whether every setting has its default.
+  pub fn is_default(&self) -> bool {
+    *self == AcquireExtras::default()
+  }
+}
+
+/// How to end a lock: by default as the store usually does.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReleaseOptions {
+  /// Delete the record (DynamoDB; other stores always delete).
+  pub delete: bool,
+  /// Data to leave in the released record (DynamoDB).
+  pub data: Option<Payload>,
 }
 
 /// A successful acquisition.
@@ -48,7 +95,7 @@ pub struct LockInfo {
   /// Time left on the lease, when known.
   pub remaining: Option<Duration>,
   pub fence: u64,
-  pub data: Option<String>,
+  pub data: Option<Payload>,
 }
 
 /// Largest accepted ttl: 2^31-1 ms, the limit of JavaScript timers.

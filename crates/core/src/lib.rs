@@ -1,7 +1,7 @@
 //! ferrolock-core: distributed locks with leases, heartbeats and fencing tokens.
 //!
 //! A [`LockManager`] waits, retries and keeps leases alive over any [`LockStore`]; a store
-//! speaks one backend's protocol ([`MemoryStore`], [`RedisStore`]).
+//! speaks one backend's protocol ([`MemoryStore`], [`RedisStore`], [`DynamoStore`]).
 
 pub mod client;
 pub mod error;
@@ -11,7 +11,12 @@ pub mod watchdog;
 
 pub use client::{AcquireOptions, LockManager, Stats, Wait};
 pub use error::{LockError, Result};
-pub use lease::{Acquire, AcquireRequest, Grant, Holder, LockInfo};
+pub use lease::{
+  Acquire, AcquireExtras, AcquireRequest, Grant, Holder, LockInfo, Payload, ReleaseOptions,
+};
+pub use store::dynamodb::{
+  Billing, DynamoOptions, DynamoStore, Record, StaticCredentials, TableOptions,
+};
 pub use store::memory::MemoryStore;
 pub use store::redis::{RedisOptions, RedisStore};
 pub use store::{LockStore, WakeHub, Watch};

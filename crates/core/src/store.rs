@@ -8,9 +8,10 @@ use async_trait::async_trait;
 use tokio::sync::futures::Notified;
 use tokio::sync::Notify;
 
-use crate::error::Result;
-use crate::lease::{Acquire, AcquireRequest, LockInfo};
+use crate::error::{LockError, Result};
+use crate::lease::{Acquire, AcquireRequest, LockInfo, Payload, ReleaseOptions};
 
+pub mod dynamodb;
 pub mod memory;
 pub mod redis;
 
@@ -31,6 +32,34 @@ pub trait LockStore: Send + Sync + 'static {
   /// owner's (which stays untouched).
   async fn release(&self, name: &str, token: &str) -> Result<bool>;
 
+  /// `extend`, also replacing the lock's data (DynamoDB's `sendHeartbeat` with data).
+  async fn extend_with(
+    &self,
+    name: &str,
+    token: &str,
+    ttl: Duration,
+    data: Option<&Payload>,
+  ) -> Result<bool> {
+    match data {
+      None => self.extend(name, token, ttl).await,
+      Some(_) => Err(LockError::InvalidArg(format!(
+        "replacing data on a heartbeat is not supported by the {} backend",
+        self.kind()
+      ))),
+    }
+  }
+
+  /// `release` with options (DynamoDB: delete the record, or leave data in it).
+  async fn release_with(&self, name: &str, token: &str, opts: &ReleaseOptions) -> Result<bool> {
+    if opts.data.is_some() {
+      return Err(LockError::InvalidArg(format!(
+        "data on release is not supported by the {} backend",
+        self.kind()
+      )));
+    }
+    self.release(name, token).await
+  }
+
   /// Reads the lock without changing it.
   async fn inspect(&self, name: &str) -> Result<Option<LockInfo>>;
 
@@ -49,6 +78,13 @@ pub trait LockStore: Send + Sync + 'static {
   fn watched(&self) -> usize {
     0
   }
+}
+
+/// The error of a store that gets DynamoDB-only acquire settings.
+pub(crate) fn unsupported_extras(kind: &str) -> LockError {
+  LockError::InvalidArg(format!(
+    "options.replaceData, options.deleteOnRelease and options.additionalAttributes are only supported by the dynamodb backend, not {kind}"
+  ))
 }
 
 type IdleHook = Box<dyn Fn(&str) + Send + Sync>;

@@ -10,6 +10,7 @@ use tokio::time::{sleep_until, timeout_at, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Result;
+use crate::lease::{Payload, ReleaseOptions};
 use crate::store::LockStore;
 
 /// Why a lock was lost.
@@ -82,6 +83,10 @@ pub(crate) struct LockInner {
   probe: Option<watch::Sender<u64>>,
   registry: Weak<Registry>,
   lost_flag: AtomicBool,
+  auto_extend: bool,
+  /// Report `Expiring` when less than this is left (default: one refresh interval).
+  safe_time: Option<Duration>,
+  delete_on_release: bool,
 }
 
 /// A lock this process holds. Cloning shares the same lock.
@@ -106,6 +111,8 @@ pub(crate) struct NewLock {
   pub started: Instant,
   pub probe: bool,
   pub auto_extend: bool,
+  pub safe_time: Option<Duration>,
+  pub delete_on_release: bool,
 }
 
 impl Lock {
@@ -135,12 +142,15 @@ impl Lock {
       probe: new.probe.then(|| watch::channel(0).0),
       registry: Arc::downgrade(registry),
       lost_flag: AtomicBool::new(false),
+      auto_extend: new.auto_extend,
+      safe_time: new.safe_time,
+      delete_on_release: new.delete_on_release,
     });
     registry
       .lock()
       .unwrap_or_else(|e| e.into_inner())
       .insert(new.id, inner.clone());
-    if new.auto_extend {
+    if new.auto_extend || new.safe_time.is_some() {
       tokio::spawn(heartbeat(inner.clone()));
     }
     Lock { inner }
@@ -213,6 +223,12 @@ impl Lock {
   /// Sets the lease to `ttl` from now. `Ok(false)` (and a `Lost` event) when the lock is no
   /// longer ours; never touches another owner's lock.
   pub async fn extend(&self, ttl: Duration) -> Result<bool> {
+    self.extend_with(ttl, None).await
+  }
+
+  /// `extend`, also replacing the lock's data where the store supports it (DynamoDB's
+  /// `sendHeartbeat` with data).
+  pub async fn extend_with(&self, ttl: Duration, data: Option<&Payload>) -> Result<bool> {
     crate::client::check_ttl(ttl, "ttl")?;
     if self.is_finished() {
       return Ok(false);
@@ -222,7 +238,7 @@ impl Lock {
     let ok = self
       .inner
       .store
-      .extend(&self.inner.name, &self.inner.token, ttl)
+      .extend_with(&self.inner.name, &self.inner.token, ttl, data)
       .await?;
     if ok {
       self.inner.refreshed(started, ttl);
@@ -236,14 +252,23 @@ impl Lock {
   /// Stops the heartbeat and deletes the lock if it is still ours. `Ok(false)` when it was
   /// already gone (expired, deleted, taken by another owner, or released before).
   pub async fn release(&self) -> Result<bool> {
+    self.release_with(None).await
+  }
+
+  /// `release`, leaving `data` in the released record where the store keeps one (DynamoDB).
+  pub async fn release_with(&self, data: Option<Payload>) -> Result<bool> {
     if self.is_finished() {
       return Ok(false);
     }
     self.inner.stop.cancel();
+    let opts = ReleaseOptions {
+      delete: self.inner.delete_on_release,
+      data,
+    };
     let ok = self
       .inner
       .store
-      .release(&self.inner.name, &self.inner.token)
+      .release_with(&self.inner.name, &self.inner.token, &opts)
       .await?;
     self.inner.finish((!ok).then_some(LostReason::Gone));
     Ok(ok)
@@ -309,9 +334,11 @@ impl LockInner {
   }
 }
 
-/// Renews the lease every refresh interval; after a failure, retries four times as often and
-/// reports `Expiring` once less than one interval is left; reports `Lost` when the store says
-/// the lock is not ours or the lease runs out first.
+/// Renews the lease every refresh interval; after a failure, retries four times as often.
+/// Reports `Expiring` once less than the safe time (default: one interval) is left without a
+/// renewal, and `Lost` when the store says the lock is not ours or the lease runs out first.
+/// Without auto-extend (but with a safe time) it only watches the lease: manual extends move
+/// it.
 async fn heartbeat(inner: Arc<LockInner>) {
   let mut failing = false;
   let mut expiring_sent = false;
@@ -321,19 +348,38 @@ async fn heartbeat(inner: Arc<LockInner>) {
       let st = inner.state();
       (st.valid_until, st.refresh, st.last_refresh)
     };
-    let next = if failing {
+    let safe = inner.safe_time.unwrap_or(refresh);
+    let next = if !inner.auto_extend {
+      valid_until
+    } else if failing {
       Instant::now() + (refresh / 4).max(Duration::from_millis(5))
     } else {
       last + refresh
     };
+    let due = next.min(valid_until);
+    let warn_at = valid_until.checked_sub(safe).unwrap_or(valid_until);
+    let warn = !expiring_sent && warn_at < due;
     tokio::select! {
       _ = inner.stop.cancelled() => return,
-      _ = inner.reschedule.notified() => continue, // a manual extend changed the schedule
-      _ = sleep_until(next.min(valid_until)) => {}
+      _ = inner.reschedule.notified() => {
+        // A manual extend renewed the lease and changed the schedule.
+        expiring_sent = false;
+        continue;
+      }
+      _ = sleep_until(warn_at), if warn => {
+        expiring_sent = true;
+        let remaining = valid_until.saturating_duration_since(Instant::now());
+        inner.emit(LeaseEvent::Expiring { remaining });
+        continue;
+      }
+      _ = sleep_until(due) => {}
     }
     if Instant::now() >= valid_until {
       lost_by_expiry(&inner);
       return;
+    }
+    if !inner.auto_extend {
+      continue;
     }
     if let Some(probe) = &inner.probe {
       // The lock belongs to the embedder's thread, not to ours: renew only when it answers.
@@ -383,7 +429,7 @@ async fn heartbeat(inner: Arc<LockInner>) {
           message: err.to_string(),
         });
         let remaining = valid_until.saturating_duration_since(Instant::now());
-        if remaining < refresh && !expiring_sent {
+        if remaining < safe && !expiring_sent {
           expiring_sent = true;
           inner.emit(LeaseEvent::Expiring { remaining });
         }
@@ -401,7 +447,14 @@ fn lost_by_expiry(inner: &Arc<LockInner>) {
   inner.finish(Some(LostReason::Expired));
   let inner = inner.clone();
   tokio::spawn(async move {
-    let _ = inner.store.release(&inner.name, &inner.token).await;
+    let opts = ReleaseOptions {
+      delete: inner.delete_on_release,
+      data: None,
+    };
+    let _ = inner
+      .store
+      .release_with(&inner.name, &inner.token, &opts)
+      .await;
   });
 }
 

@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferrolock_core::{
-  Acquire, AcquireOptions, AcquireRequest, LeaseEvent, LockError, LockManager, LockStore,
-  LostReason, MemoryStore, RedisOptions, RedisStore, Wait,
+  Acquire, AcquireExtras, AcquireOptions, AcquireRequest, DynamoOptions, DynamoStore, LeaseEvent,
+  LockError, LockManager, LockStore, LostReason, MemoryStore, Payload, RedisOptions, RedisStore,
+  StaticCredentials, TableOptions, Wait,
 };
-use support::RedisServer;
+use support::{Dynalite, RedisServer};
 use tokio_util::sync::CancellationToken;
 
 static UNIQUE: AtomicU64 = AtomicU64::new(0);
@@ -19,13 +20,22 @@ fn unique(prefix: &str) -> String {
   format!("{prefix}-{}", UNIQUE.fetch_add(1, Ordering::Relaxed))
 }
 
+static PAYLOAD: std::sync::LazyLock<Payload> =
+  std::sync::LazyLock::new(|| Payload::Text("payload".into()));
+static NO_EXTRAS: AcquireExtras = AcquireExtras {
+  replace_data: false,
+  delete_on_release: false,
+  attributes: None,
+};
+
 fn req<'a>(token: &'a str, ttl_ms: u64) -> AcquireRequest<'a> {
   AcquireRequest {
     token,
     owner: "owner-a",
     ttl: Duration::from_millis(ttl_ms),
-    data: Some("payload"),
+    data: Some(&PAYLOAD),
     queue_for: None,
+    extras: &NO_EXTRAS,
   }
 }
 
@@ -52,11 +62,49 @@ fn redis_store(server: &RedisServer) -> Arc<RedisStore> {
   )
 }
 
-/// Runs every conformance test against one store.
+/// A test DynamoDB table on its own dynalite.
+async fn dynamo_store(server: &Dynalite) -> Arc<DynamoStore> {
+  let store = DynamoStore::new(dynamo_options(server, &unique("locks"))).expect("valid options");
+  assert!(store
+    .create_table(&TableOptions::default())
+    .await
+    .expect("create table"));
+  Arc::new(store)
+}
+
+fn dynamo_options(server: &Dynalite, table: &str) -> DynamoOptions {
+  DynamoOptions {
+    endpoint: Some(server.endpoint()),
+    region: Some("us-east-1".into()),
+    credentials: Some(StaticCredentials {
+      access_key_id: "test".into(),
+      secret_access_key: "test".into(),
+      session_token: None,
+    }),
+    ..DynamoOptions::new(table)
+  }
+}
+
+/// Runs every conformance test against one store. `poll` stores have no release
+/// notifications and no FIFO queue: waiters poll, and the queue test does not apply.
 macro_rules! conformance {
   ($modname:ident, $setup:expr) => {
+    conformance!($modname, $setup, push: true, {
+      #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+      async fn fifo_queue() {
+        let (_srv, store) = $setup;
+        fifo(store).await;
+      }
+    });
+  };
+  ($modname:ident, $setup:expr, poll) => {
+    conformance!($modname, $setup, push: false, {});
+  };
+  ($modname:ident, $setup:expr, push: $push:expr, { $($extra:item)* }) => {
     mod $modname {
       use super::*;
+
+      $($extra)*
 
       #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
       async fn acquire_release_and_fences() {
@@ -65,15 +113,9 @@ macro_rules! conformance {
       }
 
       #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-      async fn fifo_queue() {
-        let (_srv, store) = $setup;
-        fifo(store).await;
-      }
-
-      #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
       async fn manager_waits_and_wakes() {
         let (_srv, store) = $setup;
-        waits_and_wakes(store).await;
+        waits_and_wakes(store, $push).await;
       }
 
       #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,6 +134,12 @@ macro_rules! conformance {
       async fn heartbeat_keeps_lock_past_ttl() {
         let (_srv, store) = $setup;
         heartbeat(store).await;
+      }
+
+      #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+      async fn session_monitor_without_auto_extend() {
+        let (_srv, store) = $setup;
+        session_monitor(store).await;
       }
 
       #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -115,6 +163,15 @@ conformance!(redis, {
   let store = redis_store(&srv);
   (srv, store)
 });
+conformance!(
+  dynamodb,
+  {
+    let srv = Dynalite::start();
+    let store = dynamo_store(&srv).await;
+    (srv, store)
+  },
+  poll
+);
 
 async fn store_contract<S: LockStore>(store: Arc<S>) {
   let name = unique("contract");
@@ -146,7 +203,10 @@ async fn store_contract<S: LockStore>(store: Arc<S>) {
     .expect("a lock");
   assert_eq!(info.owner, "owner-a");
   assert_eq!(info.fence, first);
-  assert_eq!(info.data.as_deref(), Some("payload"));
+  assert_eq!(
+    info.data.as_ref().and_then(Payload::as_text),
+    Some("payload")
+  );
 
   // Another owner's token neither extends nor releases.
   assert!(!store
@@ -182,19 +242,30 @@ async fn store_contract<S: LockStore>(store: Arc<S>) {
   };
   assert!(second > first);
   tokio::time::sleep(Duration::from_millis(60)).await;
-  assert!(!store
-    .extend(&name, "t3", Duration::from_secs(1))
-    .await
-    .expect("extend expired"));
-  let third = match store
+  // A store without server-side expiry (DynamoDB) grants only after this client has seen
+  // the same lease unchanged for its whole length: the first attempt starts that clock.
+  let mut attempt = store
     .try_acquire(&name, &req("t4", 1_000))
     .await
-    .expect("acquire")
-  {
+    .expect("acquire");
+  if let Acquire::Held(h) = &attempt {
+    let left = h.remaining.expect("time left before takeover");
+    assert!(left <= Duration::from_millis(30) && left > Duration::from_millis(20));
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    attempt = store
+      .try_acquire(&name, &req("t4", 1_000))
+      .await
+      .expect("acquire");
+  }
+  let third = match attempt {
     Acquire::Granted(g) => g.fence,
     other => panic!("expected a grant after expiry, got {other:?}"),
   };
   assert!(third > second);
+  assert!(!store
+    .extend(&name, "t3", Duration::from_secs(1))
+    .await
+    .expect("extend expired"));
   assert!(store.release(&name, "t4").await.expect("release"));
 }
 
@@ -231,7 +302,7 @@ fn opts(ttl_ms: u64) -> AcquireOptions {
   }
 }
 
-async fn waits_and_wakes<S: LockStore>(store: Arc<S>) {
+async fn waits_and_wakes<S: LockStore>(store: Arc<S>, push: bool) {
   let mgr = Arc::new(LockManager::new(store));
   let name = unique("wake");
   let held = mgr
@@ -252,11 +323,21 @@ async fn waits_and_wakes<S: LockStore>(store: Arc<S>) {
     .expect("try");
   assert!(busy.is_none());
 
+  // With push, the poll period is 5 s: only the release notification can explain a fast
+  // handoff. Without, the waiter polls every 50 ms.
+  let wait_opts = AcquireOptions {
+    retry_delay: if push {
+      Duration::from_secs(5)
+    } else {
+      Duration::from_millis(50)
+    },
+    ..opts(10_000)
+  };
   let waiter = {
     let (mgr, name) = (mgr.clone(), name.clone());
     tokio::spawn(async move {
       mgr
-        .acquire(&name, opts(10_000), CancellationToken::new())
+        .acquire(&name, wait_opts, CancellationToken::new())
         .await
     })
   };
@@ -269,7 +350,6 @@ async fn waits_and_wakes<S: LockStore>(store: Arc<S>) {
   assert!(held.release().await.expect("release"));
   let next = waiter.await.expect("join").expect("acquire").expect("lock");
   let gap = released_at.elapsed();
-  // The poll period is 5 s: only the release notification can explain a fast handoff.
   assert!(gap < Duration::from_secs(2), "handoff took {gap:?}");
   assert!(next.fence() > held.fence());
   assert!(next.release().await.expect("release"));
@@ -392,6 +472,52 @@ async fn heartbeat<S: LockStore>(store: Arc<S>) {
   assert!(lock.release().await.expect("release"));
   assert_eq!(events.recv().await, Some(LeaseEvent::Released));
   assert_eq!(events.recv().await, None);
+}
+
+async fn session_monitor<S: LockStore>(store: Arc<S>) {
+  let mgr = LockManager::new(store);
+  let name = unique("monitor");
+  let lock = mgr
+    .acquire(
+      &name,
+      AcquireOptions {
+        auto_extend: false,
+        safe_time: Some(Duration::from_millis(150)),
+        ..opts(400)
+      },
+      CancellationToken::new(),
+    )
+    .await
+    .expect("acquire")
+    .expect("lock");
+  let started = tokio::time::Instant::now();
+  let mut events = lock.take_events().expect("events");
+  // A manual heartbeat renews the lease: the warning comes 250 ms after it.
+  tokio::time::sleep(Duration::from_millis(100)).await;
+  assert!(lock
+    .extend(Duration::from_millis(400))
+    .await
+    .expect("extend"));
+  assert!(matches!(
+    events.recv().await,
+    Some(LeaseEvent::Refreshed { .. })
+  ));
+  match events.recv().await {
+    Some(LeaseEvent::Expiring { remaining }) => {
+      assert!(remaining <= Duration::from_millis(150), "{remaining:?}");
+      let at = started.elapsed();
+      assert!(at >= Duration::from_millis(340), "expiring after {at:?}");
+    }
+    other => panic!("expected expiring, got {other:?}"),
+  }
+  assert_eq!(
+    events.recv().await,
+    Some(LeaseEvent::Lost {
+      reason: LostReason::Expired
+    })
+  );
+  assert!(started.elapsed() >= Duration::from_millis(490));
+  assert!(lock.is_lost());
 }
 
 async fn exclusion<S: LockStore>(store: Arc<S>) {

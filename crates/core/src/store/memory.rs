@@ -10,14 +10,14 @@ use async_trait::async_trait;
 use tokio::time::Instant;
 
 use crate::error::Result;
-use crate::lease::{Acquire, AcquireRequest, Grant, Holder, LockInfo};
-use crate::store::{LockStore, WakeHub, Watch};
+use crate::lease::{Acquire, AcquireRequest, Grant, Holder, LockInfo, Payload};
+use crate::store::{unsupported_extras, LockStore, WakeHub, Watch};
 
 struct Held {
   token: String,
   owner: String,
   fence: u64,
-  data: Option<String>,
+  data: Option<Payload>,
   expires: Instant,
 }
 
@@ -119,6 +119,9 @@ impl LockStore for MemoryStore {
   }
 
   async fn try_acquire(&self, name: &str, req: &AcquireRequest<'_>) -> Result<Acquire> {
+    if !req.extras.is_default() {
+      return Err(unsupported_extras("memory"));
+    }
     self.with_entry(name, |entry, now| {
       if let Some(held) = &entry.held {
         let holder = Holder {
@@ -144,7 +147,7 @@ impl LockStore for MemoryStore {
         token: req.token.to_owned(),
         owner: req.owner.to_owned(),
         fence,
-        data: req.data.map(str::to_owned),
+        data: req.data.cloned(),
         expires: now + req.ttl,
       });
       Acquire::Granted(Grant { fence })

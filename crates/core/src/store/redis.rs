@@ -18,8 +18,8 @@ use redis::{
 use tokio::sync::{mpsc, oneshot, OnceCell};
 
 use crate::error::{LockError, Result};
-use crate::lease::{Acquire, AcquireRequest, Grant, Holder, LockInfo};
-use crate::store::{LockStore, WakeHub, Watch};
+use crate::lease::{Acquire, AcquireRequest, Grant, Holder, LockInfo, Payload};
+use crate::store::{unsupported_extras, LockStore, WakeHub, Watch};
 
 /// How ferrolock connects to one Redis server.
 #[derive(Debug, Clone, Default)]
@@ -371,6 +371,18 @@ impl LockStore for RedisStore {
   }
 
   async fn try_acquire(&self, name: &str, req: &AcquireRequest<'_>) -> Result<Acquire> {
+    if !req.extras.is_default() {
+      return Err(unsupported_extras("redis"));
+    }
+    let data = match req.data {
+      None => None,
+      Some(Payload::Text(text)) => Some(text.as_str()),
+      Some(Payload::Bytes(_)) => {
+        return Err(LockError::InvalidArg(
+          "options.data: the redis backend stores text only (pass a string)".into(),
+        ))
+      }
+    };
     let keys = Keys::new(&self.prefix, name);
     let queue_ms = req.queue_for.map(millis).unwrap_or(0);
     let keep = millis(FENCE_KEEP).max(millis(req.ttl).saturating_mul(2));
@@ -387,8 +399,8 @@ impl LockStore for RedisStore {
           .arg(req.token)
           .arg(req.owner)
           .arg(millis(req.ttl))
-          .arg(if req.data.is_some() { "1" } else { "0" })
-          .arg(req.data.unwrap_or(""))
+          .arg(if data.is_some() { "1" } else { "0" })
+          .arg(data.unwrap_or(""))
           .arg(queue_ms)
           .arg(keep),
       )
@@ -461,7 +473,7 @@ impl LockStore for RedisStore {
     Ok(Some(LockInfo {
       owner: items.first().and_then(as_string).unwrap_or_default(),
       fence: items.get(1).and_then(as_i64).unwrap_or(0).max(0) as u64,
-      data: items.get(2).and_then(as_string),
+      data: items.get(2).and_then(as_string).map(Payload::Text),
       remaining: remaining(items.get(3).and_then(as_i64)),
     }))
   }

@@ -89,3 +89,58 @@ impl Drop for RedisServer {
     self.kill();
   }
 }
+
+/// One in-memory `dynalite` (a DynamoDB-compatible server, an npm devDependency of the
+/// project) on a free port.
+pub struct Dynalite {
+  pub port: u16,
+  child: Child,
+}
+
+impl Dynalite {
+  pub fn start() -> Dynalite {
+    let port = free_port();
+    let bin =
+      std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../node_modules/dynalite/cli.js");
+    assert!(
+      bin.exists(),
+      "dynalite is missing: run `npm install` in the project root ({})",
+      bin.display()
+    );
+    let child = Command::new("node")
+      .arg(&bin)
+      .args(["--port", &port.to_string(), "--host", "127.0.0.1"])
+      .args([
+        "--createTableMs",
+        "0",
+        "--deleteTableMs",
+        "0",
+        "--updateTableMs",
+        "0",
+      ])
+      .stdout(Stdio::null())
+      .stderr(Stdio::null())
+      .spawn()
+      .expect("node not found");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+      assert!(
+        Instant::now() < deadline,
+        "dynalite on port {port} did not start"
+      );
+      std::thread::sleep(Duration::from_millis(20));
+    }
+    Dynalite { port, child }
+  }
+
+  pub fn endpoint(&self) -> String {
+    format!("http://127.0.0.1:{}", self.port)
+  }
+}
+
+impl Drop for Dynalite {
+  fn drop(&mut self) {
+    let _ = self.child.kill();
+    let _ = self.child.wait();
+  }
+}
