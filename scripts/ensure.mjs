@@ -1,8 +1,8 @@
-// Makes a fresh clone ready to run: installs redis-server (tests only) and the npm
+// Makes a fresh clone ready to run: installs redis-server and moto_server (tests only) and the npm
 // dependencies when they are missing, and builds the native addon when it is missing or older
 // than its Rust sources. Every step says what it does; a failing step stops with its exit code.
 import { spawnSync } from 'node:child_process'
-import { existsSync, readdirSync, statSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -27,7 +27,18 @@ if (wantServers && !(onPath('redis-server') && onPath('redis-cli'))) {
   }
 }
 
-if (!existsSync(join(root, 'node_modules', '@napi-rs', 'cli', 'package.json'))) {
+if (wantServers && spawnSync('python3', ['-c', 'import moto.server'], { stdio: 'ignore' }).status !== 0) {
+  // moto_server: a DynamoDB-compatible server for what dynalite lacks (UpdateTimeToLive).
+  run('python3', ['-m', 'pip', 'install', '--quiet', 'moto[server]>=5,<6'])
+}
+
+// Every devDependency (test servers like dynalite, peers for the benchmarks) must be there.
+const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'))
+const missing = Object.keys(pkg.devDependencies).filter(
+  (d) => !existsSync(join(root, 'node_modules', d, 'package.json')),
+)
+if (missing.length > 0) {
+  console.log(`[ensure] missing: ${missing.join(', ')}`)
   run('npm', ['install', '--no-audit', '--no-fund'])
 }
 

@@ -136,3 +136,33 @@ export async function startDynalite() {
     },
   }
 }
+
+/** Starts moto_server (Python; `npm test` installs it) on a free port, for what dynalite lacks. */
+export async function startMoto() {
+  const port = await freePort()
+  const child = spawn('python3', ['-m', 'moto.server', '-H', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' })
+  running.add(child)
+  const endpoint = `http://127.0.0.1:${port}`
+  for (let i = 0; ; i++) {
+    if (child.exitCode !== null)
+      throw new Error(`moto_server exited with ${child.exitCode} (pip install 'moto[server]')`)
+    const up = await fetch(`${endpoint}/moto-api/`).then(
+      () => true,
+      () => false,
+    )
+    if (up) break
+    if (i > 300) throw new Error(`moto_server on port ${port} did not start`)
+    await delay(50)
+  }
+  return {
+    endpoint,
+    pid: child.pid,
+    stop: async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return
+      const exited = new Promise((resolve) => child.once('exit', resolve))
+      child.kill('SIGKILL')
+      await exited
+      running.delete(child)
+    },
+  }
+}

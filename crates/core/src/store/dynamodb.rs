@@ -493,8 +493,24 @@ impl DynamoStore {
         ),
         err,
       ),
-      SdkError::DispatchFailure(_) => {
-        LockError::backend(format!("DynamoDB {op} failed: endpoint unreachable"), err)
+      SdkError::DispatchFailure(failure) => {
+        let context = aws_sdk_dynamodb::error::DisplayErrorContext(&err).to_string();
+        let io = failure
+          .as_connector_error()
+          .is_some_and(|c| c.is_io() || c.is_timeout());
+        if !io && context.contains("credentials") {
+          // Nothing in the AWS chain gave credentials: retrying will not find any.
+          return LockError::Rejected {
+            message: format!(
+              "DynamoDB {op} failed: no AWS credentials (give options.dynamodb.credentials, or set them in the environment, shared files or profile)"
+            ),
+            source: Some(context.into()),
+          };
+        }
+        LockError::backend(
+          format!("DynamoDB {op} failed: endpoint unreachable"),
+          context,
+        )
       }
       SdkError::ConstructionFailure(_) => LockError::Rejected {
         message: format!(
