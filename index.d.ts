@@ -68,6 +68,8 @@ export interface MemoryClientOptions extends BaseClientOptions {
   memory?: true | undefined
   /** Not allowed together with `memory`. */
   redis?: undefined
+  /** Not allowed together with `memory`. */
+  dynamodb?: undefined
 }
 
 /** Options of the Redis backend. */
@@ -76,10 +78,64 @@ export interface RedisClientOptions extends BaseClientOptions {
   redis: string | RedisOptions
   /** Not allowed together with `redis`. */
   memory?: undefined
+  /** Not allowed together with `redis`. */
+  dynamodb?: undefined
 }
 
-/** Options of `createClient`: one backend, memory (the default) or redis. */
-export type ClientOptions = MemoryClientOptions | RedisClientOptions
+/** Static AWS credentials; never shown in messages or logs. */
+export interface AwsCredentials {
+  accessKeyId: string
+  secretAccessKey: string
+  sessionToken?: string | undefined
+}
+
+/**
+ * Options of the DynamoDB backend. What is not given (region, credentials, endpoint) comes from
+ * the standard AWS chain: environment variables (incl. `AWS_ENDPOINT_URL_DYNAMODB`), shared
+ * config and credentials files, `AWS_PROFILE`.
+ */
+export interface DynamoOptions {
+  /** The lock table: 3 to 255 characters of `a-z A-Z 0-9 _ - .`. */
+  table: string
+  /** AWS region, e.g. `'eu-west-1'`. */
+  region?: string | undefined
+  /** Endpoint URL, e.g. `'http://127.0.0.1:8000'` for a local server. */
+  endpoint?: string | undefined
+  /** Static credentials. */
+  credentials?: AwsCredentials | undefined
+  /** Partition key attribute name (default `'key'`); holds the lock name. */
+  partitionKey?: string | undefined
+  /** For tables with a sort key: its attribute name and the value every lock record uses. */
+  sortKey?: { name: string; value: string } | undefined
+  /** Default owner name of this client's locks (default `hostname:pid`). */
+  ownerName?: string | undefined
+  /** Default lease in ms, the acquire `ttl` default (default 20000). */
+  leaseDuration?: number | undefined
+  /** Automatic heartbeat period in ms, below `leaseDuration` (default 5000); 0: no automatic heartbeats. */
+  heartbeatPeriod?: number | undefined
+  /** Attribute for DynamoDB's TTL cleanup (epoch seconds, lease + 24 h from this host's clock). */
+  ttlAttribute?: string | undefined
+  /** Per-request timeout in ms (default 3000). */
+  requestTimeout?: number | undefined
+}
+
+/** Options of the DynamoDB backend (`keyPrefix` does not apply). */
+export interface DynamoClientOptions {
+  dynamodb: DynamoOptions
+  logger?: Logger | undefined
+  /** Not allowed together with `dynamodb`. */
+  memory?: undefined
+  /** Not allowed together with `dynamodb`. */
+  redis?: undefined
+  /** Not allowed together with `dynamodb`. */
+  keyPrefix?: undefined
+}
+
+/** Options of `createClient`: one backend, memory (the default), redis or dynamodb. */
+export type ClientOptions = MemoryClientOptions | RedisClientOptions | DynamoClientOptions
+
+/** A JSON value, as stored in DynamoDB additional attributes. */
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue }
 
 /** Options of `acquire`, `tryAcquire` and `using`: durations are integer ms, and `undefined` means the default. */
 export interface AcquireOptions {
@@ -102,10 +158,72 @@ export interface AcquireOptions {
   refreshInterval?: number | undefined
   /** Owner name stored with the lock, at most 1024 bytes (default `hostname:pid`). */
   owner?: string | undefined
-  /** Free-form string stored with the lock and shown by `inspect` (default none). */
-  data?: string | undefined
+  /** Data stored with the lock and shown by `inspect`: a string, or a Buffer (memory and dynamodb) (default none). */
+  data?: string | Buffer | undefined
   /** Cancels the wait when aborted: the acquire rejects with `ERR_ABORTED` (a held lock is unaffected). */
   signal?: AbortSignal | undefined
+  /**
+   * Emit 'expiring' once less than this many ms of the lease are left without a renewal (default
+   * one refresh interval). Also watches locks without auto-extend: they emit 'lost' when the lease ends.
+   */
+  safeTime?: number | undefined
+  /** DynamoDB: overwrite the data a released or expired record kept (default: keep it). */
+  replaceData?: boolean | undefined
+  /** DynamoDB: delete the record on release instead of marking it released (fences then restart). */
+  deleteOnRelease?: boolean | undefined
+  /** DynamoDB: more attributes to store in the record (not the table's own or ferrolock's names). */
+  additionalAttributes?: { [key: string]: JsonValue } | undefined
+  /** DynamoDB: wait one lease plus this many ms, then give up (cirello); excludes `wait`. */
+  additionalTimeToWait?: number | undefined
+}
+
+/** Options of `sendHeartbeat` and `release`. */
+export interface DataOptions {
+  /** DynamoDB: the data to store now (heartbeat) or leave in the released record (release). */
+  data?: string | Buffer | undefined
+}
+
+/** Options of `createLockTable` (DynamoDB). */
+export interface CreateTableOptions {
+  /** Provisioned read capacity units; with `writeCapacity`. Default: on-demand billing. */
+  readCapacity?: number | undefined
+  /** Provisioned write capacity units; with `readCapacity`. */
+  writeCapacity?: number | undefined
+  /** Table tags. */
+  tags?: { [key: string]: string } | undefined
+  /** Turn on DynamoDB TTL for the client's `ttlAttribute`. */
+  ttl?: boolean | undefined
+  /** Give up waiting for ACTIVE after this many ms (default 300000). */
+  timeout?: number | undefined
+}
+
+/** The result of `createLockTable`. */
+export interface CreateTableResult {
+  table: string
+  /** False when the table existed already. */
+  created: boolean
+}
+
+/** The result of `deleteLockTable`. */
+export interface DeleteTableResult {
+  table: string
+  /** False when there was no such table. */
+  deleted: boolean
+}
+
+/** A DynamoDB lock record, released or not, as returned by `get`. */
+export interface LockRecord {
+  owner: string
+  data: string | Buffer | null
+  fence: bigint
+  /** The holder's lease in ms. */
+  leaseDuration: number
+  released: boolean
+  /** This client saw the same record version for a whole lease: the holder stopped heartbeating. */
+  expired: boolean
+  recordVersionNumber: string
+  /** Attributes other than the table's keys and ferrolock's own. */
+  attributes: { [key: string]: JsonValue }
 }
 
 // ---- callbacks ---------------------------------------------------------------------------------
@@ -137,8 +255,8 @@ export interface LockInfo {
   remainingTtl: number | null
   /** The fencing token of the current acquisition. */
   fence: bigint
-  /** The `data` given at acquire, or null. */
-  data: string | null
+  /** The stored data (a string, or a Buffer when given as one), or null. */
+  data: string | Buffer | null
 }
 
 /** Counters for leak checks, as returned by `stats`. */
@@ -152,7 +270,7 @@ export interface ClientStats {
 }
 
 /** The backend a client talks to. */
-export type Backend = 'memory' | 'redis'
+export type Backend = 'memory' | 'redis' | 'dynamodb'
 
 // ---- Lock --------------------------------------------------------------------------------------
 
@@ -205,11 +323,21 @@ export declare class Lock extends EventEmitter {
   extend(ttl: number, callback: Callback<boolean>): void
   /** Sets the lease to `ttl` ms from now, calling `callback` with the error or null. */
   extend(ttl: number, callback: DoneCallback): void
-  /** Deletes the lock if it is still ours: resolves true, or false when it was already gone. */
-  release(): Promise<boolean>
-  /** Deletes the lock if it is still ours: passes true, or false when it was already gone. */
+  /** Renews the lease for its current ttl now (a manual heartbeat); `{ data }` replaces the data (DynamoDB). False if no longer ours. */
+  sendHeartbeat(options?: DataOptions): Promise<boolean>
+  /** Like `sendHeartbeat()`, passing the outcome to `callback`. */
+  sendHeartbeat(callback: Callback<boolean>): void
+  /** Like `sendHeartbeat(options)`, passing the outcome to `callback`. */
+  sendHeartbeat(options: DataOptions | undefined, callback: Callback<boolean>): void
+  /** Like `sendHeartbeat()`, calling `callback` with the error or null. */
+  sendHeartbeat(callback: DoneCallback): void
+  /** Releases the lock if it is still ours: resolves true, or false when it was already gone; `{ data }` stays in a DynamoDB record. */
+  release(options?: DataOptions): Promise<boolean>
+  /** Releases the lock if it is still ours: passes true, or false when it was already gone. */
   release(callback: Callback<boolean>): void
-  /** Deletes the lock if it is still ours, calling `callback` with the error or null. */
+  /** Like `release(options)`, passing the outcome to `callback`. */
+  release(options: DataOptions | undefined, callback: Callback<boolean>): void
+  /** Releases the lock if it is still ours, calling `callback` with the error or null. */
   release(callback: DoneCallback): void
   /** Releases the lock; called by `await using`. */
   [Symbol.asyncDispose](): Promise<void>
@@ -256,7 +384,7 @@ export declare class Lock extends EventEmitter {
  */
 export declare class Client {
   private constructor()
-  /** The backend this client talks to: `'memory'` or `'redis'`. */
+  /** The backend this client talks to: `'memory'`, `'redis'` or `'dynamodb'`. */
   get backend(): Backend
 
   /** Acquires `name`, waiting as `options.wait` says; rejects `ERR_LOCK_NOT_ACQUIRED` if it gives up. */
@@ -304,6 +432,21 @@ export declare class Client {
   /** Reads a lock, calling `callback` with the error or null. */
   inspect(name: string, callback: DoneCallback): void
 
+  /** DynamoDB: reads the record of `name`, released or not, with consistent reads; null when there is none. */
+  get(name: string): Promise<LockRecord | null>
+  /** Like `get(name)`, passing the record or null to `callback`. */
+  get(name: string, callback: Callback<LockRecord | null>): void
+  /** DynamoDB: creates the lock table and resolves once it is ACTIVE (`created: false` when it existed). */
+  createLockTable(options?: CreateTableOptions): Promise<CreateTableResult>
+  /** Like `createLockTable(options)`, passing the result to `callback`. */
+  createLockTable(options: CreateTableOptions | undefined, callback: Callback<CreateTableResult>): void
+  /** Like `createLockTable()`, passing the result to `callback`. */
+  createLockTable(callback: Callback<CreateTableResult>): void
+  /** DynamoDB: deletes the lock table and resolves once it is gone (`deleted: false` when there was none). */
+  deleteLockTable(): Promise<DeleteTableResult>
+  /** Like `deleteLockTable()`, passing the result to `callback`. */
+  deleteLockTable(callback: Callback<DeleteTableResult>): void
+
   /** Rejects pending acquires (`ERR_CLIENT_CLOSED`), releases every held lock and closes connections. */
   close(): Promise<void>
   /** Like `close()`, calling `callback` when done. */
@@ -315,7 +458,7 @@ export declare class Client {
 
 /**
  * Creates a lock client: the in-process memory backend with no options (or `{ memory: true }`),
- * or one Redis server with `{ redis: url | options }`. Throws `ERR_INVALID_ARG` on bad options.
+ * one Redis server with `{ redis: url | options }`, or a DynamoDB table with `{ dynamodb: { table, ... } }`. Throws `ERR_INVALID_ARG` on bad options.
  */
 export declare function createClient(options?: ClientOptions): Client
 
@@ -329,6 +472,7 @@ export type ErrorCode =
   | 'ERR_BACKEND_UNAVAILABLE'
   | 'ERR_CLIENT_CLOSED'
   | 'ERR_ABORTED'
+  | 'ERR_TABLE_NOT_FOUND'
   | 'ERR_LOCK_RELEASED'
 
 /** Options of the error constructors (like ES2022 `ErrorOptions`, which older `lib` settings lack). */
@@ -393,6 +537,14 @@ export declare class AbortedError extends LockError {
   constructor(message?: string, options?: LockErrorOptions)
   /** Always `'ERR_ABORTED'`. */
   readonly code: 'ERR_ABORTED'
+}
+
+/** The DynamoDB lock table does not exist (reported at once, never by waiting). */
+export declare class TableNotFoundError extends LockError {
+  /** Creates the error with its code. */
+  constructor(message?: string, options?: LockErrorOptions)
+  /** Always `'ERR_TABLE_NOT_FOUND'`. */
+  readonly code: 'ERR_TABLE_NOT_FOUND'
 }
 
 // Only the declarations marked `export` above are exports (no implicit exports in this file).

@@ -19,6 +19,7 @@ import {
   LockError,
   LockLostError,
   LockNotAcquiredError,
+  TableNotFoundError,
 } from 'ferrolock'
 import type {
   AcquireOptions,
@@ -85,7 +86,7 @@ function clients(): Client[] {
 
 function client(locks: Client): void {
   expectType<Backend>(locks.backend)
-  expectType<'memory' | 'redis'>(locks.backend)
+  expectType<'memory' | 'redis' | 'dynamodb'>(locks.backend)
   // @ts-expect-error backend is read-only
   locks.backend = 'redis'
   // @ts-expect-error there is only memory and redis
@@ -282,7 +283,7 @@ async function inspectAndClose(locks: Client): Promise<void> {
     expectType<string>(info.owner)
     expectType<bigint>(info.fence)
     expectType<number | null>(info.remainingTtl)
-    expectType<string | null>(info.data)
+    expectType<string | Buffer | null>(info.data)
     const left: number = info.remainingTtl ?? Infinity
     // @ts-expect-error remainingTtl may be null
     const unchecked: number = info.remainingTtl
@@ -502,3 +503,70 @@ createClient({ redis: { url: 'rediss://127.0.0.1:6380', tls: true } })
 createClient({ redis: { url: 'rediss://127.0.0.1:6380', tls: { ca: Buffer.from('pem') } } })
 // @ts-expect-error -- the CA is PEM text or a Buffer, not a path list
 createClient({ redis: { tls: { ca: ['a.pem'] } } })
+
+// DynamoDB: client options, DynamoDB-only acquire options, records, tables, data as Buffer.
+async function dynamodb() {
+  const locks = createClient({
+    dynamodb: {
+      table: 'locks',
+      region: 'eu-west-1',
+      endpoint: 'http://127.0.0.1:8000',
+      credentials: { accessKeyId: 'a', secretAccessKey: 'b' },
+      partitionKey: 'key',
+      sortKey: { name: 'sk', value: 'lock' },
+      ownerName: 'box-1',
+      leaseDuration: 20_000,
+      heartbeatPeriod: 0,
+      ttlAttribute: 'expiresAt',
+      requestTimeout: 3000,
+    },
+  })
+  createClient({ dynamodb: { table: 'locks' }, logger: console })
+  // @ts-expect-error -- the table is required
+  createClient({ dynamodb: { region: 'eu-west-1' } })
+  // @ts-expect-error -- keyPrefix does not apply to DynamoDB
+  createClient({ dynamodb: { table: 'locks' }, keyPrefix: 'x:' })
+  // @ts-expect-error -- one backend at a time
+  createClient({ dynamodb: { table: 'locks' }, redis: 'redis://127.0.0.1' })
+  // @ts-expect-error -- credentials need both parts
+  createClient({ dynamodb: { table: 'locks', credentials: { accessKeyId: 'a' } } })
+
+  const lock = await locks.acquire('job', {
+    data: Buffer.from([1, 2]),
+    replaceData: true,
+    deleteOnRelease: false,
+    additionalAttributes: { job: { id: 7 }, tags: ['a'], done: null },
+    additionalTimeToWait: 5000,
+    safeTime: 2000,
+  })
+  // @ts-expect-error -- attributes are JSON values
+  void locks.acquire('job', { additionalAttributes: { at: new Date() } })
+  const beat: Promise<boolean> = lock.sendHeartbeat({ data: 'step 2' })
+  lock.sendHeartbeat((err, ok) => void (err ? err.message : ok))
+  const released: Promise<boolean> = lock.release({ data: Buffer.from('done') })
+  lock.release(undefined, (err, ok) => void (err ? err.message : ok))
+  const rec = await locks.get('job')
+  if (rec) {
+    expectType<bigint>(rec.fence)
+    expectType<string | Buffer | null>(rec.data)
+    expectType<boolean>(rec.released && rec.expired)
+    expectType<number>(rec.leaseDuration)
+  }
+  const info = await locks.inspect('job')
+  expectType<string | Buffer | null | undefined>(info?.data)
+  const made: { table: string; created: boolean } = await locks.createLockTable({
+    readCapacity: 5,
+    writeCapacity: 5,
+    tags: { team: 'a' },
+    ttl: true,
+  })
+  const gone: { table: string; deleted: boolean } = await locks.deleteLockTable()
+  locks.createLockTable((err, r) => void (err ? err.message : r.created))
+  const backend: Backend = 'dynamodb'
+  const code: ErrorCode = 'ERR_TABLE_NOT_FOUND'
+  const err = new TableNotFoundError('no table')
+  expectType<'ERR_TABLE_NOT_FOUND'>(err.code)
+  expectType<LockError>(err)
+  void [beat, released, made, gone, backend, code]
+}
+void dynamodb
