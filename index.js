@@ -256,7 +256,8 @@ function dynamoOptions(d) {
   }
   let creds = {}
   if (d.credentials !== undefined) {
-    checkKeys(d.credentials, ['accessKeyId', 'secretAccessKey', 'sessionToken'], 'options.dynamodb.credentials')
+    // Other keys are allowed: AWS SDK credential objects carry more (expiration, accountId, ...).
+    if (!isPlainObject(d.credentials)) throw invalid('options.dynamodb.credentials must be an object')
     const { accessKeyId, secretAccessKey, sessionToken } = d.credentials
     if (typeof accessKeyId !== 'string' || !accessKeyId || typeof secretAccessKey !== 'string' || !secretAccessKey) {
       throw invalid('options.dynamodb.credentials needs non-empty accessKeyId and secretAccessKey strings')

@@ -314,6 +314,10 @@ async function writeResults(results, info, started) {
     const a = old.indexOf(NOTES_START)
     const b = old.indexOf(NOTES_END)
     if (a >= 0 && b > a) notes = old.slice(a, b + NOTES_END.length)
+    // The block of bench/dynamodb.mjs is kept too.
+    const d = old.indexOf('<!-- DYNAMODB:')
+    const e = old.indexOf('<!-- /DYNAMODB -->')
+    if (d >= 0 && e > d) notes += `\n\n${old.slice(d, e + '<!-- /DYNAMODB -->'.length)}`
   }
   const text = `# ferrolock benchmark results
 
