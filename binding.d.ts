@@ -55,8 +55,11 @@ export declare class NativeLock {
   nextEvent(ack: number): Promise<NativeEvent | null>
   /** Renews the lease to `ttl` ms (default: the current ttl), optionally replacing the data. */
   extend(ttl?: number | undefined | null, data?: string | Buffer | undefined | null): Promise<boolean>
-  /** Releases the lock, optionally leaving data in the released record (DynamoDB). */
-  release(data?: string | Buffer | undefined | null): Promise<boolean>
+  /**
+   * Releases the lock, optionally leaving data in the released record, or deleting the record
+   * (DynamoDB).
+   */
+  release(data?: string | Buffer | undefined | null, deleteRecord?: boolean | undefined | null): Promise<boolean>
 }
 
 /** Acquire options as index.js passes them (all durations in ms). */

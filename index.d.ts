@@ -177,10 +177,16 @@ export interface AcquireOptions {
   additionalTimeToWait?: number | undefined
 }
 
-/** Options of `sendHeartbeat` and `release`. */
+/** Options of `sendHeartbeat` (DynamoDB). */
 export interface DataOptions {
   /** DynamoDB: the data to store now (heartbeat) or leave in the released record (release). */
   data?: string | Buffer | undefined
+}
+
+/** Options of `release` (DynamoDB). */
+export interface ReleaseOptions extends DataOptions {
+  /** DynamoDB: delete the record (`true`) or keep it marked released (`false`); default: `deleteOnRelease` of the acquire. */
+  delete?: boolean | undefined
 }
 
 /** Options of `createLockTable` (DynamoDB). */
@@ -332,11 +338,11 @@ export declare class Lock extends EventEmitter {
   /** Like `sendHeartbeat()`, calling `callback` with the error or null. */
   sendHeartbeat(callback: DoneCallback): void
   /** Releases the lock if it is still ours: resolves true, or false when it was already gone; `{ data }` stays in a DynamoDB record. */
-  release(options?: DataOptions): Promise<boolean>
+  release(options?: ReleaseOptions): Promise<boolean>
   /** Releases the lock if it is still ours: passes true, or false when it was already gone. */
   release(callback: Callback<boolean>): void
   /** Like `release(options)`, passing the outcome to `callback`. */
-  release(options: DataOptions | undefined, callback: Callback<boolean>): void
+  release(options: ReleaseOptions | undefined, callback: Callback<boolean>): void
   /** Releases the lock if it is still ours, calling `callback` with the error or null. */
   release(callback: DoneCallback): void
   /** Releases the lock; called by `await using`. */

@@ -533,23 +533,28 @@ class Lock extends EventEmitter {
     return ok
   }
 
-  // `{ data }` of sendHeartbeat and release.
+  // `{ data }` of sendHeartbeat and release (and `{ delete }` of release).
   #dataOption(options, method) {
     const o = options === undefined ? {} : options
-    checkKeys(o, ['data'], `${method} options`)
+    checkKeys(o, method === 'release' ? ['data', 'delete'] : ['data'], `${method} options`)
     checkData(o.data, `${method} options.data`, this.#backend)
+    if (o.delete !== undefined && typeof o.delete !== 'boolean')
+      throw invalid('release options.delete must be a boolean')
+    if ((o.data !== undefined || o.delete !== undefined) && this.#backend !== 'dynamodb') {
+      throw invalid(`${method} options are only supported by the dynamodb backend`)
+    }
     return o
   }
 
   /**
-   * Releases the lock if it is still ours: true, or false when it was already gone. `{ data }` leaves
-   * data in the released record (DynamoDB).
+   * Releases the lock if it is still ours: true, or false when it was already gone. DynamoDB:
+   * `{ data }` leaves data in the released record; `{ delete }` overrides `deleteOnRelease`.
    */
   release(...input) {
     const { options, callback } = optionsThenCallback(input)
     return settle(callback, async () => {
-      const { data } = this.#dataOption(options, 'release')
-      const ok = await native(this.#native.release(data))
+      const { data, delete: del } = this.#dataOption(options, 'release')
+      const ok = await native(this.#native.release(data, del))
       if (ok) this.#finish('released')
       else this.#finish('lost', 'the lock was already gone when it was released')
       return ok

@@ -217,6 +217,13 @@ describe('dynamodb', () => {
     assert.ok(replaced.fence > kept.fence)
     await replaced.release()
     assert.equal(await admin.get(name), null)
+    // Per release: delete, or keep despite deleteOnRelease.
+    const kept2 = await locks.acquire(name, { deleteOnRelease: true })
+    assert.equal(await kept2.release({ delete: false }), true)
+    assert.equal((await admin.get(name)).released, true)
+    const gone = await locks.acquire(name)
+    assert.equal(await gone.release({ delete: true }), true)
+    assert.equal(await admin.get(name), null)
 
     // Callbacks too.
     const l = await new Promise((resolve, reject) => locks.acquire(name, (e, x) => (e ? reject(e) : resolve(x))))

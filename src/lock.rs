@@ -132,12 +132,17 @@ impl NativeLock {
       .map_err(to_napi)
   }
 
-  /// Releases the lock, optionally leaving data in the released record (DynamoDB).
+  /// Releases the lock, optionally leaving data in the released record, or deleting the record
+  /// (DynamoDB).
   #[napi]
-  pub async fn release(&self, data: Option<Either<String, Buffer>>) -> napi::Result<bool> {
+  pub async fn release(
+    &self,
+    data: Option<Either<String, Buffer>>,
+    delete_record: Option<bool>,
+  ) -> napi::Result<bool> {
     self
       .lock
-      .release_with(data.map(payload))
+      .release_with(data.map(payload), delete_record)
       .await
       .map_err(to_napi)
   }

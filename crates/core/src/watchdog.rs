@@ -252,17 +252,18 @@ impl Lock {
   /// Stops the heartbeat and deletes the lock if it is still ours. `Ok(false)` when it was
   /// already gone (expired, deleted, taken by another owner, or released before).
   pub async fn release(&self) -> Result<bool> {
-    self.release_with(None).await
+    self.release_with(None, None).await
   }
 
-  /// `release`, leaving `data` in the released record where the store keeps one (DynamoDB).
-  pub async fn release_with(&self, data: Option<Payload>) -> Result<bool> {
+  /// `release`, leaving `data` in the released record where the store keeps one (DynamoDB),
+  /// and deleting the record or not (default: as acquired, `delete_on_release`).
+  pub async fn release_with(&self, data: Option<Payload>, delete: Option<bool>) -> Result<bool> {
     if self.is_finished() {
       return Ok(false);
     }
     self.inner.stop.cancel();
     let opts = ReleaseOptions {
-      delete: self.inner.delete_on_release,
+      delete: delete.unwrap_or(self.inner.delete_on_release),
       data,
     };
     let ok = self
