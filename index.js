@@ -640,7 +640,11 @@ class Client {
       if (isPlainObject(options) && options.autoExtend === false) {
         throw invalid('options.autoExtend: using() always auto-extends the lock while fn runs')
       }
-      const lock = await this.acquire(name, options)
+      // Auto-extend even where the client's default is off (DynamoDB with heartbeatPeriod 0).
+      const lock = await this.acquire(
+        name,
+        isPlainObject(options) || options === undefined ? { ...options, autoExtend: true } : options,
+      )
       let result
       try {
         result = await fn(lock.signal, lock)

@@ -248,6 +248,16 @@ describe('dynamodb', () => {
     await locks.close()
   })
 
+  test('using() auto-extends even on a client without automatic heartbeats', async () => {
+    const locks = createClient(server.options(table, { heartbeatPeriod: 0 }))
+    const result = await locks.using(unique('using'), { ttl: 300 }, async (signal, lock) => {
+      await once(lock, 'refreshed')
+      return signal.aborted
+    })
+    assert.equal(result, false)
+    await locks.close()
+  })
+
   test('additionalTimeToWait: waits one lease plus that, then gives up', async () => {
     const opts = server.options(table, { leaseDuration: 400, heartbeatPeriod: 100 })
     const holder = createClient(opts)

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url'
 const root = fileURLToPath(new URL('..', import.meta.url))
 const steps = [
   ['cargo fmt', 'cargo', ['fmt', '--all', '--', '--check']],
-  ['cargo clippy', 'cargo', ['clippy', '--all-targets', '--', '-D', 'warnings']],
+  ['cargo clippy', 'cargo', ['clippy', '--workspace', '--all-targets', '--', '-D', 'warnings']],
   ['cargo test', 'cargo', ['test', '-p', 'ferrolock-core']],
   ['generated loader is committed as built', 'git', ['diff', '--exit-code', '--', 'binding.js', 'binding.d.ts']],
   ['typings (tsc --strict)', 'npx', ['tsc', '-p', 'tsconfig.json']],

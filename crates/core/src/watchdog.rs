@@ -359,7 +359,8 @@ async fn heartbeat(inner: Arc<LockInner>) {
     };
     let due = next.min(valid_until);
     let warn_at = valid_until.checked_sub(safe).unwrap_or(valid_until);
-    let warn = !expiring_sent && warn_at < due;
+    // Only an explicit safe time warns on a timer; by default `Expiring` follows failed renewals.
+    let warn = inner.safe_time.is_some() && !expiring_sent && warn_at < due;
     tokio::select! {
       _ = inner.stop.cancelled() => return,
       _ = inner.reschedule.notified() => {

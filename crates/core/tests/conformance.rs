@@ -472,6 +472,29 @@ async fn heartbeat<S: LockStore>(store: Arc<S>) {
   assert!(lock.release().await.expect("release"));
   assert_eq!(events.recv().await, Some(LeaseEvent::Released));
   assert_eq!(events.recv().await, None);
+
+  // A refresh interval close to the ttl is no reason to warn: healthy renewals only.
+  let lock = mgr
+    .acquire(
+      &name,
+      AcquireOptions {
+        refresh_interval: Some(Duration::from_millis(100)),
+        ..opts(150)
+      },
+      CancellationToken::new(),
+    )
+    .await
+    .expect("acquire")
+    .expect("lock");
+  let mut events = lock.take_events().expect("events");
+  for _ in 0..3 {
+    assert!(matches!(
+      events.recv().await,
+      Some(LeaseEvent::Refreshed { .. })
+    ));
+  }
+  assert!(lock.release().await.expect("release"));
+  assert_eq!(events.recv().await, Some(LeaseEvent::Released));
 }
 
 async fn session_monitor<S: LockStore>(store: Arc<S>) {

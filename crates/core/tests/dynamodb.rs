@@ -282,7 +282,7 @@ async fn data_attributes_heartbeat_data_and_release_modes() {
   // Release with data: the record stays, released, with the fence.
   let done = Payload::Text("done".into());
   assert!(lock
-    .release_with(Some(done.clone()))
+    .release_with(Some(done.clone()), None)
     .await
     .expect("release"));
   let released = store.get(&name).await.expect("get").expect("kept");
