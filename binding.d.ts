@@ -83,6 +83,8 @@ export interface NativeAcquireOptions {
   deleteOnRelease?: boolean
   /** DynamoDB only: a JSON object of more attributes to store. */
   additionalAttributes?: string
+  /** Wait until the holder's lease could have run out, plus this (ms); `wait` is then absent. */
+  additionalTimeToWait?: number
 }
 
 /** DynamoDB client options. */

@@ -139,7 +139,7 @@ export type JsonValue = string | number | boolean | null | JsonValue[] | { [key:
 
 /** Options of `acquire`, `tryAcquire` and `using`: durations are integer ms, and `undefined` means the default. */
 export interface AcquireOptions {
-  /** Lease length in ms, from 1 to 2^31 - 1; the lock expires unless it is extended (default 30000). */
+  /** Lease length in ms, from 1 to 2^31 - 1; the lock expires unless it is extended (default 30000; DynamoDB: the client's `leaseDuration`). */
   ttl?: number | undefined
   /**
    * How long to wait while another owner holds the lock: `true` until acquired (the default),
@@ -152,11 +152,11 @@ export interface AcquireOptions {
   retryJitter?: number | undefined
   /** Retries after the first attempt before rejecting `ERR_LOCK_NOT_ACQUIRED`: a non-negative integer or `Infinity` (the default). */
   maxRetries?: number | undefined
-  /** Renews the lease in the background every `refreshInterval` until release (default true). */
+  /** Renews the lease in the background every `refreshInterval` until release (default true; DynamoDB: `heartbeatPeriod > 0`). */
   autoExtend?: boolean | undefined
-  /** Interval in ms between automatic renewals, less than `ttl` (default a third of `ttl`). */
+  /** Interval in ms between automatic renewals, less than `ttl` (default a third of `ttl`; DynamoDB: the client's `heartbeatPeriod` when below `ttl`). */
   refreshInterval?: number | undefined
-  /** Owner name stored with the lock, at most 1024 bytes (default `hostname:pid`). */
+  /** Owner name stored with the lock, at most 1024 bytes (default `hostname:pid`; DynamoDB: the client's `ownerName`). */
   owner?: string | undefined
   /** Data stored with the lock and shown by `inspect`: a string, or a Buffer (memory and dynamodb) (default none). */
   data?: string | Buffer | undefined
@@ -173,7 +173,7 @@ export interface AcquireOptions {
   deleteOnRelease?: boolean | undefined
   /** DynamoDB: more attributes to store in the record (not the table's own or ferrolock's names). */
   additionalAttributes?: { [key: string]: JsonValue } | undefined
-  /** DynamoDB: wait one lease plus this many ms, then give up (cirello); excludes `wait`. */
+  /** DynamoDB: wait until the holder's lease (as first seen) could have run out, plus this many ms, then give up (cirello, Amazon); excludes `wait`. */
   additionalTimeToWait?: number | undefined
 }
 

@@ -153,12 +153,11 @@ function acquireOptions(options, tryOnly, defaults) {
   checkMs(retryJitter, 'options.retryJitter', 0)
   let wait
   if (o.additionalTimeToWait !== undefined) {
-    // cirello: wait up to one lease plus this before giving up.
+    // cirello / Amazon: wait until the holder's lease could have run out, plus this.
     checkMs(o.additionalTimeToWait, 'options.additionalTimeToWait', 0)
     if (o.wait !== undefined) throw invalid('options.wait and options.additionalTimeToWait exclude each other')
   }
   if (tryOnly || o.wait === false) wait = 0
-  else if (o.additionalTimeToWait !== undefined) wait = Math.min(MAX_MS, ttl + o.additionalTimeToWait)
   else if (o.wait === undefined || o.wait === true) wait = undefined
   else {
     checkMs(o.wait, 'options.wait', 0)
@@ -221,6 +220,7 @@ function acquireOptions(options, tryOnly, defaults) {
       replaceData: o.replaceData,
       deleteOnRelease: o.deleteOnRelease,
       additionalAttributes,
+      additionalTimeToWait: tryOnly || o.wait === false ? undefined : o.additionalTimeToWait,
     },
   }
 }
@@ -641,10 +641,9 @@ class Client {
         throw invalid('options.autoExtend: using() always auto-extends the lock while fn runs')
       }
       // Auto-extend even where the client's default is off (DynamoDB with heartbeatPeriod 0).
-      const lock = await this.acquire(
-        name,
-        isPlainObject(options) || options === undefined ? { ...options, autoExtend: true } : options,
-      )
+      const opts =
+        isPlainObject(options) && options.autoExtend === undefined ? { ...options, autoExtend: true } : options
+      const lock = await this.acquire(name, opts === undefined ? { autoExtend: true } : opts)
       let result
       try {
         result = await fn(lock.signal, lock)

@@ -10,7 +10,7 @@ import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { after, before, describe, test } from 'node:test'
 
-import { DescribeTimeToLiveCommand, DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb'
+import { DescribeTimeToLiveCommand, DynamoDBClient, GetItemCommand, PutItemCommand } from '@aws-sdk/client-dynamodb'
 
 import { createClient, InvalidArgumentError, TableNotFoundError } from '../index.js'
 import { freePort, startDynalite, startMoto } from './support/servers.mjs'
@@ -102,7 +102,7 @@ describe('dynamodb', () => {
     const waited = performance.now() - started
     // The waiter counts a whole lease on its own clock from its first look; then one poll at most.
     assert.ok(waited >= lease, `took over after ${waited} ms`)
-    assert.ok(waited < lease + 100 + 250, `took over after ${waited} ms`)
+    assert.ok(waited < lease + 100 + 400, `took over after ${waited} ms`)
     assert.ok(lock.fence > BigInt(fence))
     await lock.release()
     await taker.close()
@@ -173,6 +173,42 @@ describe('dynamodb', () => {
     assert.equal(await lock.release(), true)
     await holder.kill()
     await taker.close()
+  })
+
+  test('a heartbeat of a lock that was taken over reports lost within one heartbeat period', async () => {
+    const name = unique('overwritten')
+    const heartbeat = 200
+    const opts = server.options(table, { leaseDuration: 2000, heartbeatPeriod: heartbeat })
+    const holder = worker(['hold', name], opts)
+    const { fence } = await holder.next('acquired')
+    // Another owner's write replaces the record (as a takeover does), with a greater fence.
+    const raw = new DynamoDBClient({
+      endpoint: server.endpoint,
+      region: 'us-east-1',
+      credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+    })
+    const newFence = String(Number(fence) + 1)
+    const item = {
+      key: { S: name },
+      owner: { S: 'intruder' },
+      token: { S: 'someone-else' },
+      recordVersionNumber: { S: 'other' },
+      leaseDuration: { N: '60000' },
+      isReleased: { BOOL: false },
+      fence: { N: newFence },
+    }
+    await raw.send(new PutItemCommand({ TableName: table, Item: item }))
+    const overwrittenAt = Date.now()
+    const lost = await holder.next('lost')
+    assert.match(lost.message, /deleted or taken by another owner/)
+    assert.ok(lost.receivedAt - overwrittenAt < heartbeat + 300, `lost after ${lost.receivedAt - overwrittenAt} ms`)
+    // The old holder left the new owner's record alone.
+    const { Item } = await raw.send(
+      new GetItemCommand({ TableName: table, Key: { key: { S: name } }, ConsistentRead: true }),
+    )
+    assert.deepEqual(Item, item)
+    raw.destroy()
+    await holder.kill()
   })
 
   test('data (string or Buffer), get, sendHeartbeat and release with data, deleteOnRelease, attributes', async () => {
@@ -269,8 +305,13 @@ describe('dynamodb', () => {
       code: 'ERR_LOCK_NOT_ACQUIRED',
     })
     const waited = performance.now() - started
-    assert.ok(waited >= 600 && waited < 1200, `gave up after ${waited} ms`)
+    assert.ok(waited >= 600 && waited < 1500, `gave up after ${waited} ms`)
     await lock.release()
+    // A dead holder with a longer lease than ours is taken over, even with no extra time.
+    const dead = await holder.acquire(unique('atw-dead'), { ttl: 700, autoExtend: false })
+    const taken = await taker.acquire(dead.name, { ttl: 100, additionalTimeToWait: 0, retryDelay: 50 })
+    assert.ok(taken.fence > dead.fence)
+    await taken.release()
     await holder.close()
     await taker.close()
   })

@@ -33,6 +33,8 @@ pub struct NativeAcquireOptions {
   pub delete_on_release: Option<bool>,
   /// DynamoDB only: a JSON object of more attributes to store.
   pub additional_attributes: Option<String>,
+  /// Wait until the holder's lease could have run out, plus this (ms); `wait` is then absent.
+  pub additional_time_to_wait: Option<f64>,
 }
 
 /// DynamoDB client options.
@@ -92,10 +94,13 @@ impl NativeAcquireOptions {
   pub fn into_core(self) -> napi::Result<AcquireOptions> {
     Ok(AcquireOptions {
       ttl: ms(self.ttl, "options.ttl")?,
-      wait: match self.wait {
-        None => Wait::Forever,
-        Some(0.0) => Wait::No,
-        Some(w) => Wait::For(ms(w, "options.wait")?),
+      wait: match (self.wait, self.additional_time_to_wait) {
+        (None, Some(extra)) => Wait::AfterLease(ms(extra, "options.additionalTimeToWait")?),
+        (w, _) => match w {
+          None => Wait::Forever,
+          Some(0.0) => Wait::No,
+          Some(w) => Wait::For(ms(w, "options.wait")?),
+        },
       },
       retry_delay: ms(self.retry_delay, "options.retryDelay")?,
       retry_jitter: ms(self.retry_jitter, "options.retryJitter")?,

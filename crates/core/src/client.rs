@@ -27,6 +27,9 @@ pub enum Wait {
   Forever,
   /// Until this long after the call (`wait: ms`).
   For(Duration),
+  /// Until the holder's lease could have run out, as the store reports it on the first
+  /// attempt that finds the lock held, plus this (cirello's `additionalTimeToWait`).
+  AfterLease(Duration),
 }
 
 /// Options of one acquisition. Durations are validated by `acquire`.
@@ -218,12 +221,14 @@ impl LockManager {
 
     let token = uuid::Uuid::new_v4().to_string();
     let waiting = opts.wait != Wait::No && opts.wait != Wait::For(Duration::ZERO);
-    let mut errored = false;
+    // Set when an attempt's outcome is unknown (a timeout, a dropped connection): it may have
+    // taken the lock under our token.
+    let mut uncertain = false;
     let result = self
-      .attempts(name, &opts, &token, waiting, &cancel, &mut errored)
+      .attempts(name, &opts, &token, waiting, &cancel, &mut uncertain)
       .await;
     if !matches!(result, Ok(Some(_))) {
-      if errored {
+      if uncertain {
         // An attempt whose reply was lost may have taken the lock under our token.
         let _ = self.store.release(name, &token).await;
       }
@@ -242,9 +247,9 @@ impl LockManager {
     token: &str,
     waiting: bool,
     cancel: &CancellationToken,
-    errored: &mut bool,
+    uncertain: &mut bool,
   ) -> Result<Option<Lock>> {
-    let deadline = match opts.wait {
+    let mut deadline = match opts.wait {
       Wait::For(d) => Some(Instant::now() + d),
       _ => None,
     };
@@ -318,15 +323,19 @@ impl LockManager {
         Ok(Acquire::Held(holder)) => {
           last_error = None;
           hint = holder.remaining;
-        }
-        Err(err) if waiting && err.is_retryable() => {
-          *errored = true;
-          last_error = Some(err);
+          if let (Wait::AfterLease(extra), None) = (opts.wait, deadline) {
+            let lease = holder.remaining.unwrap_or(opts.ttl);
+            // A little beyond the lease, so the attempt that may take it over still fits.
+            deadline = Some(Instant::now() + lease + extra + Duration::from_millis(50));
+          }
         }
         Err(err) => {
           // Only a fault (a timeout, a dropped connection) can hide a write that happened.
-          *errored = err.is_retryable();
-          return Err(err);
+          *uncertain |= err.is_retryable();
+          if !(waiting && err.is_retryable()) {
+            return Err(err);
+          }
+          last_error = Some(err);
         }
       }
       if !waiting {

@@ -22,7 +22,9 @@ pub trait LockStore: Send + Sync + 'static {
   /// Short backend name for messages and logs ("memory", "redis").
   fn kind(&self) -> &'static str;
 
-  /// Takes the lock when it is free (and no older waiter is queued for it).
+  /// Takes the lock when it is free (and no older waiter is queued for it). If it is already
+  /// ours (an earlier attempt with this token whose reply was lost), the store renews its
+  /// lease within this attempt, so the lease never counts from before the attempt started.
   async fn try_acquire(&self, name: &str, req: &AcquireRequest<'_>) -> Result<Acquire>;
 
   /// Sets the lease to `ttl` from now; `false` when the lock is no longer ours.

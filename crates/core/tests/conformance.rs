@@ -478,8 +478,8 @@ async fn heartbeat<S: LockStore>(store: Arc<S>) {
     .acquire(
       &name,
       AcquireOptions {
-        refresh_interval: Some(Duration::from_millis(100)),
-        ..opts(150)
+        refresh_interval: Some(Duration::from_millis(200)),
+        ..opts(300)
       },
       CancellationToken::new(),
     )

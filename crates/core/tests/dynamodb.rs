@@ -7,9 +7,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use ferrolock_core::{
   Acquire, AcquireExtras, AcquireOptions, AcquireRequest, Billing, DynamoOptions, DynamoStore,
-  LeaseEvent, LockError, LockManager, LockStore, Payload, StaticCredentials, TableOptions, Wait,
+  LeaseEvent, LockError, LockInfo, LockManager, LockStore, Payload, StaticCredentials,
+  TableOptions, Wait, Watch,
 };
 use support::{free_port, Dynalite};
 use tokio::time::Instant;
@@ -414,4 +416,155 @@ async fn unreachable_endpoint_is_a_backend_error_without_secrets() {
   for secret in ["very-secret-key", "AKIDSECRETID", "session-secret"] {
     assert!(!shown.contains(secret), "{shown}");
   }
+}
+
+/// A store whose acquire replies get lost: the write happens, then the caller sees a fault
+/// (after `delay`), as after a timeout. `then` is the error of the following attempts, if any.
+struct LostReplies {
+  inner: Arc<DynamoStore>,
+  lost: AtomicU64,
+  delay: Duration,
+  then: Option<fn() -> LockError>,
+  /// The record version the lost write left.
+  first_rvn: std::sync::Mutex<Option<String>>,
+}
+
+#[async_trait]
+impl LockStore for LostReplies {
+  fn kind(&self) -> &'static str {
+    "lost-replies"
+  }
+  async fn try_acquire(
+    &self,
+    name: &str,
+    req: &AcquireRequest<'_>,
+  ) -> ferrolock_core::Result<Acquire> {
+    if self.lost.fetch_add(1, Ordering::SeqCst) == 0 {
+      self.inner.try_acquire(name, req).await?;
+      let rvn = self.inner.get(name).await?.map(|r| r.record_version);
+      *self.first_rvn.lock().unwrap_or_else(|e| e.into_inner()) = rvn;
+      tokio::time::sleep(self.delay).await;
+      return Err(LockError::Backend {
+        message: "timed out".into(),
+        source: None,
+      });
+    }
+    match self.then {
+      Some(err) => Err(err()),
+      None => self.inner.try_acquire(name, req).await,
+    }
+  }
+  async fn extend(&self, name: &str, token: &str, ttl: Duration) -> ferrolock_core::Result<bool> {
+    self.inner.extend(name, token, ttl).await
+  }
+  async fn release(&self, name: &str, token: &str) -> ferrolock_core::Result<bool> {
+    self.inner.release(name, token).await
+  }
+  async fn inspect(&self, name: &str) -> ferrolock_core::Result<Option<LockInfo>> {
+    self.inner.inspect(name).await
+  }
+  async fn leave_queue(&self, name: &str, token: &str) -> ferrolock_core::Result<()> {
+    self.inner.leave_queue(name, token).await
+  }
+  async fn watch(&self, name: &str) -> ferrolock_core::Result<Option<Watch>> {
+    self.inner.watch(name).await
+  }
+  async fn close(&self) {
+    self.inner.close().await
+  }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_acquire_reply_is_reclaimed_with_a_fresh_record_version() {
+  let srv = Dynalite::start();
+  let (store, _) = two_clients(&srv).await;
+  let flaky = Arc::new(LostReplies {
+    inner: store.clone(),
+    lost: AtomicU64::new(0),
+    delay: Duration::from_millis(400),
+    then: None,
+    first_rvn: Default::default(),
+  });
+  let mgr = LockManager::new(flaky.clone());
+  let name = unique("lost-reply");
+  let lock = acquire(
+    &mgr,
+    &name,
+    AcquireOptions {
+      auto_extend: false,
+      ..opts(1_000)
+    },
+  )
+  .await;
+  // The retry found our own token and renewed the record version, so waiters that timed the
+  // lost write start again: the lease counts from the retry, not from the lost write.
+  let first = flaky
+    .first_rvn
+    .lock()
+    .unwrap_or_else(|e| e.into_inner())
+    .clone();
+  let now = store.get(&name).await.expect("get").expect("record");
+  assert!(first.is_some());
+  assert_ne!(Some(now.record_version), first);
+  assert_eq!(now.fence, lock.fence());
+  assert!(lock.release().await.expect("release"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_reply_is_cleaned_up_even_when_a_later_attempt_fails_for_good() {
+  let srv = Dynalite::start();
+  let (store, _) = two_clients(&srv).await;
+  let flaky = Arc::new(LostReplies {
+    inner: store.clone(),
+    lost: AtomicU64::new(0),
+    delay: Duration::ZERO,
+    then: Some(|| LockError::TableNotFound("locks".into())),
+    first_rvn: Default::default(),
+  });
+  let mgr = LockManager::new(flaky);
+  let name = unique("cleanup");
+  let err = mgr
+    .acquire(&name, opts(60_000), CancellationToken::new())
+    .await
+    .expect_err("table gone");
+  assert_eq!(err.code(), "ERR_TABLE_NOT_FOUND");
+  // The write of the first attempt was undone: nobody holds the lock.
+  assert_eq!(store.inspect(&name).await.expect("inspect"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_for_the_holders_lease_plus_extra_time() {
+  let srv = Dynalite::start();
+  let (a, b) = two_clients(&srv).await;
+  let (holder, waiter) = (LockManager::new(a), LockManager::new(b));
+  let after_lease = |extra| AcquireOptions {
+    wait: Wait::AfterLease(Duration::from_millis(extra)),
+    ..opts(100)
+  };
+  // A dead holder with a longer lease than ours is taken over, even with no extra time.
+  let name = unique("after-lease");
+  let dead = acquire(
+    &holder,
+    &name,
+    AcquireOptions {
+      auto_extend: false,
+      ..opts(500)
+    },
+  )
+  .await;
+  let lock = acquire(&waiter, &name, after_lease(0)).await;
+  assert!(lock.fence() > dead.fence());
+  assert!(lock.release().await.expect("release"));
+  // A live holder: given up after its lease plus the extra time.
+  let name = unique("after-lease-live");
+  let live = acquire(&holder, &name, opts(400)).await;
+  let started = Instant::now();
+  let err = waiter
+    .acquire(&name, after_lease(200), CancellationToken::new())
+    .await
+    .expect_err("live holder");
+  assert_eq!(err.code(), "ERR_LOCK_NOT_ACQUIRED");
+  let waited = started.elapsed();
+  assert!(waited >= Duration::from_millis(600), "{waited:?}");
+  assert!(live.release().await.expect("release"));
 }

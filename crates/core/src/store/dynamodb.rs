@@ -25,6 +25,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use aws_config::BehaviorVersion;
+use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_dynamodb::config::{ConfigBag, Credentials, Intercept, Region, RuntimeComponents};
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
@@ -398,6 +399,12 @@ impl DynamoStore {
     }
     if observed.len() >= 4096 {
       observed.retain(|_, o| o.waited() < o.lease + OBSERVATION_KEEP);
+      if observed.len() >= 4096 {
+        // Still full: forget one (that name's clock merely starts again when it is looked at).
+        if let Some(k) = observed.keys().next().cloned() {
+          observed.remove(&k);
+        }
+      }
     }
     // Counted from after the read: the holder wrote this rvn no later than that.
     let o = Observation {
@@ -454,10 +461,9 @@ impl DynamoStore {
 
   /// Turns an SDK failure into a `LockError` without leaking anything secret: AWS error
   /// messages carry codes and request ids, never credentials.
-  fn sdk_error<E, R>(&self, op: &str, err: SdkError<E, R>) -> LockError
+  fn sdk_error<E>(&self, op: &str, err: SdkError<E, HttpResponse>) -> LockError
   where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
   {
     let code = err.code().unwrap_or("").to_owned();
     let detail = err.message().unwrap_or("").to_owned();
@@ -467,16 +473,22 @@ impl DynamoStore {
           return LockError::TableNotFound(self.opts.table.clone());
         }
         let message = format!("DynamoDB {op} failed: {code}: {detail}");
-        let retry = matches!(
-          code.as_str(),
-          "ProvisionedThroughputExceededException"
-            | "ThrottlingException"
-            | "RequestLimitExceeded"
-            | "InternalServerError"
-            | "ServiceUnavailable"
-            | "TransactionConflictException"
-            | "LimitExceededException"
-        ) || code.is_empty();
+        // Server-side trouble (5xx), throttling (429 and its named codes) and credentials
+        // that a provider may refresh are worth another try; other client errors are not.
+        let status = err.raw_response().map(|r| r.status().as_u16()).unwrap_or(0);
+        let retry = status >= 500
+          || status == 429
+          || code.is_empty()
+          || matches!(
+            code.as_str(),
+            "ProvisionedThroughputExceededException"
+              | "ThrottlingException"
+              | "RequestLimitExceeded"
+              | "TransactionConflictException"
+              | "ReplicatedWriteConflictException"
+              | "LimitExceededException"
+              | "ExpiredTokenException"
+          );
         if retry {
           LockError::backend(message, err)
         } else {
@@ -614,13 +626,27 @@ impl DynamoStore {
     };
     let deadline = Instant::now() + opts.timeout;
     loop {
-      let out = client
+      let described = client
         .describe_table()
         .table_name(&self.opts.table)
         .send()
-        .await
-        .map_err(|e| self.sdk_error("DescribeTable", e))?;
-      let status = out.table().and_then(|t| t.table_status().cloned());
+        .await;
+      let table = match described {
+        Ok(out) => out.table,
+        // Right after CreateTable, DescribeTable may not see the table yet.
+        Err(err) if created && err.code() == Some("ResourceNotFoundException") => None,
+        Err(err) => return Err(self.sdk_error("DescribeTable", err)),
+      };
+      let status = table.as_ref().and_then(|t| t.table_status().cloned());
+      if status == Some(TableStatus::Deleting) {
+        return Err(LockError::Backend {
+          message: format!("DynamoDB table \"{}\" is being deleted", self.opts.table),
+          source: None,
+        });
+      }
+      if let (Some(t), false) = (&table, created) {
+        self.check_key_schema(t)?;
+      }
       if status == Some(TableStatus::Active) {
         break;
       }
@@ -691,6 +717,28 @@ impl DynamoStore {
         Ok(_) => tokio::time::sleep(Duration::from_millis(200)).await,
       }
     }
+  }
+
+  /// An existing table must have the key schema this client uses.
+  fn check_key_schema(&self, table: &aws_sdk_dynamodb::types::TableDescription) -> Result<()> {
+    let keys: Vec<(String, KeyType)> = table
+      .key_schema()
+      .iter()
+      .map(|k| (k.attribute_name().to_owned(), k.key_type().clone()))
+      .collect();
+    let mut want = vec![(self.opts.partition_key.clone(), KeyType::Hash)];
+    if let Some((sk, _)) = &self.opts.sort_key {
+      want.push((sk.clone(), KeyType::Range));
+    }
+    if keys.len() == want.len() && want.iter().all(|w| keys.contains(w)) {
+      return Ok(());
+    }
+    let shown: Vec<String> = keys.iter().map(|(n, t)| format!("{n} ({t})")).collect();
+    Err(LockError::InvalidArg(format!(
+      "DynamoDB table \"{}\" exists with the key schema [{}], not the one this client uses (partitionKey, sortKey)",
+      self.opts.table,
+      shown.join(", ")
+    )))
   }
 
   /// Whether the attribute names of `extras` are allowed.
@@ -851,10 +899,17 @@ impl LockStore for DynamoStore {
       }));
     };
     if s_attr(&item, TOKEN).as_deref() == Some(req.token) {
-      // Our own earlier attempt took it and its reply was lost.
+      // Our own earlier attempt took it and its reply was lost. Waiters may have been timing
+      // that attempt's record version since then: renew it, so the lease counts from now.
       self.forget(name);
-      return Ok(Acquire::Granted(Grant {
-        fence: n_attr(&item, FENCE),
+      if self.extend(name, req.token, req.ttl).await? {
+        return Ok(Acquire::Granted(Grant {
+          fence: n_attr(&item, FENCE),
+        }));
+      }
+      return Ok(Acquire::Held(Holder {
+        owner: None,
+        remaining: Some(Duration::ZERO),
       }));
     }
     if bool_attr(&item, RELEASED) {
