@@ -451,7 +451,7 @@ async fn heartbeat<S: LockStore>(store: Arc<S>) {
   let mgr = LockManager::new(store.clone());
   let name = unique("heartbeat");
   let lock = mgr
-    .acquire(&name, opts(120), CancellationToken::new())
+    .acquire(&name, opts(300), CancellationToken::new())
     .await
     .expect("acquire")
     .expect("lock");
@@ -460,7 +460,7 @@ async fn heartbeat<S: LockStore>(store: Arc<S>) {
   while refreshed < 8 {
     match events.recv().await {
       Some(LeaseEvent::Refreshed { ttl }) => {
-        assert_eq!(ttl, Duration::from_millis(120));
+        assert_eq!(ttl, Duration::from_millis(300));
         refreshed += 1;
       }
       other => panic!("unexpected {other:?}"),
