@@ -102,7 +102,8 @@ describe('dynamodb', () => {
     const waited = performance.now() - started
     // The waiter counts a whole lease on its own clock from its first look; then one poll at most.
     assert.ok(waited >= lease, `took over after ${waited} ms`)
-    assert.ok(waited < lease + 100 + 400, `took over after ${waited} ms`)
+    // Room for a loaded machine above; the lower bound is the safety property.
+    assert.ok(waited < lease + 100 + 800, `took over after ${waited} ms`)
     assert.ok(lock.fence > BigInt(fence))
     await lock.release()
     await taker.close()
@@ -110,18 +111,18 @@ describe('dynamodb', () => {
 
   test('a live holder is never taken over, across several leases', async () => {
     const name = unique('live')
-    const opts = server.options(table, { leaseDuration: 600, heartbeatPeriod: 150 })
+    const opts = server.options(table, { leaseDuration: 1000, heartbeatPeriod: 200 })
     const holder = worker(['hold', name], opts)
     await holder.next('acquired')
     const taker = createClient(opts)
-    await assert.rejects(taker.acquire(name, { wait: 3000, retryDelay: 50 }), { code: 'ERR_LOCK_NOT_ACQUIRED' })
+    await assert.rejects(taker.acquire(name, { wait: 3500, retryDelay: 50 }), { code: 'ERR_LOCK_NOT_ACQUIRED' })
     await holder.kill()
     await taker.close()
   })
 
   test('wall clocks do not matter: an hour of skew neither steals a live lock nor waits an hour', async () => {
     const name = unique('skew')
-    const lease = 800
+    const lease = 1200
     const opts = server.options(table, { leaseDuration: lease, heartbeatPeriod: 200, ttlAttribute: 'expiresAt' })
     const hour = 3_600_000
     // The holder's clock is an hour ahead; the taker's an hour behind.
@@ -149,7 +150,7 @@ describe('dynamodb', () => {
     const killedAt = Date.now()
     const taken = await acquired
     const after = taken.receivedAt - killedAt
-    assert.ok(after < lease + 100 + 400, `the skewed taker waited ${after} ms after the holder died`)
+    assert.ok(after < lease + 100 + 800, `the skewed taker waited ${after} ms after the holder died`)
     await early.exited
   })
 

@@ -158,18 +158,27 @@ async fn live_holder_is_never_taken_over() {
   let (a, b) = two_clients(&srv).await;
   let (holder, waiter) = (LockManager::new(a), LockManager::new(b));
   let name = unique("live");
-  let lock = acquire(&holder, &name, opts(300)).await;
+  // Heartbeats every 200 ms for a 1 s lease: a loaded machine may delay a few.
+  let lock = acquire(
+    &holder,
+    &name,
+    AcquireOptions {
+      refresh_interval: Some(Duration::from_millis(200)),
+      ..opts(1_000)
+    },
+  )
+  .await;
   let err = waiter
     .acquire(
       &name,
       AcquireOptions {
-        wait: Wait::For(Duration::from_millis(1_500)),
-        ..opts(300)
+        wait: Wait::For(Duration::from_millis(3_500)),
+        ..opts(1_000)
       },
       CancellationToken::new(),
     )
     .await
-    .expect_err("five leases of waiting");
+    .expect_err("three and a half leases of waiting");
   assert_eq!(err.code(), "ERR_LOCK_NOT_ACQUIRED");
   assert!(!lock.is_lost());
   assert!(lock.release().await.expect("release"));
