@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use ferrolock_core::{
   Acquire, AcquireOptions, AcquireRequest, LeaseEvent, LockError, LockManager, LockStore,
-  LostReason, MemoryStore, RedisOptions, RedisStore, Wait,
+  LostReason, MemoryStore, RedisOptions, RedisStore, RedlockOptions, RedlockStore, Wait,
 };
-use support::RedisServer;
+use support::{RedisCluster, RedisServer};
 use tokio_util::sync::CancellationToken;
 
 static UNIQUE: AtomicU64 = AtomicU64::new(0);
@@ -115,6 +115,42 @@ conformance!(redis, {
   let store = redis_store(&srv);
   (srv, store)
 });
+conformance!(redis_cluster, {
+  let cluster = RedisCluster::start();
+  let store = cluster_store(&cluster);
+  (cluster, store)
+});
+conformance!(redlock, {
+  let masters = support::masters(3);
+  let store = redlock_store(&masters.iter().map(RedisServer::url).collect::<Vec<_>>());
+  (masters, store)
+});
+
+fn cluster_store(cluster: &RedisCluster) -> Arc<RedisStore> {
+  Arc::new(
+    RedisStore::new(RedisOptions {
+      cluster: Some(cluster.urls()),
+      ..Default::default()
+    })
+    .expect("valid options"),
+  )
+}
+
+fn redlock_store(urls: &[String]) -> Arc<RedlockStore> {
+  Arc::new(
+    RedlockStore::new(RedlockOptions {
+      masters: urls
+        .iter()
+        .map(|u| RedisOptions {
+          url: Some(u.clone()),
+          ..Default::default()
+        })
+        .collect(),
+      ..Default::default()
+    })
+    .expect("valid options"),
+  )
+}
 
 async fn store_contract<S: LockStore>(store: Arc<S>) {
   let name = unique("contract");
@@ -208,6 +244,16 @@ async fn fifo<S: LockStore>(store: Arc<S>) {
     outcome(&*store, &name, &req("holder", 5_000)).await,
     "granted"
   );
+  if !store.fifo() {
+    // No queue (Redlock): after the release, whoever asks first gets the lock.
+    assert_eq!(outcome(&*store, &name, &queued("w1")).await, "held");
+    assert_eq!(outcome(&*store, &name, &queued("w2")).await, "held");
+    assert!(store.release(&name, "holder").await.expect("release"));
+    assert_eq!(outcome(&*store, &name, &queued("w2")).await, "granted");
+    assert!(store.release(&name, "w2").await.expect("release"));
+    store.leave_queue(&name, "w1").await.expect("leave");
+    return;
+  }
   assert_eq!(outcome(&*store, &name, &queued("w1")).await, "held");
   assert_eq!(outcome(&*store, &name, &queued("w2")).await, "held");
   assert!(store.release(&name, "holder").await.expect("release"));

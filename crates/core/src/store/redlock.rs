@@ -1,0 +1,417 @@
+//! Redlock: one lock over N independent Redis masters (the algorithm described at
+//! redis.io/docs/latest/develop/use/patterns/distributed-locks/). Each master runs the
+//! single-server scripts through its own [`RedisStore`]; this store only adds the quorum.
+//!
+//! - Acquire asks every master at once. It holds when a majority (N/2+1) granted and the
+//!   validity, ttl − elapsed − drift, is still positive; otherwise it releases on every master
+//!   at once and reports `Held` (the manager retries after its jittered delay).
+//! - No FIFO queue: independent per-master queues can disagree on who is first and block each
+//!   other for ever, so waiters are never queued (`queue_for` is ignored).
+//! - Fence: the largest per-master fence among the granting masters. Before the grant is
+//!   returned, every granting master's counter is raised to it, so the next owner (whose
+//!   majority shares at least one master with ours) gets a larger one on that master. This holds
+//!   while masters keep their counters (persistence); a master restarted empty falls back to
+//!   its clock (microseconds), so fences then also depend on the masters' clocks.
+//! - Every request has its own timeout: a master that stalls counts as down.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::error::{LockError, Result};
+use crate::lease::{Acquire, AcquireRequest, Grant, Holder, LockInfo};
+use crate::store::redis::{RedisOptions, RedisStore, SubCmd};
+use crate::store::{LockStore, WakeHub, Watch};
+
+/// Options of a Redlock store.
+#[derive(Debug, Clone)]
+pub struct RedlockOptions {
+  /// One entry per independent master (a single server each, no cluster). At least 2.
+  pub masters: Vec<RedisOptions>,
+  /// Clock drift allowance as a fraction of the ttl, 0 to < 0.5. Default 0.01.
+  pub drift_factor: f64,
+  /// Fixed drift allowance added to `drift_factor × ttl`. Default 2 ms.
+  pub clock_drift: Duration,
+  /// How long one request to one master may take before that master counts as down for this
+  /// operation. Default 500 ms.
+  pub request_timeout: Duration,
+  /// Prefix of every lock key on every master; default `lock:`.
+  pub key_prefix: Option<String>,
+}
+
+impl Default for RedlockOptions {
+  fn default() -> Self {
+    RedlockOptions {
+      masters: Vec::new(),
+      drift_factor: 0.01,
+      clock_drift: Duration::from_millis(2),
+      request_timeout: Duration::from_millis(500),
+      key_prefix: None,
+    }
+  }
+}
+
+/// The Redlock store.
+pub struct RedlockStore {
+  masters: Vec<Arc<RedisStore>>,
+  quorum: usize,
+  drift_factor: f64,
+  clock_drift: Duration,
+  request_timeout: Duration,
+  /// Release notifications of every master wake the same waiters.
+  hub: WakeHub,
+}
+
+/// One master's answer to one request: `None` when it failed or timed out.
+type Answers<T> = Vec<Option<T>>;
+
+impl RedlockStore {
+  /// Validates the options; connects lazily on first use.
+  pub fn new(opts: RedlockOptions) -> Result<Self> {
+    let n = opts.masters.len();
+    if n < 2 {
+      return Err(LockError::InvalidArg(format!(
+        "options.redlock must list at least 2 masters (got {n}); for one server use options.redis"
+      )));
+    }
+    if !(opts.drift_factor.is_finite() && (0.0..0.5).contains(&opts.drift_factor)) {
+      return Err(LockError::InvalidArg(
+        "options.driftFactor must be a number from 0 to less than 0.5".into(),
+      ));
+    }
+    if opts.request_timeout.is_zero() {
+      return Err(LockError::InvalidArg(
+        "options.requestTimeout must be positive".into(),
+      ));
+    }
+    // Every master's unsubscribe queue, filled below; the hub's idle hook tells them all.
+    let senders: Arc<OnceLock<Vec<mpsc::UnboundedSender<SubCmd>>>> = Arc::new(OnceLock::new());
+    let idle = senders.clone();
+    let hub = WakeHub::new(Some(Box::new(move |channel: &str| {
+      for tx in idle.get().into_iter().flatten() {
+        let _ = tx.send(SubCmd::Unsubscribe(channel.to_owned()));
+      }
+    })));
+    let mut masters = Vec::with_capacity(n);
+    let mut txs = Vec::with_capacity(n);
+    let mut seen = HashSet::new();
+    for (i, master) in opts.masters.into_iter().enumerate() {
+      if master.cluster.is_some() {
+        return Err(LockError::InvalidArg(format!(
+          "options.redlock[{i}]: a Redlock master is one server, not a cluster"
+        )));
+      }
+      let master = RedisOptions {
+        key_prefix: opts.key_prefix.clone().or(master.key_prefix),
+        ..master
+      };
+      let (tx, rx) = mpsc::unbounded_channel();
+      let store =
+        RedisStore::with_hub(master, hub.clone(), tx.clone(), rx).map_err(|e| match e {
+          LockError::InvalidArg(msg) => {
+            LockError::InvalidArg(msg.replace("options.redis", &format!("options.redlock[{i}]")))
+          }
+          other => other,
+        })?;
+      if !seen.insert(store.address()) {
+        return Err(LockError::InvalidArg(format!(
+          "options.redlock[{i}]: the same master ({}) is listed twice",
+          store.address()
+        )));
+      }
+      txs.push(tx);
+      masters.push(Arc::new(store));
+    }
+    let _ = senders.set(txs);
+    Ok(RedlockStore {
+      quorum: n / 2 + 1,
+      masters,
+      drift_factor: opts.drift_factor,
+      clock_drift: opts.clock_drift,
+      request_timeout: opts.request_timeout,
+      hub,
+    })
+  }
+
+  /// Number of masters that must agree.
+  pub fn quorum(&self) -> usize {
+    self.quorum
+  }
+
+  /// The drift allowance for a lease of `ttl`: driftFactor × ttl + clockDrift.
+  pub fn drift(&self, ttl: Duration) -> Duration {
+    ttl.mul_f64(self.drift_factor) + self.clock_drift
+  }
+
+  /// Runs `op` on every master at once, each bounded by `limit`; `None` for a master that
+  /// failed or did not answer in time.
+  async fn all<'a, T, F, Fut>(&'a self, limit: Duration, op: F) -> Answers<T>
+  where
+    F: Fn(&'a RedisStore) -> Fut,
+    Fut: Future<Output = Result<T>> + 'a,
+  {
+    let calls = self.masters.iter().map(|m| {
+      let call = op(m);
+      async move {
+        match tokio::time::timeout(limit, call).await {
+          Ok(Ok(v)) => Some(v),
+          _ => None,
+        }
+      }
+    });
+    futures_util::future::join_all(calls).await
+  }
+
+  fn unavailable(&self, what: &str, answered: usize) -> LockError {
+    LockError::Backend {
+      message: format!(
+        "redlock: {what} failed: only {answered} of {} masters answered (a majority of {} is needed)",
+        self.masters.len(),
+        self.quorum
+      ),
+      source: None,
+    }
+  }
+
+  /// Releases `token` on every master at once (after a failed attempt); best effort.
+  async fn release_all(&self, name: &str, token: &str) {
+    self
+      .all(self.request_timeout, |m| m.release(name, token))
+      .await;
+  }
+}
+
+#[async_trait]
+impl LockStore for RedlockStore {
+  fn kind(&self) -> &'static str {
+    "redlock"
+  }
+
+  async fn try_acquire(&self, name: &str, req: &AcquireRequest<'_>) -> Result<Acquire> {
+    let started = Instant::now();
+    let drift = self.drift(req.ttl);
+    let Some(validity) = req.ttl.checked_sub(drift).filter(|v| !v.is_zero()) else {
+      return Err(LockError::InvalidArg(format!(
+        "options.ttl ({} ms) is too short for the Redlock drift allowance ({} ms)",
+        req.ttl.as_millis(),
+        drift.as_millis()
+      )));
+    };
+    // No queue under Redlock (see the module docs).
+    let single = AcquireRequest {
+      queue_for: None,
+      ..req.clone()
+    };
+    let limit = self.request_timeout.min(validity);
+    let mut calls: FuturesUnordered<_> = self
+      .masters
+      .iter()
+      .enumerate()
+      .map(|(i, m)| {
+        let single = &single;
+        async move {
+          (
+            i,
+            tokio::time::timeout(limit, m.try_acquire(name, single)).await,
+          )
+        }
+      })
+      .collect();
+    let n = self.masters.len();
+    let mut granted: Vec<(usize, u64)> = Vec::new();
+    let mut held: Vec<Holder> = Vec::new();
+    let mut failed = 0;
+    // Stop as soon as the outcome is decided: a majority granted, or can no longer grant.
+    while granted.len() < self.quorum && held.len() + failed <= n - self.quorum {
+      match calls.next().await {
+        Some((i, Ok(Ok(Acquire::Granted(g))))) => granted.push((i, g.fence)),
+        Some((_, Ok(Ok(Acquire::Held(h))))) => held.push(h),
+        Some((_, _)) => failed += 1,
+        None => break,
+      }
+    }
+    drop(calls);
+    let elapsed = started.elapsed();
+    if granted.len() >= self.quorum && elapsed < validity {
+      let fence = granted.iter().map(|(_, f)| *f).max().unwrap_or(0);
+      // Raise the other granting masters to the agreed fence before anyone can take over.
+      let raises = granted
+        .iter()
+        .filter(|(_, f)| *f < fence)
+        .filter_map(|(i, _)| self.masters.get(*i))
+        .map(|m| {
+          tokio::time::timeout(
+            self.request_timeout,
+            m.raise_fence(name, req.token, fence, req.ttl),
+          )
+        });
+      futures_util::future::join_all(raises).await;
+      if started.elapsed() < validity {
+        return Ok(Acquire::Granted(Grant { fence }));
+      }
+    }
+    // No majority in time: undo what we got, everywhere at once (also on masters that did not
+    // answer: their grant may still land).
+    self.release_all(name, req.token).await;
+    if held.len() > n - self.quorum || failed == 0 {
+      let remaining = held.iter().filter_map(|h| h.remaining).min();
+      let owner = held.iter().find_map(|h| h.owner.clone());
+      return Ok(Acquire::Held(Holder { owner, remaining }));
+    }
+    Err(self.unavailable("acquire", n - failed))
+  }
+
+  async fn extend(&self, name: &str, token: &str, ttl: Duration) -> Result<bool> {
+    let started = Instant::now();
+    let validity = ttl.saturating_sub(self.drift(ttl));
+    let limit = self
+      .request_timeout
+      .min(validity.max(Duration::from_millis(1)));
+    let answers = self.all(limit, |m| m.extend(name, token, ttl)).await;
+    let yes = answers.iter().filter(|a| **a == Some(true)).count();
+    let no = answers.iter().filter(|a| **a == Some(false)).count();
+    if yes >= self.quorum {
+      return Ok(started.elapsed() < validity);
+    }
+    if no > self.masters.len() - self.quorum {
+      return Ok(false);
+    }
+    Err(self.unavailable("extend", yes + no))
+  }
+
+  async fn release(&self, name: &str, token: &str) -> Result<bool> {
+    let answers = self
+      .all(self.request_timeout, |m| m.release(name, token))
+      .await;
+    let yes = answers.iter().filter(|a| **a == Some(true)).count();
+    let failed = answers.iter().filter(|a| a.is_none()).count();
+    if yes >= self.quorum {
+      return Ok(true);
+    }
+    if yes + failed >= self.quorum {
+      return Err(self.unavailable("release", self.masters.len() - failed));
+    }
+    Ok(false)
+  }
+
+  async fn inspect(&self, name: &str) -> Result<Option<LockInfo>> {
+    let answers = self.all(self.request_timeout, |m| m.inspect(name)).await;
+    let answered = answers.iter().filter(|a| a.is_some()).count();
+    if answered < self.quorum {
+      return Err(self.unavailable("inspect", answered));
+    }
+    let infos: Vec<LockInfo> = answers.into_iter().flatten().flatten().collect();
+    // The lock exists when a majority shows the same owner; its fence is the agreed (largest)
+    // one and its remaining time the shortest.
+    for info in &infos {
+      let same: Vec<&LockInfo> = infos.iter().filter(|i| i.owner == info.owner).collect();
+      if same.len() >= self.quorum {
+        return Ok(Some(LockInfo {
+          owner: info.owner.clone(),
+          remaining: same.iter().filter_map(|i| i.remaining).min(),
+          fence: same.iter().map(|i| i.fence).max().unwrap_or(0),
+          data: info.data.clone(),
+        }));
+      }
+    }
+    Ok(None)
+  }
+
+  async fn leave_queue(&self, _name: &str, _token: &str) -> Result<()> {
+    Ok(()) // never queued
+  }
+
+  async fn watch(&self, name: &str) -> Result<Option<Watch>> {
+    let Some(first) = self.masters.first() else {
+      return Ok(None);
+    };
+    let channel = first.channel(name);
+    let (watch, _) = self.hub.register(&channel);
+    // A release published by any master wakes the waiters; a master that does not subscribe
+    // in time is skipped (the waiters also poll).
+    self
+      .all(self.request_timeout, |m| m.subscribe(&channel))
+      .await;
+    Ok(Some(watch))
+  }
+
+  fn validity(&self, ttl: Duration) -> Duration {
+    ttl.saturating_sub(self.drift(ttl))
+  }
+
+  fn fifo(&self) -> bool {
+    false
+  }
+
+  fn watched(&self) -> usize {
+    self.hub.len()
+  }
+
+  async fn close(&self) {
+    futures_util::future::join_all(self.masters.iter().map(|m| m.close())).await;
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  fn masters(urls: &[&str]) -> RedlockOptions {
+    RedlockOptions {
+      masters: urls
+        .iter()
+        .map(|u| RedisOptions {
+          url: Some((*u).to_owned()),
+          ..Default::default()
+        })
+        .collect(),
+      ..Default::default()
+    }
+  }
+
+  #[test]
+  fn bad_options_are_rejected() {
+    let err = |o: RedlockOptions| {
+      RedlockStore::new(o)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default()
+    };
+    assert!(err(masters(&[])).contains("at least 2 masters"));
+    assert!(err(masters(&["redis://a:1"])).contains("at least 2 masters"));
+    assert!(err(masters(&["redis://a:1", "redis://a:1/0"])).contains("listed twice"));
+    assert!(err(masters(&["redis://a:1", "http://b"])).contains("options.redlock[1]"));
+    for bad in [-0.1, 0.5, f64::NAN, f64::INFINITY] {
+      let o = RedlockOptions {
+        drift_factor: bad,
+        ..masters(&["redis://a:1", "redis://b:1"])
+      };
+      assert!(err(o).contains("driftFactor"), "{bad}");
+    }
+    let ok = RedlockStore::new(masters(&["redis://a:1", "redis://a:2", "redis://b:1"]));
+    assert_eq!(ok.map(|s| s.quorum()).ok(), Some(2));
+  }
+
+  #[test]
+  fn drift_is_a_fraction_of_the_ttl_plus_a_constant() {
+    let store = RedlockStore::new(masters(&["redis://a:1", "redis://b:1"]));
+    let Ok(store) = store else {
+      panic!("valid options")
+    };
+    assert_eq!(
+      store.drift(Duration::from_secs(10)),
+      Duration::from_millis(102)
+    );
+    assert_eq!(
+      store.validity(Duration::from_secs(10)),
+      Duration::from_millis(9_898)
+    );
+    assert_eq!(store.validity(Duration::from_millis(1)), Duration::ZERO);
+  }
+}
