@@ -111,9 +111,12 @@ pub(crate) enum SubCmd {
   Shutdown,
 }
 
+/// Receives the pub/sub messages of a subscription connection.
+type PushHandler = Box<dyn Fn(PushInfo) -> std::result::Result<(), ()> + Send + Sync>;
+
 /// Where the store connects: one server, or a cluster through some of its nodes.
 enum Target {
-  Single(ConnectionInfo),
+  Single(Box<ConnectionInfo>),
   Cluster(Vec<ConnectionInfo>),
 }
 
@@ -154,11 +157,8 @@ const BAD_NODE: &str =
 
 fn target(opts: &RedisOptions) -> Result<Target> {
   let Some(nodes) = &opts.cluster else {
-    return Ok(Target::Single(connection_info(
-      opts,
-      opts.url.as_deref(),
-      BAD_URL,
-    )?));
+    let info = connection_info(opts, opts.url.as_deref(), BAD_URL)?;
+    return Ok(Target::Single(Box::new(info)));
   };
   if nodes.is_empty() {
     return Err(LockError::InvalidArg(
@@ -349,7 +349,7 @@ impl RedisStore {
     let con = match &self.target {
       Target::Single(info) => {
         // Lazy: this connects on the first command, not here.
-        let client = self.client(info.clone(), "connect")?;
+        let client = self.client(ConnectionInfo::clone(info), "connect")?;
         let con = ConnectionManager::new_lazy_with_config(client, Self::manager_config())
           .map_err(|e| self.error("connect", e))?;
         Conn::Single(con)
@@ -368,11 +368,7 @@ impl RedisStore {
   }
 
   /// A cluster client for the configured nodes; with a push handler, on RESP3.
-  fn cluster_client(
-    &self,
-    push: Option<Box<dyn Fn(PushInfo) -> std::result::Result<(), ()> + Send + Sync>>,
-    what: &str,
-  ) -> Result<ClusterClient> {
+  fn cluster_client(&self, push: Option<PushHandler>, what: &str) -> Result<ClusterClient> {
     let Target::Cluster(nodes) = &self.target else {
       return Err(unexpected(what));
     };
@@ -398,7 +394,7 @@ impl RedisStore {
 
   async fn cluster_connection(
     &self,
-    push: Option<Box<dyn Fn(PushInfo) -> std::result::Result<(), ()> + Send + Sync>>,
+    push: Option<PushHandler>,
     what: &str,
   ) -> Result<ClusterConnection> {
     let client = self.cluster_client(push, what)?;
@@ -450,7 +446,8 @@ impl RedisStore {
               .redis_settings()
               .clone()
               .set_protocol(ProtocolVersion::RESP3);
-            let client = self.client(info.clone().set_redis_settings(settings), "subscribe")?;
+            let info = ConnectionInfo::clone(info).set_redis_settings(settings);
+            let client = self.client(info, "subscribe")?;
             let config = Self::manager_config()
               .set_push_sender(push)
               .set_automatic_resubscription();
@@ -577,9 +574,9 @@ async fn run_subscriptions(
   while let Some(cmd) = rx.recv().await {
     match cmd {
       SubCmd::Subscribe(channel, done) => {
-        if !subscribed.contains_key(&channel) {
-          if let Ok(sharded) = con.subscribe(&channel).await {
-            subscribed.insert(channel, sharded);
+        if let std::collections::hash_map::Entry::Vacant(entry) = subscribed.entry(channel) {
+          if let Ok(sharded) = con.subscribe(entry.key()).await {
+            entry.insert(sharded);
           }
         }
         let _ = done.send(());

@@ -22,6 +22,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::error::{LockError, Result};
@@ -67,9 +68,6 @@ pub struct RedlockStore {
   /// Release notifications of every master wake the same waiters.
   hub: WakeHub,
 }
-
-/// One master's answer to one request: `None` when it failed or timed out.
-type Answers<T> = Vec<Option<T>>;
 
 impl RedlockStore {
   /// Validates the options; connects lazily on first use.
@@ -149,23 +147,29 @@ impl RedlockStore {
     ttl.mul_f64(self.drift_factor) + self.clock_drift
   }
 
-  /// Runs `op` on every master at once, each bounded by `limit`; `None` for a master that
-  /// failed or did not answer in time.
-  async fn all<'a, T, F, Fut>(&'a self, limit: Duration, op: F) -> Answers<T>
+  /// Sends `op` to every master at once, each request bounded by `limit`, as tasks of their
+  /// own: the caller may decide on the first answers, and the rest still run to completion
+  /// (so a lock lands on every live master, not only on the first majority). Each answer is
+  /// `None` when that master failed or did not answer in time.
+  fn spawn_all<T, F, Fut>(&self, limit: Duration, op: F) -> FuturesUnordered<JoinHandle<Option<T>>>
   where
-    F: Fn(&'a RedisStore) -> Fut,
-    Fut: Future<Output = Result<T>> + 'a,
+    F: Fn(Arc<RedisStore>) -> Fut,
+    Fut: Future<Output = Result<T>> + Send + 'static,
+    T: Send + 'static,
   {
-    let calls = self.masters.iter().map(|m| {
-      let call = op(m);
-      async move {
-        match tokio::time::timeout(limit, call).await {
-          Ok(Ok(v)) => Some(v),
-          _ => None,
-        }
-      }
-    });
-    futures_util::future::join_all(calls).await
+    self
+      .masters
+      .iter()
+      .map(|m| {
+        let call = op(m.clone());
+        tokio::spawn(async move {
+          match tokio::time::timeout(limit, call).await {
+            Ok(Ok(v)) => Some(v),
+            _ => None,
+          }
+        })
+      })
+      .collect()
   }
 
   fn unavailable(&self, what: &str, answered: usize) -> LockError {
@@ -179,12 +183,34 @@ impl RedlockStore {
     }
   }
 
-  /// Releases `token` on every master at once (after a failed attempt); best effort.
-  async fn release_all(&self, name: &str, token: &str) {
-    self
-      .all(self.request_timeout, |m| m.release(name, token))
-      .await;
+  /// Releases `token` on every master at once; `(released, failed)` counts, once decided.
+  async fn release_all(&self, name: &str, token: &str) -> (usize, usize) {
+    let (name, token) = (Arc::<str>::from(name), Arc::<str>::from(token));
+    let mut calls = self.spawn_all(self.request_timeout, |m| {
+      let (name, token) = (name.clone(), token.clone());
+      async move { m.release(&name, &token).await }
+    });
+    let (mut yes, mut no, mut failed) = (0, 0, 0);
+    let n = self.masters.len();
+    while yes < self.quorum && no <= n - self.quorum {
+      match calls.next().await {
+        Some(Ok(Some(true))) => yes += 1,
+        Some(Ok(Some(false))) => no += 1,
+        Some(_) => failed += 1,
+        None => break,
+      }
+    }
+    (yes, failed)
   }
+}
+
+/// A request to one master, as owned data (it may outlive the call that sent it).
+struct OwnedRequest {
+  name: String,
+  token: String,
+  owner: String,
+  ttl: Duration,
+  data: Option<String>,
 }
 
 #[async_trait]
@@ -203,54 +229,53 @@ impl LockStore for RedlockStore {
         drift.as_millis()
       )));
     };
-    // No queue under Redlock (see the module docs).
-    let single = AcquireRequest {
-      queue_for: None,
-      ..req.clone()
-    };
+    let owned = Arc::new(OwnedRequest {
+      name: name.to_owned(),
+      token: req.token.to_owned(),
+      owner: req.owner.to_owned(),
+      ttl: req.ttl,
+      data: req.data.map(str::to_owned),
+    });
     let limit = self.request_timeout.min(validity);
-    let mut calls: FuturesUnordered<_> = self
-      .masters
-      .iter()
-      .enumerate()
-      .map(|(i, m)| {
-        let single = &single;
-        async move {
-          (
-            i,
-            tokio::time::timeout(limit, m.try_acquire(name, single)).await,
-          )
-        }
-      })
-      .collect();
+    let mut calls = self.spawn_all(limit, |m| {
+      let r = owned.clone();
+      async move {
+        // No queue under Redlock (see the module docs).
+        let single = AcquireRequest {
+          token: &r.token,
+          owner: &r.owner,
+          ttl: r.ttl,
+          data: r.data.as_deref(),
+          queue_for: None,
+        };
+        m.try_acquire(&r.name, &single).await.map(|a| (m, a))
+      }
+    });
     let n = self.masters.len();
-    let mut granted: Vec<(usize, u64)> = Vec::new();
+    let mut granted: Vec<(Arc<RedisStore>, u64)> = Vec::new();
     let mut held: Vec<Holder> = Vec::new();
     let mut failed = 0;
-    // Stop as soon as the outcome is decided: a majority granted, or can no longer grant.
-    while granted.len() < self.quorum && held.len() + failed <= n - self.quorum {
+    // Decide as soon as a majority granted, or other owners hold so many masters that no
+    // majority is possible. Failures alone do not decide early: whether the lock is held or the
+    // backend unavailable depends on the other answers.
+    while granted.len() < self.quorum && held.len() <= n - self.quorum {
       match calls.next().await {
-        Some((i, Ok(Ok(Acquire::Granted(g))))) => granted.push((i, g.fence)),
-        Some((_, Ok(Ok(Acquire::Held(h))))) => held.push(h),
-        Some((_, _)) => failed += 1,
+        Some(Ok(Some((m, Acquire::Granted(g))))) => granted.push((m, g.fence)),
+        Some(Ok(Some((_, Acquire::Held(h))))) => held.push(h),
+        Some(_) => failed += 1,
         None => break,
       }
     }
-    drop(calls);
-    let elapsed = started.elapsed();
-    if granted.len() >= self.quorum && elapsed < validity {
+    drop(calls); // the others run on; a late grant is ours and goes with our release
+    if granted.len() >= self.quorum && started.elapsed() < validity {
       let fence = granted.iter().map(|(_, f)| *f).max().unwrap_or(0);
       // Raise the other granting masters to the agreed fence before anyone can take over.
-      let raises = granted
-        .iter()
-        .filter(|(_, f)| *f < fence)
-        .filter_map(|(i, _)| self.masters.get(*i))
-        .map(|m| {
-          tokio::time::timeout(
-            self.request_timeout,
-            m.raise_fence(name, req.token, fence, req.ttl),
-          )
-        });
+      let raises = granted.iter().filter(|(_, f)| *f < fence).map(|(m, _)| {
+        tokio::time::timeout(
+          self.request_timeout,
+          m.raise_fence(name, req.token, fence, req.ttl),
+        )
+      });
       futures_util::future::join_all(raises).await;
       if started.elapsed() < validity {
         return Ok(Acquire::Granted(Grant { fence }));
@@ -273,24 +298,32 @@ impl LockStore for RedlockStore {
     let limit = self
       .request_timeout
       .min(validity.max(Duration::from_millis(1)));
-    let answers = self.all(limit, |m| m.extend(name, token, ttl)).await;
-    let yes = answers.iter().filter(|a| **a == Some(true)).count();
-    let no = answers.iter().filter(|a| **a == Some(false)).count();
+    let (name, token) = (Arc::<str>::from(name), Arc::<str>::from(token));
+    let mut calls = self.spawn_all(limit, |m| {
+      let (name, token) = (name.clone(), token.clone());
+      async move { m.extend(&name, &token, ttl).await }
+    });
+    let n = self.masters.len();
+    let (mut yes, mut no) = (0, 0);
+    while yes < self.quorum && no <= n - self.quorum {
+      match calls.next().await {
+        Some(Ok(Some(true))) => yes += 1,
+        Some(Ok(Some(false))) => no += 1,
+        Some(_) => {}
+        None => break,
+      }
+    }
     if yes >= self.quorum {
       return Ok(started.elapsed() < validity);
     }
-    if no > self.masters.len() - self.quorum {
+    if no > n - self.quorum {
       return Ok(false);
     }
     Err(self.unavailable("extend", yes + no))
   }
 
   async fn release(&self, name: &str, token: &str) -> Result<bool> {
-    let answers = self
-      .all(self.request_timeout, |m| m.release(name, token))
-      .await;
-    let yes = answers.iter().filter(|a| **a == Some(true)).count();
-    let failed = answers.iter().filter(|a| a.is_none()).count();
+    let (yes, failed) = self.release_all(name, token).await;
     if yes >= self.quorum {
       return Ok(true);
     }
@@ -301,21 +334,31 @@ impl LockStore for RedlockStore {
   }
 
   async fn inspect(&self, name: &str) -> Result<Option<LockInfo>> {
-    let answers = self.all(self.request_timeout, |m| m.inspect(name)).await;
+    let name = Arc::<str>::from(name);
+    let calls = self.spawn_all(self.request_timeout, |m| {
+      let name = name.clone();
+      async move { m.inspect(&name).await }
+    });
+    let answers: Vec<Option<Option<LockInfo>>> = calls.map(|r| r.ok().flatten()).collect().await;
     let answered = answers.iter().filter(|a| a.is_some()).count();
     if answered < self.quorum {
       return Err(self.unavailable("inspect", answered));
     }
     let infos: Vec<LockInfo> = answers.into_iter().flatten().flatten().collect();
-    // The lock exists when a majority shows the same owner; its fence is the agreed (largest)
-    // one and its remaining time the shortest.
+    // The lock exists when a majority shows the same owner. Its fence is the agreed one, which
+    // the granting majority records (a master that granted late keeps its own); its remaining
+    // time is the shortest.
     for info in &infos {
       let same: Vec<&LockInfo> = infos.iter().filter(|i| i.owner == info.owner).collect();
       if same.len() >= self.quorum {
+        let agreed = same
+          .iter()
+          .map(|i| i.fence)
+          .find(|f| same.iter().filter(|i| i.fence == *f).count() >= self.quorum);
         return Ok(Some(LockInfo {
           owner: info.owner.clone(),
           remaining: same.iter().filter_map(|i| i.remaining).min(),
-          fence: same.iter().map(|i| i.fence).max().unwrap_or(0),
+          fence: agreed.unwrap_or_else(|| same.iter().map(|i| i.fence).max().unwrap_or(0)),
           data: info.data.clone(),
         }));
       }
@@ -331,13 +374,18 @@ impl LockStore for RedlockStore {
     let Some(first) = self.masters.first() else {
       return Ok(None);
     };
-    let channel = first.channel(name);
+    let channel: Arc<str> = first.channel(name).into();
     let (watch, _) = self.hub.register(&channel);
-    // A release published by any master wakes the waiters; a master that does not subscribe
-    // in time is skipped (the waiters also poll).
-    self
-      .all(self.request_timeout, |m| m.subscribe(&channel))
-      .await;
+    // A release published by any master wakes the waiters. Wait until a majority subscribed;
+    // the others finish on their own (a stalled one never does: the waiters also poll).
+    let mut calls = self.spawn_all(self.request_timeout, |m| {
+      let channel = channel.clone();
+      async move { m.subscribe(&channel).await }
+    });
+    let mut done = 0;
+    while done < self.quorum && calls.next().await.is_some() {
+      done += 1;
+    }
     Ok(Some(watch))
   }
 

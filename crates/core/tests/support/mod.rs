@@ -176,6 +176,31 @@ impl RedisCluster {
     panic!("the cluster did not reach cluster_state:ok");
   }
 
+  /// Waits until every replica of the master on `port` has received all its writes.
+  pub fn wait_replicated(&self, port: u16) {
+    let master = self.nodes.iter().find(|n| n.port == port).expect("node");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+      let info = master.cli(&["info", "replication"]);
+      let offset = info
+        .lines()
+        .find_map(|l| l.strip_prefix("master_repl_offset:"))
+        .unwrap_or("-1")
+        .trim()
+        .to_owned();
+      let replicas: Vec<&str> = info.lines().filter(|l| l.starts_with("slave")).collect();
+      if !replicas.is_empty()
+        && replicas
+          .iter()
+          .all(|r| r.contains("state=online") && r.contains(&format!("offset={offset},")))
+      {
+        return;
+      }
+      std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("the replicas of port {port} did not catch up");
+  }
+
   /// Node URLs for a client.
   pub fn urls(&self) -> Vec<String> {
     self.nodes.iter().map(RedisServer::url).collect()
