@@ -3,14 +3,14 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use ferrolock_core::{LockManager, MemoryStore, RedisStore};
+use ferrolock_core::{LockManager, MemoryStore, RedisStore, RedlockStore};
 use napi::bindgen_prelude::BigInt;
 use napi_derive::napi;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::to_napi;
 use crate::lock::NativeLock;
-use crate::options::{NativeAcquireOptions, NativeRedisOptions};
+use crate::options::{NativeAcquireOptions, NativeRedisOptions, NativeRedlockOptions};
 
 /// A read-only view of a lock.
 #[napi(object)]
@@ -61,10 +61,17 @@ impl NativeClient {
     Self::with(LockManager::new(MemoryStore::shared()))
   }
 
-  /// One Redis server; connects on first use.
+  /// One Redis server, or a Redis Cluster (`options.cluster`); connects on first use.
   #[napi(factory)]
   pub fn redis(options: NativeRedisOptions) -> napi::Result<Self> {
     let store = RedisStore::new(options.into()).map_err(to_napi)?;
+    Ok(Self::with(LockManager::new(Arc::new(store))))
+  }
+
+  /// Redlock over independent masters; connects on first use.
+  #[napi(factory)]
+  pub fn redlock(options: NativeRedlockOptions) -> napi::Result<Self> {
+    let store = RedlockStore::new(options.into_core()?).map_err(to_napi)?;
     Ok(Self::with(LockManager::new(Arc::new(store))))
   }
 
