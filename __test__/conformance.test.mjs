@@ -4,7 +4,7 @@ import { once } from 'node:events'
 import { after, before, describe, test } from 'node:test'
 
 import { AbortedError, ClientClosedError, createClient, LockError, LockNotAcquiredError } from '../index.js'
-import { startRedis } from './support/servers.mjs'
+import { startCluster, startMasters, startRedis } from './support/servers.mjs'
 
 let seq = 0
 const unique = (p) => `${p}-${process.pid}-${++seq}`
@@ -14,6 +14,14 @@ const backends = {
   redis: async () => {
     const server = await startRedis()
     return { make: () => createClient({ redis: server.url, keyPrefix: 'conf:' }), stop: server.stop }
+  },
+  'redis-cluster': async () => {
+    const cluster = await startCluster()
+    return { make: () => createClient({ redis: { cluster: cluster.urls }, keyPrefix: 'conf:' }), stop: cluster.stop }
+  },
+  redlock: async () => {
+    const masters = await startMasters(3)
+    return { make: () => createClient({ redlock: masters.urls, keyPrefix: 'conf:' }), stop: masters.stop }
   },
 }
 
@@ -32,6 +40,7 @@ for (const [backend, setup] of Object.entries(backends)) {
     })
 
     test('acquire, inspect, tryAcquire, release, fences', async () => {
+      assert.equal(locks.backend, backend)
       const name = unique('basic')
       const lock = await locks.acquire(name, { ttl: 5000, owner: 'worker-1', data: 'hello' })
       assert.equal(lock.name, name)

@@ -14,6 +14,17 @@ pub fn free_port() -> u16 {
     .expect("no free port on 127.0.0.1")
 }
 
+/// `n` distinct free ports (all held open until every one is found, so none repeats).
+pub fn free_ports(n: usize) -> Vec<u16> {
+  let listeners: Vec<TcpListener> = (0..n)
+    .map(|_| TcpListener::bind("127.0.0.1:0").expect("no free port on 127.0.0.1"))
+    .collect();
+  listeners
+    .iter()
+    .map(|l| l.local_addr().expect("addr").port())
+    .collect()
+}
+
 /// One `redis-server` process on a free port, without persistence.
 pub struct RedisServer {
   pub port: u16,
@@ -122,14 +133,16 @@ impl RedisCluster {
       free_port()
     ));
     std::fs::create_dir_all(&dir).expect("temp dir");
+    // 6 client ports and 6 cluster bus ports.
+    let ports = free_ports(12);
     let nodes: Vec<RedisServer> = (0..6)
       .map(|i| {
-        let port = free_port();
+        let port = ports[i];
         let extra = vec![
           "--cluster-enabled".to_owned(),
           "yes".to_owned(),
           "--cluster-port".to_owned(),
-          free_port().to_string(),
+          ports[6 + i].to_string(),
           "--cluster-config-file".to_owned(),
           dir.join(format!("nodes-{i}.conf")).display().to_string(),
           "--cluster-node-timeout".to_owned(),
@@ -152,8 +165,9 @@ impl RedisCluster {
       .expect("redis-cli");
     assert!(
       out.status.success(),
-      "redis-cli --cluster create failed: {}",
-      String::from_utf8_lossy(&out.stdout)
+      "redis-cli --cluster create failed: {}{}",
+      String::from_utf8_lossy(&out.stdout),
+      String::from_utf8_lossy(&out.stderr)
     );
     let cluster = RedisCluster { nodes, dir };
     cluster.wait_ok();
@@ -251,7 +265,7 @@ impl Drop for RedisCluster {
 
 /// `n` independent Redis masters (for Redlock).
 pub fn masters(n: usize) -> Vec<RedisServer> {
-  (0..n).map(|_| RedisServer::start()).collect()
+  free_ports(n).into_iter().map(RedisServer::start_on).collect()
 }
 
 /// A TCP proxy in front of `target` that can stop forwarding (a stalled network path: bytes
