@@ -12,32 +12,34 @@ process.on('exit', () => {
   for (const child of running) child.kill('SIGKILL')
 })
 
-/** A TCP port nobody listens on right now. */
-export function freePort() {
-  return new Promise((resolve, reject) => {
+// Ports come from 20000-31999, below the kernel's ephemeral range, and each process counts
+// through a window of its own, so servers started in parallel never receive the same port (a
+// port the kernel hands out for listen(0) can be handed out again before its server started).
+const PORT_WINDOW = 240
+const portBase = 20_000 + (process.pid % 50) * PORT_WINDOW
+let nextPort = 0
+
+const canListen = (port) =>
+  new Promise((resolve) => {
     const srv = net.createServer()
     srv.unref()
-    srv.on('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address()
-      srv.close(() => resolve(port))
-    })
+    srv.once('error', () => resolve(false))
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)))
   })
+
+/** A TCP port nobody listens on right now. */
+export async function freePort() {
+  for (let i = 0; i < PORT_WINDOW; i++) {
+    const port = portBase + (nextPort++ % PORT_WINDOW)
+    if (await canListen(port)) return port
+  }
+  throw new Error(`no free port on 127.0.0.1 in ${portBase}..${portBase + PORT_WINDOW}`)
 }
 
-/** `n` distinct free ports (all held open until every one is found, so none repeats). */
+/** `n` distinct free ports. */
 export async function freePorts(n) {
-  const servers = []
-  for (let i = 0; i < n; i++) {
-    const srv = net.createServer()
-    await new Promise((resolve, reject) => {
-      srv.on('error', reject)
-      srv.listen(0, '127.0.0.1', resolve)
-    })
-    servers.push(srv)
-  }
-  const ports = servers.map((srv) => srv.address().port)
-  await Promise.all(servers.map((srv) => new Promise((resolve) => srv.close(resolve))))
+  const ports = []
+  for (let i = 0; i < n; i++) ports.push(await freePort())
   return ports
 }
 
@@ -173,6 +175,12 @@ export async function startCluster() {
           '500',
           '--cluster-replica-validity-factor',
           '0',
+          // Replicas write the snapshot they receive: into the temp dir, never the cwd (where
+          // any server started later would load it).
+          '--dir',
+          dir,
+          '--dbfilename',
+          `dump-${i}.rdb`,
         ],
       })
     }),

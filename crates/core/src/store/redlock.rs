@@ -14,12 +14,13 @@
 //!   its clock (microseconds), so fences then also depend on the masters' clocks.
 //! - Every request has its own timeout: a master that stalls counts as down.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::future::{BoxFuture, FutureExt};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -58,6 +59,10 @@ impl Default for RedlockOptions {
   }
 }
 
+/// Requests to every master: each yields the master's index and its answer (`None`: it failed
+/// or did not answer in time).
+type Calls<T> = FuturesUnordered<BoxFuture<'static, (usize, Option<T>)>>;
+
 /// The Redlock store.
 pub struct RedlockStore {
   masters: Vec<Arc<RedisStore>>,
@@ -67,6 +72,8 @@ pub struct RedlockStore {
   request_timeout: Duration,
   /// Release notifications of every master wake the same waiters.
   hub: WakeHub,
+  /// Acquire requests still in flight after a grant, by token: the release waits for them.
+  late: Mutex<HashMap<String, Vec<JoinHandle<Vec<(usize, Option<Acquire>)>>>>>,
 }
 
 impl RedlockStore {
@@ -134,6 +141,7 @@ impl RedlockStore {
       clock_drift: opts.clock_drift,
       request_timeout: opts.request_timeout,
       hub,
+      late: Mutex::new(HashMap::new()),
     })
   }
 
@@ -151,7 +159,7 @@ impl RedlockStore {
   /// own: the caller may decide on the first answers, and the rest still run to completion
   /// (so a lock lands on every live master, not only on the first majority). Each answer is
   /// `None` when that master failed or did not answer in time.
-  fn spawn_all<T, F, Fut>(&self, limit: Duration, op: F) -> FuturesUnordered<JoinHandle<Option<T>>>
+  fn spawn_all<T, F, Fut>(&self, limit: Duration, op: F) -> Calls<T>
   where
     F: Fn(Arc<RedisStore>) -> Fut,
     Fut: Future<Output = Result<T>> + Send + 'static,
@@ -160,16 +168,43 @@ impl RedlockStore {
     self
       .masters
       .iter()
-      .map(|m| {
+      .enumerate()
+      .map(|(i, m)| {
         let call = op(m.clone());
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
           match tokio::time::timeout(limit, call).await {
             Ok(Ok(v)) => Some(v),
             _ => None,
           }
-        })
+        });
+        // A task that panicked or was cancelled counts as a master that did not answer.
+        async move { (i, task.await.ok().flatten()) }.boxed()
       })
       .collect()
+  }
+
+  /// Keeps the acquire requests still in flight for `token`, for its release to wait on.
+  fn keep_late(&self, token: &str, calls: Calls<Acquire>) {
+    let mut late = self.late.lock().unwrap_or_else(|e| e.into_inner());
+    late.retain(|_, pending| pending.iter().any(|t| !t.is_finished()));
+    if calls.is_empty() {
+      return;
+    }
+    // Driven by a task of its own, so they finish even if nobody releases.
+    let pending = tokio::spawn(async move { calls.collect::<Vec<_>>().await });
+    late.entry(token.to_owned()).or_default().push(pending);
+  }
+
+  /// Waits for the acquire requests of `token` still in flight (bounded by their timeout).
+  async fn settle_late(&self, token: &str) {
+    let pending = self
+      .late
+      .lock()
+      .unwrap_or_else(|e| e.into_inner())
+      .remove(token);
+    if let Some(pending) = pending {
+      futures_util::future::join_all(pending).await;
+    }
   }
 
   fn unavailable(&self, what: &str, answered: usize) -> LockError {
@@ -194,13 +229,33 @@ impl RedlockStore {
     let n = self.masters.len();
     while yes < self.quorum && no <= n - self.quorum {
       match calls.next().await {
-        Some(Ok(Some(true))) => yes += 1,
-        Some(Ok(Some(false))) => no += 1,
-        Some(_) => failed += 1,
+        Some((_, Some(true))) => yes += 1,
+        Some((_, Some(false))) => no += 1,
+        Some((_, None)) => failed += 1,
         None => break,
       }
     }
     (yes, failed)
+  }
+}
+
+/// The answers of the masters to one acquire attempt.
+#[derive(Default)]
+struct Tally {
+  /// (master, its fence)
+  granted: Vec<(usize, u64)>,
+  held: Vec<Holder>,
+  /// Masters that failed or did not answer in time.
+  failed: Vec<usize>,
+}
+
+impl Tally {
+  fn add(&mut self, (i, answer): (usize, Option<Acquire>)) {
+    match answer {
+      Some(Acquire::Granted(g)) => self.granted.push((i, g.fence)),
+      Some(Acquire::Held(h)) => self.held.push(h),
+      None => self.failed.push(i),
+    }
   }
 }
 
@@ -248,48 +303,72 @@ impl LockStore for RedlockStore {
           data: r.data.as_deref(),
           queue_for: None,
         };
-        m.try_acquire(&r.name, &single).await.map(|a| (m, a))
+        m.try_acquire(&r.name, &single).await
       }
     });
     let n = self.masters.len();
-    let mut granted: Vec<(Arc<RedisStore>, u64)> = Vec::new();
-    let mut held: Vec<Holder> = Vec::new();
-    let mut failed = 0;
+    let mut t = Tally::default();
     // Decide as soon as a majority granted, or other owners hold so many masters that no
     // majority is possible. Failures alone do not decide early: whether the lock is held or the
     // backend unavailable depends on the other answers.
-    while granted.len() < self.quorum && held.len() <= n - self.quorum {
+    while t.granted.len() < self.quorum && t.held.len() <= n - self.quorum {
       match calls.next().await {
-        Some(Ok(Some((m, Acquire::Granted(g))))) => granted.push((m, g.fence)),
-        Some(Ok(Some((_, Acquire::Held(h))))) => held.push(h),
-        Some(_) => failed += 1,
+        Some(answer) => t.add(answer),
         None => break,
       }
     }
-    drop(calls); // the others run on; a late grant is ours and goes with our release
-    if granted.len() >= self.quorum && started.elapsed() < validity {
-      let fence = granted.iter().map(|(_, f)| *f).max().unwrap_or(0);
+    if t.granted.len() >= self.quorum && started.elapsed() < validity {
+      // The slower masters' requests run on: a late grant is ours, and our release waits for
+      // it (so it cannot overtake it).
+      self.keep_late(req.token, calls);
+      let fence = t.granted.iter().map(|(_, f)| *f).max().unwrap_or(0);
       // Raise the other granting masters to the agreed fence before anyone can take over.
-      let raises = granted.iter().filter(|(_, f)| *f < fence).map(|(m, _)| {
-        tokio::time::timeout(
-          self.request_timeout,
-          m.raise_fence(name, req.token, fence, req.ttl),
-        )
-      });
+      let raises = t
+        .granted
+        .iter()
+        .filter(|(_, f)| *f < fence)
+        .filter_map(|(i, _)| self.masters.get(*i))
+        .map(|m| {
+          tokio::time::timeout(
+            self.request_timeout,
+            m.raise_fence(name, req.token, fence, req.ttl),
+          )
+        });
       futures_util::future::join_all(raises).await;
       if started.elapsed() < validity {
         return Ok(Acquire::Granted(Grant { fence }));
       }
+      self.release(name, req.token).await?;
+      return Ok(Acquire::Held(Holder::default()));
     }
-    // No majority in time: undo what we got, everywhere at once (also on masters that did not
-    // answer: their grant may still land).
-    self.release_all(name, req.token).await;
-    if held.len() > n - self.quorum || failed == 0 {
+    // No majority in time. Collect every answer first (each is bounded by the timeout), so the
+    // undo cannot overtake a grant still on its way; then undo on the masters that granted or
+    // did not answer (theirs may still land), all at once. Masters that said "held" hold
+    // another owner's lock: nothing of ours is there.
+    while let Some(answer) = calls.next().await {
+      t.add(answer);
+    }
+    let Tally {
+      granted,
+      held,
+      failed,
+    } = t;
+    let undo: Vec<usize> = granted
+      .iter()
+      .map(|(i, _)| *i)
+      .chain(failed.iter().copied())
+      .collect();
+    let undos = undo
+      .iter()
+      .filter_map(|i| self.masters.get(*i))
+      .map(|m| tokio::time::timeout(self.request_timeout, m.release(name, req.token)));
+    futures_util::future::join_all(undos).await;
+    if held.len() > n - self.quorum || failed.is_empty() {
       let remaining = held.iter().filter_map(|h| h.remaining).min();
       let owner = held.iter().find_map(|h| h.owner.clone());
       return Ok(Acquire::Held(Holder { owner, remaining }));
     }
-    Err(self.unavailable("acquire", n - failed))
+    Err(self.unavailable("acquire", n - failed.len()))
   }
 
   async fn extend(&self, name: &str, token: &str, ttl: Duration) -> Result<bool> {
@@ -307,9 +386,9 @@ impl LockStore for RedlockStore {
     let (mut yes, mut no) = (0, 0);
     while yes < self.quorum && no <= n - self.quorum {
       match calls.next().await {
-        Some(Ok(Some(true))) => yes += 1,
-        Some(Ok(Some(false))) => no += 1,
-        Some(_) => {}
+        Some((_, Some(true))) => yes += 1,
+        Some((_, Some(false))) => no += 1,
+        Some((_, None)) => {}
         None => break,
       }
     }
@@ -323,6 +402,7 @@ impl LockStore for RedlockStore {
   }
 
   async fn release(&self, name: &str, token: &str) -> Result<bool> {
+    self.settle_late(token).await;
     let (yes, failed) = self.release_all(name, token).await;
     if yes >= self.quorum {
       return Ok(true);
@@ -339,7 +419,7 @@ impl LockStore for RedlockStore {
       let name = name.clone();
       async move { m.inspect(&name).await }
     });
-    let answers: Vec<Option<Option<LockInfo>>> = calls.map(|r| r.ok().flatten()).collect().await;
+    let answers: Vec<Option<Option<LockInfo>>> = calls.map(|(_, a)| a).collect().await;
     let answered = answers.iter().filter(|a| a.is_some()).count();
     if answered < self.quorum {
       return Err(self.unavailable("inspect", answered));

@@ -6,23 +6,26 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A port nobody listens on right now.
+/// A port nobody listens on right now. Ports come from 20000-31999, below the kernel's
+/// ephemeral range, and each process counts through a window of its own: parallel tests never
+/// receive the same port (a port the kernel hands out for bind(0) can be handed out again
+/// before the server that was meant to get it has started).
 pub fn free_port() -> u16 {
-  TcpListener::bind("127.0.0.1:0")
-    .and_then(|l| l.local_addr())
-    .map(|a| a.port())
-    .expect("no free port on 127.0.0.1")
+  use std::sync::atomic::{AtomicU32, Ordering};
+  static NEXT: AtomicU32 = AtomicU32::new(0);
+  let base = 20_000 + (std::process::id() % 50) * 240;
+  for _ in 0..240 {
+    let port = (base + NEXT.fetch_add(1, Ordering::Relaxed) % 240) as u16;
+    if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+      return port;
+    }
+  }
+  panic!("no free port on 127.0.0.1 in {base}..{}", base + 240);
 }
 
-/// `n` distinct free ports (all held open until every one is found, so none repeats).
+/// `n` distinct free ports.
 pub fn free_ports(n: usize) -> Vec<u16> {
-  let listeners: Vec<TcpListener> = (0..n)
-    .map(|_| TcpListener::bind("127.0.0.1:0").expect("no free port on 127.0.0.1"))
-    .collect();
-  listeners
-    .iter()
-    .map(|l| l.local_addr().expect("addr").port())
-    .collect()
+  (0..n).map(|_| free_port()).collect()
 }
 
 /// One `redis-server` process on a free port, without persistence.
@@ -149,6 +152,12 @@ impl RedisCluster {
           "500".to_owned(),
           "--cluster-replica-validity-factor".to_owned(),
           "0".to_owned(),
+          // Replicas write the snapshot they receive: into the temp dir, never the cwd (where
+          // any server started later would load it).
+          "--dir".to_owned(),
+          dir.display().to_string(),
+          "--dbfilename".to_owned(),
+          format!("dump-{i}.rdb"),
         ];
         RedisServer::start_with(port, &extra)
       })
@@ -265,7 +274,10 @@ impl Drop for RedisCluster {
 
 /// `n` independent Redis masters (for Redlock).
 pub fn masters(n: usize) -> Vec<RedisServer> {
-  free_ports(n).into_iter().map(RedisServer::start_on).collect()
+  free_ports(n)
+    .into_iter()
+    .map(RedisServer::start_on)
+    .collect()
 }
 
 /// A TCP proxy in front of `target` that can stop forwarding (a stalled network path: bytes
