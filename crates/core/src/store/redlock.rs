@@ -63,6 +63,9 @@ impl Default for RedlockOptions {
 /// or did not answer in time).
 type Calls<T> = FuturesUnordered<BoxFuture<'static, (usize, Option<T>)>>;
 
+/// Acquire requests that were still in flight when a majority had granted.
+type Late = JoinHandle<Vec<(usize, Option<Acquire>)>>;
+
 /// The Redlock store.
 pub struct RedlockStore {
   masters: Vec<Arc<RedisStore>>,
@@ -73,7 +76,7 @@ pub struct RedlockStore {
   /// Release notifications of every master wake the same waiters.
   hub: WakeHub,
   /// Acquire requests still in flight after a grant, by token: the release waits for them.
-  late: Mutex<HashMap<String, Vec<JoinHandle<Vec<(usize, Option<Acquire>)>>>>>,
+  late: Mutex<HashMap<String, Vec<Late>>>,
 }
 
 impl RedlockStore {
