@@ -304,7 +304,9 @@ impl LockManager {
           last_error = Some(err);
         }
         Err(err) => {
-          *errored = true;
+          // Only a backend fault may hide a lock taken under our token; a refusal before any
+          // I/O (bad input, closed) leaves nothing to undo.
+          *errored = err.is_retryable();
           return Err(err);
         }
       }
