@@ -159,7 +159,10 @@ describe('bad input', () => {
       [{ redis: 'redis://a', driftFactor: 0.01 }, /options\.driftFactor applies to the redlock backend only/],
       [{ redis: { cluster: [] } }, /options\.redis\.cluster must be a non-empty array/],
       [{ redis: { cluster: 'redis://a' } }, /options\.redis\.cluster must be a non-empty array/],
-      [{ redis: { cluster: ['redis://a:1', 'ftp://s3cret@b'] } }, /options\.redis\.cluster\[1\]: unsupported URL scheme/],
+      [
+        { redis: { cluster: ['redis://a:1', 'ftp://s3cret@b'] } },
+        /options\.redis\.cluster\[1\]: unsupported URL scheme/,
+      ],
       [{ redis: { cluster: ['redis://a:1/2'] } }, /only database 0/],
       [{ redis: { cluster: ['redis://a:1'], db: 1 } }, /only database 0/],
       [{ redis: { cluster: ['redis://a:1'], url: 'redis://b' } }, /either cluster \(node URLs\) or url\/host\/port/],
