@@ -200,9 +200,9 @@ Redis Cluster, 3 masters + 3 replicas (ratios against raw ioredis Cluster \`SET 
 
 ${table('library', clustered.seq, clustered.conc, 'raw ioredis Cluster')}
 
-What ferrolock's Redlock does per cycle that the redlock packages do not: before it returns a
-grant whose per-master fences differ, it raises the lower masters' fence counters to the agreed
-fence (one more round trip on those masters, in parallel), so that fences keep increasing across
+What ferrolock's Redlock does per cycle that the redlock packages do not: after a grant whose
+per-master fences differ, it raises the lower masters' fence counters to the agreed fence (a
+request in the background, which the release waits for), so that fences keep increasing across
 owners; and it sends each master's request as its own task so that a stalled master delays
 nothing once a majority answered.
 

@@ -7,9 +7,10 @@
 //!   at once and reports `Held` (the manager retries after its jittered delay).
 //! - No FIFO queue: independent per-master queues can disagree on who is first and block each
 //!   other for ever, so waiters are never queued (`queue_for` is ignored).
-//! - Fence: the largest per-master fence among the granting masters. Before the grant is
-//!   returned, every granting master's counter is raised to it, so the next owner (whose
-//!   majority shares at least one master with ours) gets a larger one on that master. This holds
+//! - Fence: the largest per-master fence among the granting masters. Right after the grant,
+//!   every granting master's counter is raised to it (in the background; a release waits for
+//!   it), so the next owner (whose majority shares at least one master with ours) gets a larger
+//!   one on that master. This holds
 //!   while masters keep their counters (persistence); a master restarted empty falls back to
 //!   its clock (microseconds), so fences then also depend on the masters' clocks.
 //! - Every request has its own timeout: a master that stalls counts as down.
@@ -63,8 +64,9 @@ impl Default for RedlockOptions {
 /// or did not answer in time).
 type Calls<T> = FuturesUnordered<BoxFuture<'static, (usize, Option<T>)>>;
 
-/// Acquire requests that were still in flight when a majority had granted.
-type Late = JoinHandle<Vec<(usize, Option<Acquire>)>>;
+/// Requests sent after a grant without waiting for them: the rest of the acquire requests, and
+/// the fence raises.
+type Late = JoinHandle<()>;
 
 /// The Redlock store.
 pub struct RedlockStore {
@@ -75,7 +77,8 @@ pub struct RedlockStore {
   request_timeout: Duration,
   /// Release notifications of every master wake the same waiters.
   hub: WakeHub,
-  /// Acquire requests still in flight after a grant, by token: the release waits for them.
+  /// Requests still in flight after a grant, by lock name: a release or inspect of that name
+  /// waits for them first (so it cannot overtake them).
   late: Mutex<HashMap<String, Vec<Late>>>,
 }
 
@@ -186,25 +189,25 @@ impl RedlockStore {
       .collect()
   }
 
-  /// Keeps the acquire requests still in flight for `token`, for its release to wait on.
-  fn keep_late(&self, token: &str, calls: Calls<Acquire>) {
+  /// Runs `work` for `name` in the background; a later release or inspect of `name` waits for
+  /// it (every request in it is bounded by its timeout).
+  fn in_background(&self, name: &str, work: impl Future<Output = ()> + Send + 'static) {
+    let handle = tokio::spawn(work);
     let mut late = self.late.lock().unwrap_or_else(|e| e.into_inner());
-    late.retain(|_, pending| pending.iter().any(|t| !t.is_finished()));
-    if calls.is_empty() {
-      return;
-    }
-    // Driven by a task of its own, so they finish even if nobody releases.
-    let pending = tokio::spawn(async move { calls.collect::<Vec<_>>().await });
-    late.entry(token.to_owned()).or_default().push(pending);
+    late.retain(|_, pending| {
+      pending.retain(|t| !t.is_finished());
+      !pending.is_empty()
+    });
+    late.entry(name.to_owned()).or_default().push(handle);
   }
 
-  /// Waits for the acquire requests of `token` still in flight (bounded by their timeout).
-  async fn settle_late(&self, token: &str) {
+  /// Waits for the background requests of `name`.
+  async fn settle_late(&self, name: &str) {
     let pending = self
       .late
       .lock()
       .unwrap_or_else(|e| e.into_inner())
-      .remove(token);
+      .remove(name);
     if let Some(pending) = pending {
       futures_util::future::join_all(pending).await;
     }
@@ -323,21 +326,33 @@ impl LockStore for RedlockStore {
     if t.granted.len() >= self.quorum && started.elapsed() < validity {
       // The slower masters' requests run on: a late grant is ours, and our release waits for
       // it (so it cannot overtake it).
-      self.keep_late(req.token, calls);
+      if !calls.is_empty() {
+        self.in_background(name, async move {
+          calls.collect::<Vec<_>>().await;
+        });
+      }
       let fence = t.granted.iter().map(|(_, f)| *f).max().unwrap_or(0);
-      // Raise the other granting masters to the agreed fence before anyone can take over.
-      let raises = t
+      // Raise the other granting masters to the agreed fence, in the background (no extra
+      // round trip for the caller); a release or inspect of this lock waits for it, and the
+      // next owner can only come after our release or our lease.
+      let raises: Vec<_> = t
         .granted
         .iter()
         .filter(|(_, f)| *f < fence)
-        .filter_map(|(i, _)| self.masters.get(*i))
+        .filter_map(|(i, _)| self.masters.get(*i).cloned())
         .map(|m| {
-          tokio::time::timeout(
-            self.request_timeout,
-            m.raise_fence(name, req.token, fence, req.ttl),
-          )
+          let (name, token, ttl) = (name.to_owned(), req.token.to_owned(), req.ttl);
+          let limit = self.request_timeout;
+          async move {
+            let _ = tokio::time::timeout(limit, m.raise_fence(&name, &token, fence, ttl)).await;
+          }
+        })
+        .collect();
+      if !raises.is_empty() {
+        self.in_background(name, async move {
+          futures_util::future::join_all(raises).await;
         });
-      futures_util::future::join_all(raises).await;
+      }
       if started.elapsed() < validity {
         return Ok(Acquire::Granted(Grant { fence }));
       }
@@ -405,7 +420,7 @@ impl LockStore for RedlockStore {
   }
 
   async fn release(&self, name: &str, token: &str) -> Result<bool> {
-    self.settle_late(token).await;
+    self.settle_late(name).await;
     let (yes, failed) = self.release_all(name, token).await;
     if yes >= self.quorum {
       return Ok(true);
@@ -417,6 +432,7 @@ impl LockStore for RedlockStore {
   }
 
   async fn inspect(&self, name: &str) -> Result<Option<LockInfo>> {
+    self.settle_late(name).await;
     let name = Arc::<str>::from(name);
     let calls = self.spawn_all(self.request_timeout, |m| {
       let name = name.clone();
