@@ -191,4 +191,42 @@ describe('redis cluster faults', () => {
       await cluster.stop()
     }
   })
+
+  test('a lock the replica never received: granted again after the failover; lost and fence show it', async (t) => {
+    const cluster = await startCluster()
+    const holder = createClient({ redis: { cluster: cluster.urls } })
+    const waiter = createClient({ redis: { cluster: cluster.urls } })
+    try {
+      const master = await cluster.masterOf('lock:unreplicated')
+      await cluster.replicated(master)
+      // The master drops its replica's link on the next write (output buffer limit of 1 byte),
+      // so the lock below never reaches the replica: the window asynchronous replication leaves.
+      const admin = new Redis(master.url)
+      await admin.config('SET', 'client-output-buffer-limit', 'replica 1 1 0')
+      admin.disconnect()
+      const lock = await holder.acquire('unreplicated', { ttl: 10_000, refreshInterval: 200 })
+      await master.stop()
+      const lost = new Promise((resolve) => lock.once('lost', resolve))
+
+      // The promoted replica does not know the lock: another client gets it long before the
+      // first holder's 10 s lease ran out (a double grant, for as long as the first holder has
+      // not noticed) ...
+      const next = await waiter.acquire('unreplicated', { ttl: 10_000, retryDelay: 50 })
+      const lostBeforeSecondGrant = lock.lost
+      // ... the first holder learns it at its next heartbeat (lost), and the fence orders the two.
+      const err = await lost
+      t.diagnostic(
+        `double grant: first holder lost=${lostBeforeSecondGrant} when the second got the lock; fences ${lock.fence} -> ${next.fence}`,
+      )
+      assert.equal(err.code, 'ERR_LOCK_LOST')
+      assert.match(err.message, /deleted or taken by another owner/)
+      assert.ok(next.fence > lock.fence, `${next.fence} > ${lock.fence}`)
+      assert.equal(await lock.release(), false)
+      assert.equal(await next.release(), true)
+    } finally {
+      await holder.close()
+      await waiter.close()
+      await cluster.stop()
+    }
+  })
 })
