@@ -147,86 +147,101 @@ describe('redis cluster faults', () => {
     }
   })
 
-  test('a master killed while a lock is held and a waiter waits: the replica takes over', async (t) => {
-    const cluster = await startCluster()
-    const holder = createClient({ redis: { cluster: cluster.urls } })
-    const waiter = createClient({ redis: { cluster: cluster.urls } })
-    try {
-      const lock = await holder.acquire('failover', { ttl: 3000, refreshInterval: 200 })
-      const events = []
-      for (const name of ['refreshed', 'error', 'expiring', 'lost']) lock.on(name, () => events.push(name))
-      const waiting = waiter.acquire('failover', { ttl: 3000, retryDelay: 50 })
-      waiting.catch(() => {}) // awaited below; a failure before that must not go unhandled
-      while (waiter.stats().pending === 0) await new Promise((r) => setImmediate(r))
+  test(
+    'a master killed while a lock is held and a waiter waits: the replica takes over',
+    { timeout: 60_000 },
+    async (t) => {
+      const cluster = await startCluster()
+      const holder = createClient({ redis: { cluster: cluster.urls } })
+      const waiter = createClient({ redis: { cluster: cluster.urls } })
+      try {
+        const lock = await holder.acquire('failover', { ttl: 3000, refreshInterval: 200 })
+        const events = []
+        for (const name of ['refreshed', 'error', 'expiring', 'lost']) lock.on(name, () => events.push(name))
+        const waiting = waiter.acquire('failover', { ttl: 3000, retryDelay: 50 })
+        waiting.catch(() => {}) // awaited below; a failure before that must not go unhandled
+        while (waiter.stats().pending === 0) await new Promise((r) => setImmediate(r))
 
-      const master = await cluster.masterOf('lock:failover')
-      await cluster.replicated(master) // the replica has the lock, as it usually has before a crash
-      await master.stop()
-      await cluster.ready()
+        const master = await cluster.masterOf('lock:failover')
+        await cluster.replicated(master) // the replica has the lock, as it usually has before a crash
+        await master.stop()
+        await cluster.ready()
 
-      // The holder recovers (heartbeats succeed on the promoted replica) or reports the loss;
-      // it does not hang.
-      // (Heartbeat errors while the cluster fails over are 'error' events, recorded above.)
-      const before = events.length
-      while (!lock.lost && events.slice(before).filter((e) => e === 'refreshed').length < 3) {
-        await new Promise((resolve) => {
-          lock.once('refreshed', resolve)
-          lock.once('lost', resolve)
-        })
+        // The holder recovers (heartbeats succeed on the promoted replica) or reports the loss;
+        // it does not hang.
+        // (Heartbeat errors while the cluster fails over are 'error' events, recorded above.)
+        const before = events.length
+        while (!lock.lost && events.slice(before).filter((e) => e === 'refreshed').length < 3) {
+          await new Promise((resolve) => {
+            lock.once('refreshed', resolve)
+            lock.once('lost', resolve)
+          })
+        }
+        const keptByHolder = !lock.lost
+        const released = await lock.release()
+        const next = await waiting
+        // Recorded, not hidden: what the failover did to this lock.
+        t.diagnostic(
+          `holder kept the lock: ${keptByHolder}, release: ${released}, events: ${events.join(',')}, fences ${lock.fence} -> ${next.fence}`,
+        )
+        if (keptByHolder) assert.equal(released, true, 'a lock its holder kept is still releasable')
+        // Whatever happened, the fence orders the holders.
+        assert.ok(next.fence > lock.fence)
+        assert.equal(await next.release(), true)
+      } finally {
+        await holder.close()
+        await waiter.close()
+        await cluster.stop()
       }
-      const keptByHolder = !lock.lost
-      const released = await lock.release()
-      const next = await waiting
-      // Recorded, not hidden: what the failover did to this lock.
-      t.diagnostic(
-        `holder kept the lock: ${keptByHolder}, release: ${released}, events: ${events.join(',')}, fences ${lock.fence} -> ${next.fence}`,
-      )
-      if (keptByHolder) assert.equal(released, true, 'a lock its holder kept is still releasable')
-      // Whatever happened, the fence orders the holders.
-      assert.ok(next.fence > lock.fence)
-      assert.equal(await next.release(), true)
-    } finally {
-      await holder.close()
-      await waiter.close()
-      await cluster.stop()
-    }
-  })
+    },
+  )
 
-  test('a lock the replica never received: granted again after the failover; lost and fence show it', async (t) => {
-    const cluster = await startCluster()
-    const holder = createClient({ redis: { cluster: cluster.urls } })
-    const waiter = createClient({ redis: { cluster: cluster.urls } })
-    try {
-      const master = await cluster.masterOf('lock:unreplicated')
-      await cluster.replicated(master)
-      // The master drops its replica's link on the next write (output buffer limit of 1 byte),
-      // so the lock below never reaches the replica: the window asynchronous replication leaves.
-      const admin = new Redis(master.url)
-      await admin.config('SET', 'client-output-buffer-limit', 'replica 1 1 0')
-      admin.disconnect()
-      const lock = await holder.acquire('unreplicated', { ttl: 10_000, refreshInterval: 200 })
-      await master.stop()
-      const lost = new Promise((resolve) => lock.once('lost', resolve))
+  test(
+    'a lock the replica never received: granted again after the failover; lost and fence show it',
+    { timeout: 60_000 },
+    async (t) => {
+      const cluster = await startCluster()
+      const holder = createClient({ redis: { cluster: cluster.urls } })
+      const waiter = createClient({ redis: { cluster: cluster.urls } })
+      try {
+        const master = await cluster.masterOf('lock:unreplicated')
+        await cluster.replicated(master)
+        // Cut the replication link while the replica is frozen, then write the lock: the replica
+        // never receives it (the window asynchronous replication leaves). Then the master dies.
+        const replica = await cluster.replicaOf(master)
+        process.kill(replica.pid, 'SIGSTOP')
+        const admin = new Redis(master.url)
+        await admin.client('KILL', 'TYPE', 'replica')
+        admin.disconnect()
+        let lock, lost
+        try {
+          lock = await holder.acquire('unreplicated', { ttl: 10_000, refreshInterval: 200 })
+          lost = new Promise((resolve) => lock.once('lost', resolve))
+          await master.stop()
+        } finally {
+          process.kill(replica.pid, 'SIGCONT')
+        }
 
-      // The promoted replica does not know the lock: another client gets it long before the
-      // first holder's 10 s lease ran out (a double grant, for as long as the first holder has
-      // not noticed) ...
-      const next = await waiter.acquire('unreplicated', { ttl: 10_000, retryDelay: 50 })
-      const lostBeforeSecondGrant = lock.lost
-      // ... the first holder learns it at its next heartbeat (lost), and the fence orders the two.
-      const err = await lost
-      t.diagnostic(
-        `double grant: first holder lost=${lostBeforeSecondGrant} when the second got the lock; fences ${lock.fence} -> ${next.fence}`,
-      )
-      assert.equal(err.code, 'ERR_LOCK_LOST')
-      assert.match(err.message, /deleted or taken by another owner/)
-      assert.ok(next.fence > lock.fence, `${next.fence} > ${lock.fence}`)
-      assert.equal(await lock.release(), false)
-      assert.equal(await next.release(), true)
-    } finally {
-      await holder.close()
-      await waiter.close()
-      await cluster.stop()
-    }
-  })
+        // The promoted replica does not know the lock: another client gets it long before the
+        // first holder's 10 s lease ran out (a double grant, for as long as the first holder has
+        // not noticed) ...
+        const next = await waiter.acquire('unreplicated', { ttl: 10_000, retryDelay: 50 })
+        const lostBeforeSecondGrant = lock.lost
+        // ... the first holder learns it at its next heartbeat (lost), and the fence orders the two.
+        const err = await lost
+        t.diagnostic(
+          `double grant: first holder lost=${lostBeforeSecondGrant} when the second got the lock; fences ${lock.fence} -> ${next.fence}`,
+        )
+        assert.equal(err.code, 'ERR_LOCK_LOST')
+        assert.match(err.message, /deleted or taken by another owner/)
+        assert.ok(next.fence > lock.fence, `${next.fence} > ${lock.fence}`)
+        assert.equal(await lock.release(), false)
+        assert.equal(await next.release(), true)
+      } finally {
+        await holder.close()
+        await waiter.close()
+        await cluster.stop()
+      }
+    },
+  )
 })

@@ -226,6 +226,14 @@ export async function startCluster() {
       }
       throw new Error(`no master for slot ${slot}`)
     },
+    /** The node that replicates `master`. */
+    async replicaOf(master) {
+      const list = (await rawReply(master.port, 'CLUSTER NODES')).split('\n').map((l) => l.split(' '))
+      const id = list.find((f) => f[1] && Number(f[1].split('@')[0].split(':').pop()) === master.port)?.[0]
+      const replica = list.find((f) => f[2] && f[2].includes('slave') && f[3] === id)
+      if (!replica) throw new Error(`no replica of port ${master.port}`)
+      return nodes.find((n) => n.port === Number(replica[1].split('@')[0].split(':').pop()))
+    },
     /** Resolves once every replica of `master` has all of its writes. */
     async replicated(master) {
       for (let i = 0; i < 500; i++) {
