@@ -445,8 +445,7 @@ impl LockStore for RedlockStore {
     }
     let infos: Vec<LockInfo> = answers.into_iter().flatten().flatten().collect();
     // The lock exists when a majority shows the same owner. Its fence is the agreed one, which
-    // the granting majority records (a master that granted late keeps its own); its remaining
-    // time is the shortest.
+    // the granting majority records (a master that granted late keeps its own).
     for info in &infos {
       let same: Vec<&LockInfo> = infos.iter().filter(|i| i.owner == info.owner).collect();
       if same.len() >= self.quorum {
@@ -454,9 +453,12 @@ impl LockStore for RedlockStore {
           .iter()
           .map(|i| i.fence)
           .find(|f| same.iter().filter(|i| i.fence == *f).count() >= self.quorum);
+        // The lock lasts while a majority still has it: the quorum-th longest lease.
+        let mut left: Vec<Duration> = same.iter().filter_map(|i| i.remaining).collect();
+        left.sort_unstable_by(|a, b| b.cmp(a));
         return Ok(Some(LockInfo {
           owner: info.owner.clone(),
-          remaining: same.iter().filter_map(|i| i.remaining).min(),
+          remaining: left.get(self.quorum - 1).copied(),
           fence: agreed.unwrap_or_else(|| same.iter().map(|i| i.fence).max().unwrap_or(0)),
           data: info.data.clone(),
         }));
