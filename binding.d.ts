@@ -12,8 +12,10 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 export declare class NativeClient {
   /** The in-process store, shared by every memory client of this process. */
   static memory(): NativeClient
-  /** One Redis server; connects on first use. */
+  /** One Redis server, or a Redis Cluster (`options.cluster`); connects on first use. */
   static redis(options: NativeRedisOptions): NativeClient
+  /** Redlock over independent masters; connects on first use. */
+  static redlock(options: NativeRedlockOptions): NativeClient
   /** One DynamoDB table; the SDK client is made on first use. */
   static dynamodb(options: NativeDynamoOptions): NativeClient
   /** Creates the lock table and waits until it is ACTIVE; false when it existed. */
@@ -148,6 +150,22 @@ export interface NativeRedisOptions {
   tls?: boolean
   /** PEM certificate(s) to trust instead of the system roots. */
   tlsCa?: string
+  /** Redis Cluster: URLs of some of its nodes (instead of url/host/port). */
+  cluster?: Array<string>
+}
+
+/** Redlock over independent masters. */
+export interface NativeRedlockOptions {
+  /** One entry per master (a single server each). */
+  masters: Array<NativeRedisOptions>
+  /** Drift allowance as a fraction of the ttl (default 0.01). */
+  driftFactor?: number
+  /** Fixed drift allowance in ms, added to driftFactor x ttl (default 2). */
+  clockDriftMs?: number
+  /** Timeout of one request to one master in ms (default 500). */
+  requestTimeout?: number
+  /** Prefix of every lock key on every master (default `lock:`). */
+  keyPrefix?: string
 }
 
 /** Leak-check counters. */

@@ -28,8 +28,13 @@ export interface Logger {
   error?(obj: Record<string, unknown>, msg?: string): void
 }
 
-/** Connection options for one Redis server (Redis >= 6), which is connected on first use. */
+/** Connection options for one Redis server (Redis >= 6), or a Redis Cluster with `cluster`; connected on first use. */
 export interface RedisOptions {
+  /**
+   * Redis Cluster: `redis://` URLs of some of its nodes (the others are discovered). Not together
+   * with `url`, `host`, `port` or a `db` other than 0; `username`, `password` and `tls` apply to every node.
+   */
+  cluster?: string[] | undefined
   /** `redis://[user:password@]host[:port][/db]`; default `redis://127.0.0.1:6379` `rediss://` turns TLS on. */
   url?: string | undefined
   /** Host name or address; overrides the URL's host (default `127.0.0.1`). */
@@ -70,16 +75,18 @@ export interface MemoryClientOptions extends BaseClientOptions {
   redis?: undefined
   /** Not allowed together with `memory`. */
   dynamodb?: undefined
+  redlock?: undefined
 }
 
-/** Options of the Redis backend. */
+/** Options of the Redis backend: one server, or a Redis Cluster (`{ cluster: [...] }`). */
 export interface RedisClientOptions extends BaseClientOptions {
-  /** A `redis://` URL or connection options of one Redis server. */
+  /** A `redis://` URL or connection options of one Redis server, or `{ cluster: [urls] }`. */
   redis: string | RedisOptions
   /** Not allowed together with `redis`. */
   memory?: undefined
   /** Not allowed together with `redis`. */
   dynamodb?: undefined
+  redlock?: undefined
 }
 
 /** Static AWS credentials; never shown in messages or logs. */
@@ -128,14 +135,46 @@ export interface DynamoClientOptions {
   /** Not allowed together with `dynamodb`. */
   redis?: undefined
   /** Not allowed together with `dynamodb`. */
+  redlock?: undefined
+  /** Not allowed together with `dynamodb`. */
   keyPrefix?: undefined
 }
 
-/** Options of `createClient`: one backend, memory (the default), redis or dynamodb. */
-export type ClientOptions = MemoryClientOptions | RedisClientOptions | DynamoClientOptions
-
 /** A JSON value, as stored in DynamoDB additional attributes. */
 export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue }
+
+/** Connection options of one Redlock master: a single server (no `cluster`). */
+export type RedlockMaster = string | Omit<RedisOptions, 'cluster'>
+
+/** Options of the Redlock backend: a quorum over independent Redis masters. */
+export interface RedlockClientOptions extends BaseClientOptions {
+  /**
+   * The masters, at least 2 and all distinct (3 or 5 tolerate 1 or 2 failures); a lock needs a
+   * majority of them. One master is refused: use `redis`.
+   */
+  redlock: RedlockMaster[]
+  /** Clock drift allowance as a fraction of the ttl, from 0 to less than 0.5 (default 0.01). */
+  driftFactor?: number | undefined
+  /** Fixed drift allowance in ms added to `driftFactor × ttl` (default 2). */
+  clockDriftMs?: number | undefined
+  /** Timeout in ms of one request to one master; a master that does not answer in time counts as down (default 500). */
+  requestTimeout?: number | undefined
+  /** Default `maxRetries` of this client's acquires (default `Infinity`). */
+  retryCount?: number | undefined
+  /** Default `retryDelay` of this client's acquires in ms (default 100). */
+  retryDelay?: number | undefined
+  /** Default `retryJitter` of this client's acquires in ms (default 50). */
+  retryJitter?: number | undefined
+  /** Not allowed together with `redlock`. */
+  memory?: undefined
+  /** Not allowed together with `redlock`. */
+  redis?: undefined
+  /** Not allowed together with `redlock`. */
+  dynamodb?: undefined
+}
+
+/** Options of `createClient`: one backend, memory (the default), redis (one server or a cluster), redlock or dynamodb. */
+export type ClientOptions = MemoryClientOptions | RedisClientOptions | RedlockClientOptions | DynamoClientOptions
 
 /** Options of `acquire`, `tryAcquire` and `using`: durations are integer ms, and `undefined` means the default. */
 export interface AcquireOptions {
@@ -276,7 +315,7 @@ export interface ClientStats {
 }
 
 /** The backend a client talks to. */
-export type Backend = 'memory' | 'redis' | 'dynamodb'
+export type Backend = 'memory' | 'redis' | 'redis-cluster' | 'redlock' | 'dynamodb'
 
 // ---- Lock --------------------------------------------------------------------------------------
 
@@ -390,7 +429,7 @@ export declare class Lock extends EventEmitter {
  */
 export declare class Client {
   private constructor()
-  /** The backend this client talks to: `'memory'`, `'redis'` or `'dynamodb'`. */
+  /** The backend this client talks to: `'memory'`, `'redis'`, `'redis-cluster'`, `'redlock'` or `'dynamodb'`. */
   get backend(): Backend
 
   /** Acquires `name`, waiting as `options.wait` says; rejects `ERR_LOCK_NOT_ACQUIRED` if it gives up. */
@@ -464,7 +503,9 @@ export declare class Client {
 
 /**
  * Creates a lock client: the in-process memory backend with no options (or `{ memory: true }`),
- * one Redis server with `{ redis: url | options }`, or a DynamoDB table with `{ dynamodb: { table, ... } }`. Throws `ERR_INVALID_ARG` on bad options.
+ * one Redis server with `{ redis: url | options }`, a Redis Cluster with `{ redis: { cluster: urls } }`,
+ * Redlock over independent masters with `{ redlock: urls }`, or a DynamoDB table with
+ * `{ dynamodb: { table, ... } }`. Throws `ERR_INVALID_ARG` on bad options.
  */
 export declare function createClient(options?: ClientOptions): Client
 

@@ -30,7 +30,8 @@ const ACQUIRE_KEYS = [
   'additionalTimeToWait',
 ]
 const DYNAMO_ONLY = ['replaceData', 'deleteOnRelease', 'additionalAttributes', 'additionalTimeToWait']
-const CLIENT_KEYS = ['memory', 'redis', 'dynamodb', 'keyPrefix', 'logger']
+const REDLOCK_KEYS = ['driftFactor', 'clockDriftMs', 'requestTimeout', 'retryCount', 'retryDelay', 'retryJitter']
+const CLIENT_KEYS = ['memory', 'redis', 'redlock', 'dynamodb', 'keyPrefix', 'logger', ...REDLOCK_KEYS]
 const DYNAMO_KEYS = [
   'table',
   'region',
@@ -46,7 +47,7 @@ const DYNAMO_KEYS = [
 ]
 // cirello's and Amazon's defaults: a 20 s lease renewed every 5 s.
 const DYNAMO_DEFAULTS = { leaseDuration: 20_000, heartbeatPeriod: 5_000 }
-const REDIS_KEYS = ['url', 'host', 'port', 'username', 'password', 'db', 'keyPrefix', 'tls']
+const REDIS_KEYS = ['url', 'host', 'port', 'username', 'password', 'db', 'keyPrefix', 'tls', 'cluster']
 
 // ---- errors ---------------------------------------------------------------------------------
 
@@ -137,7 +138,8 @@ function isJsonValue(v, depth = 0) {
 }
 
 // Turns user acquire options into the binding's shape; `tryOnly` forces a single attempt.
-// `defaults` are the client's own (DynamoDB: lease, heartbeat period, owner name).
+// `defaults` are the client's own (DynamoDB: lease, heartbeat period, owner name; Redlock:
+// retryCount, retryDelay, retryJitter).
 function acquireOptions(options, tryOnly, defaults) {
   const o = options === undefined ? {} : options
   checkKeys(o, ACQUIRE_KEYS, 'options')
@@ -147,9 +149,9 @@ function acquireOptions(options, tryOnly, defaults) {
   }
   const ttl = o.ttl === undefined ? defaults.ttl : o.ttl
   checkMs(ttl, 'options.ttl')
-  const retryDelay = o.retryDelay === undefined ? DEFAULTS.retryDelay : o.retryDelay
+  const retryDelay = o.retryDelay === undefined ? defaults.retryDelay : o.retryDelay
   checkMs(retryDelay, 'options.retryDelay', 0)
-  const retryJitter = o.retryJitter === undefined ? DEFAULTS.retryJitter : o.retryJitter
+  const retryJitter = o.retryJitter === undefined ? defaults.retryJitter : o.retryJitter
   checkMs(retryJitter, 'options.retryJitter', 0)
   let wait
   if (o.additionalTimeToWait !== undefined) {
@@ -164,11 +166,12 @@ function acquireOptions(options, tryOnly, defaults) {
     wait = o.wait
   }
   let maxRetries
-  if (o.maxRetries !== undefined && o.maxRetries !== Infinity) {
-    if (!Number.isInteger(o.maxRetries) || o.maxRetries < 0) {
-      throw invalid(`options.maxRetries must be a non-negative integer or Infinity (got ${show(o.maxRetries)})`)
+  const retries = o.maxRetries === undefined ? defaults.maxRetries : o.maxRetries
+  if (retries !== undefined && retries !== Infinity) {
+    if (!Number.isInteger(retries) || retries < 0) {
+      throw invalid(`options.maxRetries must be a non-negative integer or Infinity (got ${show(retries)})`)
     }
-    maxRetries = o.maxRetries
+    maxRetries = retries
   }
   const autoExtend = o.autoExtend === undefined ? defaults.autoExtend : o.autoExtend
   if (typeof autoExtend !== 'boolean') throw invalid(`options.autoExtend must be a boolean (got ${show(autoExtend)})`)
@@ -229,8 +232,9 @@ const DEFAULT_OWNER = `${os.hostname()}:${process.pid}`
 // Lock data: a string anywhere; a Buffer on the memory and dynamodb backends.
 function checkData(data, what, backend) {
   if (data === undefined || typeof data === 'string') return
-  if (Buffer.isBuffer(data) && backend !== 'redis') return
-  const allowed = backend === 'redis' ? 'a string' : 'a string or a Buffer'
+  const bytes = backend === 'memory' || backend === 'dynamodb'
+  if (Buffer.isBuffer(data) && bytes) return
+  const allowed = bytes ? 'a string or a Buffer' : 'a string'
   throw invalid(`${what} must be ${allowed} (got ${Buffer.isBuffer(data) ? 'a Buffer' : show(data)})`)
 }
 
@@ -306,44 +310,132 @@ function dynamoOptions(d) {
   return { native, defaults }
 }
 
-// Redis options: a URL string or an object. Messages never repeat the URL (it may hold a password).
-function redisOptions(redis, keyPrefix) {
+// A redis:// or rediss:// URL, parsed; `what` names it in messages, which never repeat the URL
+// (it may hold a password).
+function parseRedisUrl(value, what) {
+  let url
+  try {
+    url = new URL(value)
+  } catch {
+    throw invalid(`${what}: invalid Redis URL (expected redis://[user:password@]host[:port][/db])`)
+  }
+  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
+    throw invalid(`${what}: unsupported URL scheme ${show(url.protocol)} (expected redis: or rediss:)`)
+  }
+  if (!url.hostname) throw invalid(`${what}: the Redis URL has no host`)
+  return url
+}
+
+// Redis options: a URL string or an object (`cluster`: node URLs of a Redis Cluster).
+function redisOptions(redis, keyPrefix, what = 'options.redis') {
   let opts = redis
   if (typeof redis === 'string') opts = { url: redis }
-  checkKeys(opts, REDIS_KEYS, 'options.redis')
-  if (opts.url !== undefined) {
-    let url
-    try {
-      url = new URL(opts.url)
-    } catch {
-      throw invalid('options.redis: invalid Redis URL (expected redis://[user:password@]host[:port][/db])')
+  checkKeys(opts, REDIS_KEYS, what)
+  if (opts.url !== undefined) parseRedisUrl(opts.url, what)
+  if (opts.cluster !== undefined) {
+    if (!Array.isArray(opts.cluster) || opts.cluster.length === 0) {
+      throw invalid(`${what}.cluster must be a non-empty array of node URLs`)
     }
-    if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
-      throw invalid(`options.redis: unsupported URL scheme ${show(url.protocol)} (expected redis: or rediss:)`)
+    if (opts.url !== undefined || opts.host !== undefined || opts.port !== undefined) {
+      throw invalid(`${what}: give either cluster (node URLs) or url/host/port, not both`)
     }
-    if (!url.hostname) throw invalid('options.redis: the Redis URL has no host')
+    if (opts.db !== undefined && opts.db !== 0) throw invalid(`${what}.db: a Redis Cluster has only database 0`)
+    opts.cluster.forEach((node, i) => {
+      if (typeof node !== 'string') throw invalid(`${what}.cluster[${i}] must be a URL string`)
+      const url = parseRedisUrl(node, `${what}.cluster[${i}]`)
+      if (url.pathname.length > 1 && url.pathname !== '/0') {
+        throw invalid(`${what}.cluster[${i}]: a Redis Cluster has only database 0`)
+      }
+    })
   }
   for (const key of ['host', 'username', 'password']) {
-    if (opts[key] !== undefined && typeof opts[key] !== 'string') throw invalid(`options.redis.${key} must be a string`)
+    if (opts[key] !== undefined && typeof opts[key] !== 'string') throw invalid(`${what}.${key} must be a string`)
   }
   if (opts.port !== undefined && !(Number.isInteger(opts.port) && opts.port > 0 && opts.port < 65536)) {
-    throw invalid(`options.redis.port must be an integer from 1 to 65535 (got ${show(opts.port)})`)
+    throw invalid(`${what}.port must be an integer from 1 to 65535 (got ${show(opts.port)})`)
   }
   if (opts.db !== undefined && !(Number.isInteger(opts.db) && opts.db >= 0)) {
-    throw invalid(`options.redis.db must be a non-negative integer (got ${show(opts.db)})`)
+    throw invalid(`${what}.db must be a non-negative integer (got ${show(opts.db)})`)
   }
   const prefix = opts.keyPrefix !== undefined ? opts.keyPrefix : keyPrefix
   if (prefix !== undefined && typeof prefix !== 'string') throw invalid('options.keyPrefix must be a string')
   // tls: true (system roots) or { ca } (PEM of a private CA); a rediss:// URL implies TLS.
   let tlsCa
   if (opts.tls !== undefined && typeof opts.tls !== 'boolean') {
-    checkKeys(opts.tls, ['ca'], 'options.redis.tls')
+    checkKeys(opts.tls, ['ca'], `${what}.tls`)
     const { ca } = opts.tls
-    if (!(typeof ca === 'string' || Buffer.isBuffer(ca)))
-      throw invalid('options.redis.tls.ca must be a PEM string or Buffer')
+    if (!(typeof ca === 'string' || Buffer.isBuffer(ca))) throw invalid(`${what}.tls.ca must be a PEM string or Buffer`)
     tlsCa = String(ca)
   }
   return { ...opts, keyPrefix: prefix, tls: opts.tls !== undefined && opts.tls !== false, tlsCa }
+}
+
+// Where a Redlock master lives, `host:port/db`, to refuse the same master twice.
+function masterAddress(opts) {
+  const url = opts.url !== undefined ? new URL(opts.url) : undefined
+  const host = (opts.host ?? (url && url.hostname) ?? '127.0.0.1').toLowerCase()
+  const port = opts.port ?? (url && url.port ? Number(url.port) : 6379)
+  const db = opts.db ?? (url && url.pathname.length > 1 ? Number(url.pathname.slice(1)) : 0)
+  return `${host}:${port}/${db}`
+}
+
+// Redlock: at least 2 distinct masters (1 is refused: use `redis`; 3 or 5 tolerate 1 or 2
+// failures), each a URL or single-server options, plus the quorum settings.
+function redlockOptions(o) {
+  if (!Array.isArray(o.redlock)) throw invalid('options.redlock must be an array of master URLs or options')
+  if (o.redlock.length < 2) {
+    throw invalid(
+      `options.redlock must list at least 2 masters (got ${o.redlock.length}); for one server use options.redis`,
+    )
+  }
+  const seen = new Map()
+  const masters = o.redlock.map((master, i) => {
+    const what = `options.redlock[${i}]`
+    if (typeof master !== 'string' && !isPlainObject(master)) {
+      throw invalid(`${what} must be a redis:// URL or connection options`)
+    }
+    if (isPlainObject(master) && master.cluster !== undefined) {
+      throw invalid(`${what}: a Redlock master is one server, not a cluster`)
+    }
+    const opts = redisOptions(master, undefined, what)
+    const address = masterAddress(opts)
+    if (seen.has(address)) {
+      throw invalid(`${what}: the same master (${address}) is already options.redlock[${seen.get(address)}]`)
+    }
+    seen.set(address, i)
+    return opts
+  })
+  const { driftFactor, clockDriftMs, requestTimeout } = o
+  if (
+    driftFactor !== undefined &&
+    !(typeof driftFactor === 'number' && Number.isFinite(driftFactor) && driftFactor >= 0 && driftFactor < 0.5)
+  ) {
+    throw invalid(`options.driftFactor must be a number from 0 to less than 0.5 (got ${show(driftFactor)})`)
+  }
+  if (clockDriftMs !== undefined) checkMs(clockDriftMs, 'options.clockDriftMs', 0)
+  if (requestTimeout !== undefined) checkMs(requestTimeout, 'options.requestTimeout')
+  if (o.keyPrefix !== undefined && typeof o.keyPrefix !== 'string') throw invalid('options.keyPrefix must be a string')
+  return { masters, driftFactor, clockDriftMs, requestTimeout, keyPrefix: o.keyPrefix }
+}
+
+// Client-wide acquire defaults (Redlock's retryCount, retryDelay, retryJitter).
+function clientDefaults(o) {
+  const defaults = { ...DEFAULTS, maxRetries: undefined }
+  if (o.retryDelay !== undefined) {
+    checkMs(o.retryDelay, 'options.retryDelay', 0)
+    defaults.retryDelay = o.retryDelay
+  }
+  if (o.retryJitter !== undefined) {
+    checkMs(o.retryJitter, 'options.retryJitter', 0)
+    defaults.retryJitter = o.retryJitter
+  }
+  if (o.retryCount !== undefined) {
+    if (!(o.retryCount === Infinity || (Number.isInteger(o.retryCount) && o.retryCount >= 0))) {
+      throw invalid(`options.retryCount must be a non-negative integer or Infinity (got ${show(o.retryCount)})`)
+    }
+    defaults.maxRetries = o.retryCount
+  }
+  return defaults
 }
 
 // ---- callbacks and promises ------------------------------------------------------------------
@@ -585,7 +677,7 @@ class Client {
     this.#defaults = defaults
   }
 
-  /** 'memory', 'redis' or 'dynamodb'. */
+  /** 'memory', 'redis', 'redis-cluster', 'redlock' or 'dynamodb'. */
   get backend() {
     return this.#native.kind
   }
@@ -765,7 +857,8 @@ class Client {
 
 /**
  * Creates a lock client. No options (or { memory: true }): the in-process memory backend.
- * { redis: 'redis://host:port' | { host, port, password, db, ... } }: one Redis server.
+ * { redis: 'redis://host:port' | { host, port, password, db, ... } }: one Redis server;
+ * { redis: { cluster: [urls] } }: a Redis Cluster; { redlock: [urls] }: Redlock over masters.
  */
 function createClient(options) {
   const o = options === undefined ? {} : options
@@ -774,20 +867,28 @@ function createClient(options) {
     throw invalid('options.logger must be a logger object (pino-compatible)')
   }
   if (o.memory !== undefined && o.memory !== true) throw invalid('options.memory must be true when given')
-  const chosen = ['memory', 'redis', 'dynamodb'].filter((k) => o[k] !== undefined)
+  const chosen = ['memory', 'redis', 'redlock', 'dynamodb'].filter((b) => o[b] !== undefined)
   if (chosen.length > 1) throw invalid(`options: choose one backend (got ${chosen.join(' and ')})`)
+  if (o.redlock === undefined) {
+    const extra = REDLOCK_KEYS.find((k) => o[k] !== undefined)
+    if (extra) throw invalid(`options.${extra} applies to the redlock backend only`)
+  }
   if (o.keyPrefix !== undefined && typeof o.keyPrefix !== 'string') throw invalid('options.keyPrefix must be a string')
-  const base = { ttl: DEFAULTS.ttl, autoExtend: DEFAULTS.autoExtend, owner: DEFAULT_OWNER }
+  const base = { ...clientDefaults(o), owner: DEFAULT_OWNER }
   let nativeClient
   let defaults
   if (o.dynamodb !== undefined) {
     if (o.keyPrefix !== undefined) throw invalid('options.keyPrefix does not apply to the dynamodb backend')
     const d = dynamoOptions(o.dynamodb)
-    defaults = { ...d.defaults, table: d.native.table }
+    defaults = { ...base, ...d.defaults, table: d.native.table }
     nativeClient = wrapNative(() => NativeClient.dynamodb(d.native))
+  } else if (o.redlock !== undefined) {
+    const r = redlockOptions(o)
+    defaults = { ...base, backend: 'redlock' }
+    nativeClient = wrapNative(() => NativeClient.redlock(r))
   } else if (o.redis !== undefined) {
     const r = redisOptions(o.redis, o.keyPrefix)
-    defaults = { ...base, backend: 'redis' }
+    defaults = { ...base, backend: r.cluster ? 'redis-cluster' : 'redis' }
     nativeClient = wrapNative(() => NativeClient.redis(r))
   } else {
     defaults = { ...base, backend: 'memory' }

@@ -136,6 +136,59 @@ describe('bad input', () => {
     }
   })
 
+  test('redlock and cluster options are checked before any I/O, without echoing secrets', () => {
+    const two = ['redis://127.0.0.1:1', 'redis://127.0.0.1:2']
+    const cases = [
+      [{ redlock: [] }, /at least 2 masters \(got 0\); for one server use options\.redis/],
+      [{ redlock: ['redis://127.0.0.1:1'] }, /at least 2 masters \(got 1\)/],
+      [{ redlock: 'redis://127.0.0.1:1' }, /options\.redlock must be an array/],
+      [{ redlock: ['redis://a:1', 'redis://A:1/0'] }, /options\.redlock\[1\]: the same master \(a:1\/0\)/],
+      [{ redlock: ['redis://u:s3cret@a', { host: 'a', port: 6379 }] }, /the same master \(a:6379\/0\)/],
+      [{ redlock: ['redis://a:1', 'http://s3cret@b'] }, /options\.redlock\[1\]: unsupported URL scheme/],
+      [{ redlock: ['redis://a:1', 42] }, /options\.redlock\[1\] must be a redis:\/\/ URL/],
+      [{ redlock: ['redis://a:1', { cluster: ['redis://b:1'] }] }, /one server, not a cluster/],
+      [{ redlock: two, driftFactor: -0.1 }, /options\.driftFactor/],
+      [{ redlock: two, driftFactor: 0.5 }, /options\.driftFactor/],
+      [{ redlock: two, driftFactor: NaN }, /options\.driftFactor/],
+      [{ redlock: two, driftFactor: '0.01' }, /options\.driftFactor/],
+      [{ redlock: two, clockDriftMs: -1 }, /options\.clockDriftMs/],
+      [{ redlock: two, requestTimeout: 0 }, /options\.requestTimeout/],
+      [{ redlock: two, retryCount: 1.5 }, /options\.retryCount/],
+      [{ redlock: two, retryDelay: -1 }, /options\.retryDelay/],
+      [{ redlock: two, redis: 'redis://a' }, /choose one backend \(got redis and redlock\)/],
+      [{ redis: 'redis://a', driftFactor: 0.01 }, /options\.driftFactor applies to the redlock backend only/],
+      [{ redis: { cluster: [] } }, /options\.redis\.cluster must be a non-empty array/],
+      [{ redis: { cluster: 'redis://a' } }, /options\.redis\.cluster must be a non-empty array/],
+      [
+        { redis: { cluster: ['redis://a:1', 'ftp://s3cret@b'] } },
+        /options\.redis\.cluster\[1\]: unsupported URL scheme/,
+      ],
+      [{ redis: { cluster: ['redis://a:1/2'] } }, /only database 0/],
+      [{ redis: { cluster: ['redis://a:1'], db: 1 } }, /only database 0/],
+      [{ redis: { cluster: ['redis://a:1'], url: 'redis://b' } }, /either cluster \(node URLs\) or url\/host\/port/],
+    ]
+    for (const [options, pattern] of cases) {
+      assert.throws(
+        () => createClient(options),
+        (err) => {
+          assert.ok(err instanceof InvalidArgumentError, String(err))
+          assert.equal(err.code, 'ERR_INVALID_ARG')
+          assert.match(err.message, pattern)
+          assert.ok(!err.message.includes('s3cret'))
+          return true
+        },
+      )
+    }
+  })
+
+  test('redlock: a ttl too short for the drift allowance is refused', async () => {
+    const masters = await Promise.all([freePort(), freePort(), freePort()])
+    const locks = createClient({ redlock: masters.map((p) => `redis://127.0.0.1:${p}`), clockDriftMs: 10 })
+    await expectInvalid(locks.acquire('x', { ttl: 5 }), /too short for the Redlock drift allowance/)
+    await everyBadCall(locks)
+    await locks.close()
+  })
+
   test('calls after close() reject ERR_CLIENT_CLOSED', async () => {
     const locks = createClient()
     await locks.close()

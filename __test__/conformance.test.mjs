@@ -4,7 +4,7 @@ import { once } from 'node:events'
 import { after, before, describe, test } from 'node:test'
 
 import { AbortedError, ClientClosedError, createClient, LockError, LockNotAcquiredError } from '../index.js'
-import { startDynalite, startRedis } from './support/servers.mjs'
+import { startCluster, startDynalite, startMasters, startRedis } from './support/servers.mjs'
 
 let seq = 0
 const unique = (p) => `${p}-${process.pid}-${++seq}`
@@ -24,6 +24,14 @@ const backends = {
     await admin.close()
     return { make, stop: server.stop, push: false }
   },
+  'redis-cluster': async () => {
+    const cluster = await startCluster()
+    return { make: () => createClient({ redis: { cluster: cluster.urls }, keyPrefix: 'conf:' }), stop: cluster.stop }
+  },
+  redlock: async () => {
+    const masters = await startMasters(3)
+    return { make: () => createClient({ redlock: masters.urls, keyPrefix: 'conf:' }), stop: masters.stop }
+  },
 }
 
 for (const [backend, setup] of Object.entries(backends)) {
@@ -41,6 +49,7 @@ for (const [backend, setup] of Object.entries(backends)) {
     })
 
     test('acquire, inspect, tryAcquire, release, fences', async () => {
+      assert.equal(locks.backend, backend)
       const name = unique('basic')
       const lock = await locks.acquire(name, { ttl: 5000, owner: 'worker-1', data: 'hello' })
       assert.equal(lock.name, name)

@@ -10,7 +10,7 @@ import { test } from 'node:test'
 import Redis from 'ioredis'
 
 import { createClient } from '../index.js'
-import { startRedis } from './support/servers.mjs'
+import { startCluster, startMasters, startRedis } from './support/servers.mjs'
 
 const run = promisify(execFile)
 
@@ -48,7 +48,7 @@ test('redis: 50 workers in 5 processes, 500 increments, no overlap', async () =>
   try {
     const script = fileURLToPath(new URL('./fixtures/exclusion-worker.mjs', import.meta.url))
     const outputs = await Promise.all(
-      Array.from({ length: 5 }, () => run(process.execPath, [script, server.url, 'counter', '10', '10'])),
+      Array.from({ length: 5 }, () => run(process.execPath, [script, server.url, server.url, 'counter', '10', '10'])),
     )
     const intervals = outputs.flatMap(({ stdout }) => JSON.parse(stdout))
     const redis = new Redis(server.url)
@@ -60,5 +60,50 @@ test('redis: 50 workers in 5 processes, 500 increments, no overlap', async () =>
     assertNoOverlap(intervals)
   } finally {
     await server.stop()
+  }
+})
+
+// 5 processes x 10 workers x 10 rounds against `clientOptions`; the counter lives on `counterUrl`.
+async function fiveProcesses(clientOptions, counterUrl) {
+  const script = fileURLToPath(new URL('./fixtures/exclusion-worker.mjs', import.meta.url))
+  const outputs = await Promise.all(
+    Array.from({ length: 5 }, () =>
+      run(process.execPath, [script, JSON.stringify(clientOptions), counterUrl, 'counter', '10', '10']),
+    ),
+  )
+  const intervals = outputs.flatMap(({ stdout }) => JSON.parse(stdout))
+  const redis = new Redis(counterUrl)
+  const counter = Number(await redis.get('excl-counter'))
+  redis.disconnect()
+  assert.equal(counter, 500)
+  assert.equal(intervals.length, 500)
+  assertNoOverlap(intervals)
+}
+
+test('redis cluster: 50 workers in 5 processes, 500 increments, no overlap', async () => {
+  const cluster = await startCluster()
+  const counter = await startRedis()
+  try {
+    await fiveProcesses({ redis: { cluster: cluster.urls } }, counter.url)
+  } finally {
+    await counter.stop()
+    await cluster.stop()
+  }
+})
+
+test('redlock over 3 masters: 50 workers in 5 processes, 500 increments, no overlap', async () => {
+  const masters = await startMasters(3)
+  const counter = await startRedis()
+  try {
+    await fiveProcesses({ redlock: masters.urls }, counter.url)
+    // Every master is left with fence counters only: no lock behind.
+    for (const url of masters.urls) {
+      const redis = new Redis(url)
+      assert.deepEqual(await redis.keys('excl:*'), [])
+      redis.disconnect()
+    }
+  } finally {
+    await counter.stop()
+    await masters.stop()
   }
 })

@@ -32,6 +32,7 @@ import type {
   LockInfo,
   Logger,
   RedisOptions,
+  RedlockClientOptions,
 } from 'ferrolock'
 
 /** Checks that a value is assignable to `T` (not that the types are equal), and uses it. */
@@ -86,10 +87,10 @@ function clients(): Client[] {
 
 function client(locks: Client): void {
   expectType<Backend>(locks.backend)
-  expectType<'memory' | 'redis' | 'dynamodb'>(locks.backend)
+  expectType<'memory' | 'redis' | 'redis-cluster' | 'redlock' | 'dynamodb'>(locks.backend)
   // @ts-expect-error backend is read-only
   locks.backend = 'redis'
-  // @ts-expect-error there is only memory and redis
+  // @ts-expect-error there is only memory, redis (one server or a cluster) and redlock
   expectType<'dynamodb'>(locks.backend)
 
   const stats: ClientStats = locks.stats()
@@ -570,3 +571,28 @@ async function dynamodb() {
   void [beat, released, made, gone, backend, code]
 }
 void dynamodb
+// Redis Cluster: node URLs, with the connection settings shared by every node.
+createClient({ redis: { cluster: ['redis://10.0.0.1:7000', 'redis://10.0.0.2:7000'], password: 'p' } })
+// @ts-expect-error -- the cluster is a list of URLs
+createClient({ redis: { cluster: 'redis://10.0.0.1:7000' } })
+
+// Redlock: masters as URLs or single-server options, plus the quorum settings.
+const redlockOptions: RedlockClientOptions = {
+  redlock: ['redis://a:6379', { host: 'b', port: 6379, password: 'p' }, 'redis://c:6379'],
+  driftFactor: 0.01,
+  clockDriftMs: 2,
+  requestTimeout: 250,
+  retryCount: 10,
+  retryDelay: 200,
+  retryJitter: 200,
+  keyPrefix: 'locks:',
+}
+createClient(redlockOptions)
+// @ts-expect-error -- a Redlock master is one server, not a cluster
+createClient({ redlock: [{ cluster: ['redis://a:7000'] }, 'redis://b'] })
+// @ts-expect-error -- one backend only: redis and redlock together
+createClient({ redis: 'redis://a', redlock: ['redis://a', 'redis://b'] })
+// @ts-expect-error -- driftFactor is a number
+createClient({ redlock: ['redis://a', 'redis://b'], driftFactor: '0.01' })
+// @ts-expect-error -- retryCount belongs to the redlock backend
+createClient({ redis: 'redis://a', retryCount: 3 })

@@ -1,5 +1,6 @@
 // ferrolock benchmark: ferrolock against raw ioredis, redlock, redis-semaphore and dist-lock,
 // in one run, on one redis-server that this script starts (on a free port) and stops.
+// (Redlock over 3 masters and Redis Cluster rows come from bench/quorum.mjs.)
 //
 //   node bench/run.mjs [peer ...]      (npm run bench; default: every peer)
 //
@@ -306,14 +307,22 @@ const RESULTS = fileURLToPath(new URL('./RESULTS.md', import.meta.url))
 const NOTES_START = '<!-- NOTES: kept across runs -->'
 const NOTES_END = '<!-- /NOTES -->'
 
+// The Redlock and cluster section, written by bench/quorum.mjs and kept here.
+const QUORUM_START = '<!-- QUORUM: written by bench/quorum.mjs -->'
+const QUORUM_END = '<!-- /QUORUM -->'
+
 async function writeResults(results, info, started) {
   const { throughput, cpu, contention } = tables(results)
   let notes = `${NOTES_START}\n${NOTES_END}`
+  let quorum = ''
   if (existsSync(RESULTS)) {
     const old = readFileSync(RESULTS, 'utf8')
     const a = old.indexOf(NOTES_START)
     const b = old.indexOf(NOTES_END)
     if (a >= 0 && b > a) notes = old.slice(a, b + NOTES_END.length)
+    const qa = old.indexOf(QUORUM_START)
+    const qb = old.indexOf(QUORUM_END)
+    if (qa >= 0 && qb > qa) quorum = `\n${old.slice(qa, qb + QUORUM_END.length)}\n`
     // The block of bench/dynamodb.mjs is kept too.
     const d = old.indexOf('<!-- DYNAMODB:')
     const e = old.indexOf('<!-- /DYNAMODB -->')
@@ -406,7 +415,7 @@ ${targets(results).join('\n')}
 ## Notes
 
 ${notes}
-`
+${quorum}`
   writeFileSync(RESULTS, await prettier(text))
 }
 

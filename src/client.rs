@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use std::time::Duration;
 
-use ferrolock_core::{DynamoStore, LockManager, MemoryStore, RedisStore};
+use ferrolock_core::{DynamoStore, LockManager, MemoryStore, RedisStore, RedlockStore};
 use napi::bindgen_prelude::{BigInt, Buffer, Either};
 use napi_derive::napi;
 use tokio_util::sync::CancellationToken;
@@ -13,7 +13,8 @@ use tokio_util::sync::CancellationToken;
 use crate::error::to_napi;
 use crate::lock::NativeLock;
 use crate::options::{
-  to_js, NativeAcquireOptions, NativeDynamoOptions, NativeRedisOptions, NativeTableOptions,
+  to_js, NativeAcquireOptions, NativeDynamoOptions, NativeRedisOptions, NativeRedlockOptions,
+  NativeTableOptions,
 };
 
 /// A read-only view of a lock.
@@ -81,10 +82,17 @@ impl NativeClient {
     Self::with(LockManager::new(MemoryStore::shared()))
   }
 
-  /// One Redis server; connects on first use.
+  /// One Redis server, or a Redis Cluster (`options.cluster`); connects on first use.
   #[napi(factory)]
   pub fn redis(options: NativeRedisOptions) -> napi::Result<Self> {
     let store = RedisStore::new(options.into()).map_err(to_napi)?;
+    Ok(Self::with(LockManager::new(Arc::new(store))))
+  }
+
+  /// Redlock over independent masters; connects on first use.
+  #[napi(factory)]
+  pub fn redlock(options: NativeRedlockOptions) -> napi::Result<Self> {
+    let store = RedlockStore::new(options.into_core()?).map_err(to_napi)?;
     Ok(Self::with(LockManager::new(Arc::new(store))))
   }
 

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use ferrolock_core::{
-  AcquireExtras, AcquireOptions, Billing, DynamoOptions, Payload, RedisOptions, StaticCredentials,
-  TableOptions, Wait,
+  AcquireExtras, AcquireOptions, Billing, DynamoOptions, Payload, RedisOptions, RedlockOptions,
+  StaticCredentials, TableOptions, Wait,
 };
 use napi::bindgen_prelude::{Buffer, Either};
 use napi_derive::napi;
@@ -79,6 +79,23 @@ pub struct NativeRedisOptions {
   pub tls: Option<bool>,
   /// PEM certificate(s) to trust instead of the system roots.
   pub tls_ca: Option<String>,
+  /// Redis Cluster: URLs of some of its nodes (instead of url/host/port).
+  pub cluster: Option<Vec<String>>,
+}
+
+/// Redlock over independent masters.
+#[napi(object)]
+pub struct NativeRedlockOptions {
+  /// One entry per master (a single server each).
+  pub masters: Vec<NativeRedisOptions>,
+  /// Drift allowance as a fraction of the ttl (default 0.01).
+  pub drift_factor: Option<f64>,
+  /// Fixed drift allowance in ms, added to driftFactor x ttl (default 2).
+  pub clock_drift_ms: Option<f64>,
+  /// Timeout of one request to one master in ms (default 500).
+  pub request_timeout: Option<f64>,
+  /// Prefix of every lock key on every master (default `lock:`).
+  pub key_prefix: Option<String>,
 }
 
 fn ms(value: f64, what: &str) -> napi::Result<Duration> {
@@ -153,7 +170,27 @@ impl From<NativeRedisOptions> for RedisOptions {
       key_prefix: o.key_prefix,
       tls: o.tls.unwrap_or(false),
       tls_ca: o.tls_ca.map(String::into_bytes),
+      cluster: o.cluster,
     }
+  }
+}
+
+impl NativeRedlockOptions {
+  pub fn into_core(self) -> napi::Result<RedlockOptions> {
+    let defaults = RedlockOptions::default();
+    Ok(RedlockOptions {
+      masters: self.masters.into_iter().map(RedisOptions::from).collect(),
+      drift_factor: self.drift_factor.unwrap_or(defaults.drift_factor),
+      clock_drift: match self.clock_drift_ms {
+        Some(d) => ms(d, "options.clockDriftMs")?,
+        None => defaults.clock_drift,
+      },
+      request_timeout: match self.request_timeout {
+        Some(t) => ms(t, "options.requestTimeout")?,
+        None => defaults.request_timeout,
+      },
+      key_prefix: self.key_prefix,
+    })
   }
 }
 

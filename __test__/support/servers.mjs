@@ -1,6 +1,10 @@
 // Real servers for the JS tests: redis-server processes on free ports, stopped by PID.
 import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { mkdtemp, rm } from 'node:fs/promises'
 import net from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
 
 const running = new Set()
@@ -8,17 +12,35 @@ process.on('exit', () => {
   for (const child of running) child.kill('SIGKILL')
 })
 
-/** A TCP port nobody listens on right now. */
-export function freePort() {
-  return new Promise((resolve, reject) => {
+// Ports come from 20000-31999, below the kernel's ephemeral range, and each process counts
+// through a window of its own, so servers started in parallel never receive the same port (a
+// port the kernel hands out for listen(0) can be handed out again before its server started).
+const PORT_WINDOW = 240
+const portBase = 20_000 + (process.pid % 50) * PORT_WINDOW
+let nextPort = 0
+
+const canListen = (port) =>
+  new Promise((resolve) => {
     const srv = net.createServer()
     srv.unref()
-    srv.on('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address()
-      srv.close(() => resolve(port))
-    })
+    srv.once('error', () => resolve(false))
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)))
   })
+
+/** A TCP port nobody listens on right now. */
+export async function freePort() {
+  for (let i = 0; i < PORT_WINDOW; i++) {
+    const port = portBase + (nextPort++ % PORT_WINDOW)
+    if (await canListen(port)) return port
+  }
+  throw new Error(`no free port on 127.0.0.1 in ${portBase}..${portBase + PORT_WINDOW}`)
+}
+
+/** `n` distinct free ports. */
+export async function freePorts(n) {
+  const ports = []
+  for (let i = 0; i < n; i++) ports.push(await freePort())
+  return ports
 }
 
 /** Sends one inline command and resolves the first reply line (no client library needed). */
@@ -81,6 +103,10 @@ export async function startRedis({ port, extraArgs = [] } = {}) {
     url: `redis://127.0.0.1:${port}`,
     get pid() {
       return child.pid
+    },
+    /** Whether the process still runs. */
+    get alive() {
+      return child.exitCode === null && child.signalCode === null
     },
     /** Kills the server (SIGKILL: nothing is saved). */
     stop,
@@ -164,5 +190,192 @@ export async function startMoto() {
       await exited
       running.delete(child)
     },
+  }
+}
+
+/** `n` independent redis-server masters (for Redlock). */
+export async function startMasters(n) {
+  const masters = await Promise.all((await freePorts(n)).map((port) => startRedis({ port })))
+  return {
+    masters,
+    urls: masters.map((m) => m.url),
+    stop: () => Promise.all(masters.map((m) => m.stop())),
+  }
+}
+
+/** Sends one command and resolves the whole (bulk) reply once `done(reply)` says it is complete. */
+function rawReply(port, line) {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(port, '127.0.0.1')
+    let buf = ''
+    sock.setTimeout(2000, () => sock.destroy(new Error('timeout')))
+    sock.on('error', reject)
+    sock.on('data', (d) => {
+      buf += d
+      const m = /^\$(\d+)\r\n/.exec(buf)
+      if ((m && buf.length >= m[0].length + Number(m[1]) + 2) || (!m && buf.includes('\r\n'))) {
+        sock.end()
+        resolve(m ? buf.slice(m[0].length, m[0].length + Number(m[1])) : buf.split('\r\n')[0])
+      }
+    })
+    sock.write(line + '\r\n')
+  })
+}
+
+// The fields of the CLUSTER NODES lines of masters not marked failing.
+const liveMasters = (list) =>
+  list
+    .split('\n')
+    .map((line) => line.split(' '))
+    .filter((f) => f[2] && f[2].split(',').includes('master') && !f[2].includes('fail'))
+
+/**
+ * A Redis Cluster of 3 masters with one replica each (6 redis-server processes on free ports,
+ * joined by `redis-cli --cluster create`). Fails over about a second after a master dies.
+ */
+export async function startCluster() {
+  const dir = await mkdtemp(join(tmpdir(), 'ferrolock-cluster-'))
+  const ports = await freePorts(12) // 6 client ports, 6 cluster bus ports
+  const nodes = await Promise.all(
+    Array.from({ length: 6 }, async (_, i) => {
+      return startRedis({
+        port: ports[i],
+        extraArgs: [
+          '--cluster-enabled',
+          'yes',
+          '--cluster-port',
+          String(ports[6 + i]),
+          '--cluster-config-file',
+          join(dir, `nodes-${i}.conf`),
+          '--cluster-node-timeout',
+          '500',
+          '--cluster-replica-validity-factor',
+          '0',
+          // Replicas write the snapshot they receive: into the temp dir, never the cwd (where
+          // any server started later would load it).
+          '--dir',
+          dir,
+          '--dbfilename',
+          `dump-${i}.rdb`,
+        ],
+      })
+    }),
+  )
+  const create = spawn(
+    'redis-cli',
+    ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '1', '--cluster-yes'],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  )
+  let output = ''
+  create.stdout.on('data', (d) => (output += d))
+  create.stderr.on('data', (d) => (output += d))
+  const [code] = await once(create, 'exit')
+  if (code !== 0) throw new Error(`redis-cli --cluster create failed with ${code}: ${output}`)
+  const live = () => nodes.filter((n) => n.alive)
+  const cluster = {
+    nodes,
+    urls: nodes.map((n) => n.url),
+    /** Resolves once every live node reports cluster_state:ok with 3 masters. */
+    async ready() {
+      for (let i = 0; i < 2000; i++) {
+        const states = await Promise.all(
+          live().map(async (n) => [await rawReply(n.port, 'CLUSTER INFO'), await rawReply(n.port, 'CLUSTER NODES')]),
+        ).catch(() => [])
+        const ok =
+          states.length > 0 &&
+          states.every(([info, list]) => info.includes('cluster_state:ok') && liveMasters(list).length === 3)
+        if (ok) return
+        await delay(20)
+      }
+      throw new Error('the cluster did not reach cluster_state:ok')
+    },
+    /** The live node that is master of `key`'s slot. */
+    async masterOf(key) {
+      const slot = Number((await rawCommand(live()[0].port, `CLUSTER KEYSLOT ${key}`)).slice(1))
+      const list = await rawReply(live()[0].port, 'CLUSTER NODES')
+      for (const f of liveMasters(list)) {
+        const owns = f.slice(8).some((r) => {
+          const [lo, hi = lo] = r.split('-').map(Number)
+          return lo <= slot && slot <= hi
+        })
+        if (owns) return nodes.find((n) => n.port === Number(f[1].split('@')[0].split(':').pop()))
+      }
+      throw new Error(`no master for slot ${slot}`)
+    },
+    /** The node that replicates `master`. */
+    async replicaOf(master) {
+      const list = (await rawReply(master.port, 'CLUSTER NODES')).split('\n').map((l) => l.split(' '))
+      const id = list.find((f) => f[1] && Number(f[1].split('@')[0].split(':').pop()) === master.port)?.[0]
+      const replica = list.find((f) => f[2] && f[2].includes('slave') && f[3] === id)
+      if (!replica) throw new Error(`no replica of port ${master.port}`)
+      return nodes.find((n) => n.port === Number(replica[1].split('@')[0].split(':').pop()))
+    },
+    /** Resolves once every replica of `master` has all of its writes. */
+    async replicated(master) {
+      for (let i = 0; i < 500; i++) {
+        const info = await rawReply(master.port, 'INFO replication')
+        const offset = /master_repl_offset:(\d+)/.exec(info)?.[1]
+        const replicas = info.split('\r\n').filter((l) => /^slave\d+:/.test(l))
+        if (replicas.length > 0 && replicas.every((r) => r.includes('state=online') && r.includes(`offset=${offset},`)))
+          return
+        await delay(20)
+      }
+      throw new Error('the replicas did not catch up')
+    },
+    async stop() {
+      await Promise.all(nodes.map((n) => n.stop()))
+      await rm(dir, { recursive: true, force: true })
+    },
+  }
+  await cluster.ready()
+  return cluster
+}
+
+/**
+ * A TCP proxy in front of 127.0.0.1:`target`. `stall(true)` stops forwarding (bytes wait, the
+ * connections stay open: a master that hangs); `stall(false)` delivers them and resumes.
+ */
+export async function startStallProxy(target) {
+  let stalled = false
+  const sockets = new Set()
+  const server = net.createServer((client) => {
+    const upstream = net.connect(target, '127.0.0.1')
+    for (const s of [client, upstream]) {
+      sockets.add(s)
+      s.on('error', () => {})
+      s.on('close', () => {
+        sockets.delete(s)
+        client.destroy()
+        upstream.destroy()
+      })
+    }
+    const pipe = (from, to) =>
+      from.on('data', (d) => {
+        to.write(d)
+      })
+    pipe(client, upstream)
+    pipe(upstream, client)
+    if (stalled) {
+      client.pause()
+      upstream.pause()
+    }
+  })
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address()
+  return {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    stall(on) {
+      stalled = on
+      for (const s of sockets) {
+        if (on) s.pause()
+        else s.resume()
+      }
+    },
+    close: () =>
+      new Promise((resolve) => {
+        for (const s of sockets) s.destroy()
+        server.close(() => resolve())
+      }),
   }
 }

@@ -1,7 +1,8 @@
 //! ferrolock-core: distributed locks with leases, heartbeats and fencing tokens.
 //!
 //! A [`LockManager`] waits, retries and keeps leases alive over any [`LockStore`]; a store
-//! speaks one backend's protocol ([`MemoryStore`], [`RedisStore`], [`DynamoStore`]).
+//! speaks one backend's protocol ([`MemoryStore`], [`RedisStore`] for one server or a Redis Cluster,
+//! [`RedlockStore`] for a quorum of independent masters, [`DynamoStore`]).
 
 pub mod client;
 pub mod error;
@@ -19,5 +20,6 @@ pub use store::dynamodb::{
 };
 pub use store::memory::MemoryStore;
 pub use store::redis::{RedisOptions, RedisStore};
+pub use store::redlock::{RedlockOptions, RedlockStore};
 pub use store::{LockStore, WakeHub, Watch};
 pub use watchdog::{LeaseEvent, Lock, LostReason};

@@ -14,6 +14,7 @@ use crate::lease::{Acquire, AcquireRequest, LockInfo, Payload, ReleaseOptions};
 pub mod dynamodb;
 pub mod memory;
 pub mod redis;
+pub mod redlock;
 
 /// One backend. Every method is one atomic round trip where the backend allows it; no method
 /// sleeps, retries or starts timers (that is the manager's job).
@@ -72,6 +73,17 @@ pub trait LockStore: Send + Sync + 'static {
   /// Registers interest in release notifications of `name`. `None`: the backend has no push,
   /// the manager polls. The returned watch is active when this resolves.
   async fn watch(&self, name: &str) -> Result<Option<Watch>>;
+
+  /// How long a lease of `ttl` counts as ours, from the moment the request was sent: the ttl
+  /// less any margin the backend needs for clock drift between servers (Redlock).
+  fn validity(&self, ttl: Duration) -> Duration {
+    ttl
+  }
+
+  /// Whether waiters queue in FIFO order (`AcquireRequest::queue_for` is honoured).
+  fn fifo(&self) -> bool {
+    true
+  }
 
   /// Closes connections; later calls fail with `Closed`.
   async fn close(&self);

@@ -118,6 +118,9 @@ pub(crate) struct NewLock {
 impl Lock {
   pub(crate) fn start(new: NewLock, store: Arc<dyn LockStore>, registry: &Arc<Registry>) -> Lock {
     let (tx, rx) = mpsc::unbounded_channel();
+    // Validity counts from before the request was sent: the server's lease started later.
+    // The store may take off a margin for clock drift (Redlock).
+    let valid_until = new.started + store.validity(new.ttl);
     let inner = Arc::new(LockInner {
       id: new.id,
       name: new.name,
@@ -129,8 +132,7 @@ impl Lock {
         ttl: new.ttl,
         refresh: new.refresh.unwrap_or_else(|| default_refresh(new.ttl)),
         refresh_explicit: new.refresh,
-        // Validity counts from before the request was sent: the server's lease started later.
-        valid_until: new.started + new.ttl,
+        valid_until,
         last_refresh: new.started,
         finished: false,
         events: Some(tx),
@@ -301,7 +303,7 @@ impl LockInner {
           .filter(|r| *r < ttl)
           .unwrap_or_else(|| default_refresh(ttl));
       }
-      st.valid_until = started + ttl;
+      st.valid_until = started + self.store.validity(ttl);
       st.last_refresh = started;
     }
     self.emit(LeaseEvent::Refreshed { ttl });

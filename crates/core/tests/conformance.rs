@@ -9,9 +9,9 @@ use std::time::Duration;
 use ferrolock_core::{
   Acquire, AcquireExtras, AcquireOptions, AcquireRequest, DynamoOptions, DynamoStore, LeaseEvent,
   LockError, LockManager, LockStore, LostReason, MemoryStore, Payload, RedisOptions, RedisStore,
-  StaticCredentials, TableOptions, Wait,
+  RedlockOptions, RedlockStore, StaticCredentials, TableOptions, Wait,
 };
-use support::{Dynalite, RedisServer};
+use support::{Dynalite, RedisCluster, RedisServer};
 use tokio_util::sync::CancellationToken;
 
 static UNIQUE: AtomicU64 = AtomicU64::new(0);
@@ -86,7 +86,7 @@ fn dynamo_options(server: &Dynalite, table: &str) -> DynamoOptions {
 }
 
 /// Runs every conformance test against one store. `poll` stores have no release
-/// notifications and no FIFO queue: waiters poll, and the queue test does not apply.
+/// notifications: waiters poll. Stores without a FIFO queue say so through `fifo()`.
 macro_rules! conformance {
   ($modname:ident, $setup:expr) => {
     conformance!($modname, $setup, push: true, {
@@ -98,7 +98,13 @@ macro_rules! conformance {
     });
   };
   ($modname:ident, $setup:expr, poll) => {
-    conformance!($modname, $setup, push: false, {});
+    conformance!($modname, $setup, push: false, {
+      #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+      async fn fifo_queue() {
+        let (_srv, store) = $setup;
+        fifo(store).await;
+      }
+    });
   };
   ($modname:ident, $setup:expr, push: $push:expr, { $($extra:item)* }) => {
     mod $modname {
@@ -172,6 +178,42 @@ conformance!(
   },
   poll
 );
+conformance!(redis_cluster, {
+  let cluster = RedisCluster::start();
+  let store = cluster_store(&cluster);
+  (cluster, store)
+});
+conformance!(redlock, {
+  let masters = support::masters(3);
+  let store = redlock_store(&masters.iter().map(RedisServer::url).collect::<Vec<_>>());
+  (masters, store)
+});
+
+fn cluster_store(cluster: &RedisCluster) -> Arc<RedisStore> {
+  Arc::new(
+    RedisStore::new(RedisOptions {
+      cluster: Some(cluster.urls()),
+      ..Default::default()
+    })
+    .expect("valid options"),
+  )
+}
+
+fn redlock_store(urls: &[String]) -> Arc<RedlockStore> {
+  Arc::new(
+    RedlockStore::new(RedlockOptions {
+      masters: urls
+        .iter()
+        .map(|u| RedisOptions {
+          url: Some(u.clone()),
+          ..Default::default()
+        })
+        .collect(),
+      ..Default::default()
+    })
+    .expect("valid options"),
+  )
+}
 
 async fn store_contract<S: LockStore>(store: Arc<S>) {
   let name = unique("contract");
@@ -279,6 +321,16 @@ async fn fifo<S: LockStore>(store: Arc<S>) {
     outcome(&*store, &name, &req("holder", 5_000)).await,
     "granted"
   );
+  if !store.fifo() {
+    // No queue (Redlock): after the release, whoever asks first gets the lock.
+    assert_eq!(outcome(&*store, &name, &queued("w1")).await, "held");
+    assert_eq!(outcome(&*store, &name, &queued("w2")).await, "held");
+    assert!(store.release(&name, "holder").await.expect("release"));
+    assert_eq!(outcome(&*store, &name, &queued("w2")).await, "granted");
+    assert!(store.release(&name, "w2").await.expect("release"));
+    store.leave_queue(&name, "w1").await.expect("leave");
+    return;
+  }
   assert_eq!(outcome(&*store, &name, &queued("w1")).await, "held");
   assert_eq!(outcome(&*store, &name, &queued("w2")).await, "held");
   assert!(store.release(&name, "holder").await.expect("release"));

@@ -1059,6 +1059,10 @@ impl LockStore for DynamoStore {
     Ok(())
   }
 
+  fn fifo(&self) -> bool {
+    false // no queue: whoever asks first after the lock is free gets it
+  }
+
   async fn watch(&self, _name: &str) -> Result<Option<Watch>> {
     Ok(None) // no push: the manager polls, and wakes right when a takeover becomes possible
   }

@@ -1,21 +1,26 @@
-//! Single-node Redis store: Lua scripts (EVALSHA with NOSCRIPT fallback), one round trip per
-//! operation, on one multiplexed connection; release notifications over pub/sub on a second
-//! connection (RESP3 push), one channel per lock.
+//! Redis store, one server or a Redis Cluster: Lua scripts (EVALSHA with NOSCRIPT fallback),
+//! one round trip per operation, on one multiplexed connection (a cluster connection routes each
+//! script by its first key and follows MOVED/ASK); release notifications over pub/sub on a
+//! second connection (RESP3 push), one channel per lock. On a cluster the scripts publish with
+//! SPUBLISH and waiters SSUBSCRIBE (sharded pub/sub, Redis 7), falling back to classic
+//! PUBLISH/SUBSCRIBE on servers without it.
 //!
 //! Layout (readable by dist-lock 2.x): a hash at `prefix + name` with `id` (our token),
 //! `owner`, `fence` and optional `data`, expiring by PEXPIRE. Beside it, keys that share its
 //! hash slot: `{prefix+name}:fence` (counter), `:queue` and `:waiters` (FIFO of waiters).
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
+use redis::cluster_async::ClusterConnection;
 use redis::{
   ConnectionInfo, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, Script, Value,
 };
-use tokio::sync::{mpsc, oneshot, OnceCell};
+use tokio::sync::{mpsc, oneshot, Mutex as AsyncMutex, OnceCell};
 
 use crate::error::{LockError, Result};
 use crate::lease::{Acquire, AcquireRequest, Grant, Holder, LockInfo, Payload};
@@ -38,6 +43,9 @@ pub struct RedisOptions {
   pub tls: bool,
   /// PEM certificate(s) to trust instead of the system's roots (a private CA).
   pub tls_ca: Option<Vec<u8>>,
+  /// Redis Cluster: URLs of some of its nodes (the others are discovered). `url`, `host`, `port`
+  /// and `db` must not be given then; `username`, `password` and TLS apply to every node.
+  pub cluster: Option<Vec<String>>,
 }
 
 /// Default key prefix, the same as dist-lock's.
@@ -94,24 +102,43 @@ struct Scripts {
   release: Script,
   leave: Script,
   inspect: Script,
+  raise: Script,
 }
 
-enum SubCmd {
+pub(crate) enum SubCmd {
   Subscribe(String, oneshot::Sender<()>),
   Unsubscribe(String),
   Shutdown,
 }
 
+/// Receives the pub/sub messages of a subscription connection.
+type PushHandler = Box<dyn Fn(PushInfo) -> std::result::Result<(), ()> + Send + Sync>;
+
+/// Where the store connects: one server, or a cluster through some of its nodes.
+enum Target {
+  Single(Box<ConnectionInfo>),
+  Cluster(Vec<ConnectionInfo>),
+}
+
+/// A command connection of either kind (both are cheap clones of one multiplexed connection).
+#[derive(Clone)]
+enum Conn {
+  Single(ConnectionManager),
+  Cluster(ClusterConnection),
+}
+
 /// The Redis store.
 pub struct RedisStore {
-  info: ConnectionInfo,
+  target: Target,
   tls_ca: Option<Vec<u8>>,
   prefix: String,
   /// Removed from every message, in case a driver ever echoes it.
   secret: Option<String>,
   scripts: Scripts,
   /// The command connection, made on first use and dropped by `close`.
-  cmd: std::sync::Mutex<Option<ConnectionManager>>,
+  cmd: std::sync::Mutex<Option<Conn>>,
+  /// Serializes the (asynchronous) first connection to a cluster.
+  connecting: AsyncMutex<()>,
   /// Set once the subscription task runs (it is started on first use).
   subs: OnceCell<()>,
   hub: WakeHub,
@@ -124,18 +151,54 @@ pub struct RedisStore {
 const BAD_URL: &str =
   "options.redis: invalid Redis URL (expected redis://[user:password@]host[:port][/db] or rediss://...)";
 
-fn connection_info(opts: &RedisOptions) -> Result<ConnectionInfo> {
-  let url = opts.url.as_deref().unwrap_or("redis://127.0.0.1:6379");
+/// The message for a cluster node URL that does not parse.
+const BAD_NODE: &str =
+  "options.redis.cluster: invalid node URL (expected redis://[user:password@]host[:port] or rediss://...)";
+
+fn target(opts: &RedisOptions) -> Result<Target> {
+  let Some(nodes) = &opts.cluster else {
+    let info = connection_info(opts, opts.url.as_deref(), BAD_URL)?;
+    return Ok(Target::Single(Box::new(info)));
+  };
+  if nodes.is_empty() {
+    return Err(LockError::InvalidArg(
+      "options.redis.cluster must list at least one node URL".into(),
+    ));
+  }
+  if opts.url.is_some() || opts.host.is_some() || opts.port.is_some() {
+    return Err(LockError::InvalidArg(
+      "options.redis: give either cluster (node URLs) or url/host/port, not both".into(),
+    ));
+  }
+  if opts.db.is_some_and(|db| db != 0) {
+    return Err(LockError::InvalidArg(
+      "options.redis.db: a Redis Cluster has only database 0".into(),
+    ));
+  }
+  let infos = nodes
+    .iter()
+    .map(|node| connection_info(opts, Some(node), BAD_NODE))
+    .collect::<Result<Vec<_>>>()?;
+  if infos.iter().any(|i| i.redis_settings().db() != 0) {
+    return Err(LockError::InvalidArg(
+      "options.redis.cluster: a Redis Cluster has only database 0".into(),
+    ));
+  }
+  Ok(Target::Cluster(infos))
+}
+
+fn connection_info(opts: &RedisOptions, url: Option<&str>, bad: &str) -> Result<ConnectionInfo> {
+  let url = url.unwrap_or("redis://127.0.0.1:6379");
   if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
-    return Err(LockError::InvalidArg(BAD_URL.into()));
+    return Err(LockError::InvalidArg(bad.into()));
   }
   let mut info = url
     .into_connection_info()
-    .map_err(|_| LockError::InvalidArg(BAD_URL.into()))?;
+    .map_err(|_| LockError::InvalidArg(bad.into()))?;
   let (host, port, tls) = match info.addr() {
     redis::ConnectionAddr::Tcp(h, p) => (h.clone(), *p, false),
     redis::ConnectionAddr::TcpTls { host, port, .. } => (host.clone(), *port, true),
-    _ => return Err(LockError::InvalidArg(BAD_URL.into())),
+    _ => return Err(LockError::InvalidArg(bad.into())),
   };
   let host = opts.host.clone().unwrap_or(host);
   let port = opts.port.unwrap_or(port);
@@ -165,19 +228,36 @@ fn connection_info(opts: &RedisOptions) -> Result<ConnectionInfo> {
 impl RedisStore {
   /// Validates the options; connects lazily on first use (so this needs no runtime).
   pub fn new(opts: RedisOptions) -> Result<Self> {
-    let info = connection_info(&opts)?;
-    if matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. }) {
-      // rustls needs one process-wide crypto provider; an embedder may have installed its own.
-      let _ = rustls::crypto::ring::default_provider().install_default();
-    }
-    let secret = info.redis_settings().password().map(str::to_owned);
     let (sub_tx, sub_rx) = mpsc::unbounded_channel();
     let idle_tx = sub_tx.clone();
     let hub = WakeHub::new(Some(Box::new(move |channel: &str| {
       let _ = idle_tx.send(SubCmd::Unsubscribe(channel.to_owned()));
     })));
+    Self::with_hub(opts, hub, sub_tx, sub_rx)
+  }
+
+  /// A store whose release notifications go to `hub` (shared by the masters of a Redlock), fed
+  /// by the subscription task that reads `sub_rx`.
+  pub(crate) fn with_hub(
+    opts: RedisOptions,
+    hub: WakeHub,
+    sub_tx: mpsc::UnboundedSender<SubCmd>,
+    sub_rx: mpsc::UnboundedReceiver<SubCmd>,
+  ) -> Result<Self> {
+    let target = target(&opts)?;
+    let first = match &target {
+      Target::Single(info) => info,
+      Target::Cluster(infos) => infos
+        .first()
+        .ok_or_else(|| LockError::InvalidArg(BAD_NODE.into()))?,
+    };
+    if matches!(first.addr(), redis::ConnectionAddr::TcpTls { .. }) {
+      // rustls needs one process-wide crypto provider; an embedder may have installed its own.
+      let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+    let secret = first.redis_settings().password().map(str::to_owned);
     Ok(RedisStore {
-      info,
+      target,
       tls_ca: opts.tls_ca,
       prefix: opts.key_prefix.unwrap_or_else(|| DEFAULT_PREFIX.to_owned()),
       secret,
@@ -187,8 +267,10 @@ impl RedisStore {
         release: Script::new(include_str!("redis/release.lua")),
         leave: Script::new(include_str!("redis/leave.lua")),
         inspect: Script::new(include_str!("redis/inspect.lua")),
+        raise: Script::new(include_str!("redis/raise.lua")),
       },
       cmd: std::sync::Mutex::new(None),
+      connecting: AsyncMutex::new(()),
       subs: OnceCell::new(),
       hub,
       sub_tx,
@@ -229,20 +311,101 @@ impl RedisStore {
     client.map_err(|e| self.error(what, e))
   }
 
-  async fn con(&self) -> Result<ConnectionManager> {
+  /// `host:port/db` of a single server, or the node list of a cluster (for duplicate checks;
+  /// never includes a password).
+  pub(crate) fn address(&self) -> String {
+    fn one(info: &ConnectionInfo) -> String {
+      let db = info.redis_settings().db();
+      match info.addr() {
+        redis::ConnectionAddr::Tcp(h, p) => format!("{}:{p}/{db}", h.to_lowercase()),
+        redis::ConnectionAddr::TcpTls { host, port, .. } => {
+          format!("{}:{port}/{db}", host.to_lowercase())
+        }
+        other => format!("{other:?}"),
+      }
+    }
+    match &self.target {
+      Target::Single(info) => one(info),
+      Target::Cluster(infos) => infos.iter().map(one).collect::<Vec<_>>().join(","),
+    }
+  }
+
+  /// Whether this store talks to a Redis Cluster.
+  pub fn is_cluster(&self) -> bool {
+    matches!(self.target, Target::Cluster(_))
+  }
+
+  fn cached(&self) -> Result<Option<Conn>> {
     if self.closed.load(Ordering::Acquire) {
       return Err(LockError::Closed);
     }
-    let mut cmd = self.cmd.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(con) = cmd.as_ref() {
-      return Ok(con.clone());
+    Ok(self.cmd.lock().unwrap_or_else(|e| e.into_inner()).clone())
+  }
+
+  async fn con(&self) -> Result<Conn> {
+    if let Some(con) = self.cached()? {
+      return Ok(con);
     }
-    // Lazy: this connects on the first command, not here.
-    let client = self.client(self.info.clone(), "connect")?;
-    let con = ConnectionManager::new_lazy_with_config(client, Self::manager_config())
-      .map_err(|e| self.error("connect", e))?;
-    *cmd = Some(con.clone());
-    Ok(con)
+    let con = match &self.target {
+      Target::Single(info) => {
+        // Lazy: this connects on the first command, not here.
+        let client = self.client(ConnectionInfo::clone(info), "connect")?;
+        let con = ConnectionManager::new_lazy_with_config(client, Self::manager_config())
+          .map_err(|e| self.error("connect", e))?;
+        Conn::Single(con)
+      }
+      Target::Cluster(_) => {
+        let _one = self.connecting.lock().await;
+        if let Some(con) = self.cached()? {
+          return Ok(con);
+        }
+        Conn::Cluster(self.cluster_connection(None, "connect").await?)
+      }
+    };
+    let mut cmd = self.cmd.lock().unwrap_or_else(|e| e.into_inner());
+    // A racing single-server caller may have stored one first: keep one connection.
+    Ok(cmd.get_or_insert(con).clone())
+  }
+
+  /// A cluster client for the configured nodes; with a push handler, on RESP3.
+  fn cluster_client(&self, push: Option<PushHandler>, what: &str) -> Result<ClusterClient> {
+    let Target::Cluster(nodes) = &self.target else {
+      return Err(unexpected(what));
+    };
+    let mut builder = ClusterClientBuilder::new(nodes.clone())
+      .connection_timeout(CONNECT_TIMEOUT)
+      .response_timeout(RESPONSE_TIMEOUT)
+      .retries(3)
+      .min_retry_wait(20)
+      .max_retry_wait(500);
+    if let Some(ca) = &self.tls_ca {
+      builder = builder.certs(redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(ca.clone()),
+      });
+    }
+    if let Some(push) = push {
+      builder = builder
+        .use_protocol(ProtocolVersion::RESP3)
+        .push_sender(move |info: PushInfo| push(info));
+    }
+    builder.build().map_err(|e| self.error(what, e))
+  }
+
+  async fn cluster_connection(
+    &self,
+    push: Option<PushHandler>,
+    what: &str,
+  ) -> Result<ClusterConnection> {
+    let client = self.cluster_client(push, what)?;
+    match tokio::time::timeout(CONNECT_TIMEOUT * 2, client.get_async_connection()).await {
+      Ok(Ok(con)) => Ok(con),
+      Ok(Err(e)) => Err(self.error(what, e)),
+      Err(_) => Err(LockError::Backend {
+        message: format!("redis: {what} failed: no cluster node answered in time"),
+        source: None,
+      }),
+    }
   }
 
   /// Starts the subscription task on first use and returns its command queue.
@@ -264,7 +427,7 @@ impl RedisStore {
         let hub = self.hub.clone();
         let push = move |info: PushInfo| -> std::result::Result<(), ()> {
           match info.kind {
-            PushKind::Message => {
+            PushKind::Message | PushKind::SMessage => {
               if let Some(Value::BulkString(ch)) = info.data.first() {
                 let addressee = info.data.get(1).and_then(as_string);
                 hub.wake(&String::from_utf8_lossy(ch), addressee.as_deref());
@@ -277,17 +440,28 @@ impl RedisStore {
           }
           Ok(())
         };
-        let settings = self
-          .info
-          .redis_settings()
-          .clone()
-          .set_protocol(ProtocolVersion::RESP3);
-        let client = self.client(self.info.clone().set_redis_settings(settings), "subscribe")?;
-        let config = Self::manager_config()
-          .set_push_sender(push)
-          .set_automatic_resubscription();
-        let con = ConnectionManager::new_lazy_with_config(client, config)
-          .map_err(|e| self.error("subscribe", e))?;
+        let con = match &self.target {
+          Target::Single(info) => {
+            let settings = info
+              .redis_settings()
+              .clone()
+              .set_protocol(ProtocolVersion::RESP3);
+            let info = ConnectionInfo::clone(info).set_redis_settings(settings);
+            let client = self.client(info, "subscribe")?;
+            let config = Self::manager_config()
+              .set_push_sender(push)
+              .set_automatic_resubscription();
+            let con = ConnectionManager::new_lazy_with_config(client, config)
+              .map_err(|e| self.error("subscribe", e))?;
+            SubConn::Single(con)
+          }
+          // The cluster connection resubscribes on its own after reconnects and slot moves.
+          Target::Cluster(_) => SubConn::Cluster(
+            self
+              .cluster_connection(Some(Box::new(push)), "subscribe")
+              .await?,
+          ),
+        };
         tokio::spawn(run_subscriptions(con, rx, self.hub.clone()));
         Ok(())
       })
@@ -295,34 +469,123 @@ impl RedisStore {
     Ok(())
   }
 
+  /// Subscribes to `channel` (the caller registered it in the hub) and waits, at most
+  /// `SUBSCRIBE_TIMEOUT`, until the subscription is active. Without one in time the waiter
+  /// still works: it polls.
+  pub(crate) async fn subscribe(&self, channel: &str) -> Result<()> {
+    let subscriber = self.subscriber().await?;
+    let (done_tx, done_rx) = oneshot::channel();
+    if subscriber
+      .send(SubCmd::Subscribe(channel.to_owned(), done_tx))
+      .is_ok()
+    {
+      let _ = tokio::time::timeout(SUBSCRIBE_TIMEOUT, done_rx).await;
+    }
+    Ok(())
+  }
+
   async fn eval(&self, what: &str, inv: &mut redis::ScriptInvocation<'_>) -> Result<Value> {
-    let mut con = self.con().await?;
-    inv
-      .invoke_async(&mut con)
-      .await
-      .map_err(|e| self.error(what, e))
+    let reply = match self.con().await? {
+      Conn::Single(mut con) => inv.invoke_async(&mut con).await,
+      Conn::Cluster(mut con) => inv.invoke_async(&mut con).await,
+    };
+    reply.map_err(|e| self.error(what, e))
+  }
+
+  /// Raises the fence counter of `name` to at least `fence` and records `fence` in our lock
+  /// (Redlock: the fence the majority agreed on). `false` when the lock is not ours here.
+  pub(crate) async fn raise_fence(
+    &self,
+    name: &str,
+    token: &str,
+    fence: u64,
+    ttl: Duration,
+  ) -> Result<bool> {
+    let keys = Keys::new(&self.prefix, name);
+    let keep = millis(FENCE_KEEP).max(millis(ttl).saturating_mul(2));
+    let reply = self
+      .eval(
+        "raise fence",
+        self
+          .scripts
+          .raise
+          .key(&keys.lock)
+          .key(&keys.fence)
+          .arg(token)
+          .arg(fence)
+          .arg(keep),
+      )
+      .await?;
+    Ok(as_i64(&reply) == Some(1))
+  }
+
+  /// The notification channel of `name` (for a hub shared by several stores).
+  pub(crate) fn channel(&self, name: &str) -> String {
+    Keys::new(&self.prefix, name).channel
+  }
+
+  /// `'1'` when the scripts should publish with SPUBLISH (sharded pub/sub, on a cluster).
+  fn sharded(&self) -> &'static str {
+    if self.is_cluster() {
+      "1"
+    } else {
+      "0"
+    }
+  }
+}
+
+/// The subscription connection: one server, or the cluster (sharded channels).
+enum SubConn {
+  Single(ConnectionManager),
+  Cluster(ClusterConnection),
+}
+
+impl SubConn {
+  /// Subscribes; returns whether the channel is sharded (SSUBSCRIBE) or classic.
+  async fn subscribe(&mut self, channel: &str) -> redis::RedisResult<bool> {
+    match self {
+      SubConn::Single(con) => con.subscribe(channel).await.map(|_| false),
+      SubConn::Cluster(con) => match con.ssubscribe(channel).await {
+        Ok(()) => Ok(true),
+        // A server without sharded pub/sub (Redis 6): the scripts fall back to PUBLISH.
+        Err(_) => con.subscribe(channel).await.map(|_| false),
+      },
+    }
+  }
+
+  async fn unsubscribe(&mut self, channel: &str, sharded: bool) {
+    let _ = match self {
+      SubConn::Single(con) => con.unsubscribe(channel).await,
+      SubConn::Cluster(con) if sharded => con.sunsubscribe(channel).await,
+      SubConn::Cluster(con) => con.unsubscribe(channel).await,
+    };
   }
 }
 
 /// Applies subscribe/unsubscribe requests in order on the subscription connection, so an
 /// unsubscribe of an idle channel can never overtake a newer subscribe of the same channel.
 async fn run_subscriptions(
-  mut con: ConnectionManager,
+  mut con: SubConn,
   mut rx: mpsc::UnboundedReceiver<SubCmd>,
   hub: WakeHub,
 ) {
-  let mut subscribed = HashSet::new();
+  // Channel -> whether it is sharded.
+  let mut subscribed = HashMap::new();
   while let Some(cmd) = rx.recv().await {
     match cmd {
       SubCmd::Subscribe(channel, done) => {
-        if !subscribed.contains(&channel) && con.subscribe(&channel).await.is_ok() {
-          subscribed.insert(channel);
+        if let std::collections::hash_map::Entry::Vacant(entry) = subscribed.entry(channel) {
+          if let Ok(sharded) = con.subscribe(entry.key()).await {
+            entry.insert(sharded);
+          }
         }
         let _ = done.send(());
       }
       SubCmd::Unsubscribe(channel) => {
-        if !hub.is_watched(&channel) && subscribed.remove(&channel) {
-          let _ = con.unsubscribe(&channel).await;
+        if !hub.is_watched(&channel) {
+          if let Some(sharded) = subscribed.remove(&channel) {
+            con.unsubscribe(&channel, sharded).await;
+          }
         }
       }
       SubCmd::Shutdown => break,
@@ -367,7 +630,11 @@ fn millis(d: Duration) -> u64 {
 #[async_trait]
 impl LockStore for RedisStore {
   fn kind(&self) -> &'static str {
-    "redis"
+    if self.is_cluster() {
+      "redis-cluster"
+    } else {
+      "redis"
+    }
   }
 
   async fn try_acquire(&self, name: &str, req: &AcquireRequest<'_>) -> Result<Acquire> {
@@ -453,7 +720,8 @@ impl LockStore for RedisStore {
           .key(&keys.lock)
           .key(&keys.queue)
           .arg(token)
-          .arg(&keys.channel),
+          .arg(&keys.channel)
+          .arg(self.sharded()),
       )
       .await?;
     Ok(as_i64(&reply) == Some(1))
@@ -490,7 +758,8 @@ impl LockStore for RedisStore {
           .key(&keys.queue)
           .key(&keys.waiters)
           .arg(token)
-          .arg(&keys.channel),
+          .arg(&keys.channel)
+          .arg(self.sharded()),
       )
       .await?;
     Ok(())
@@ -501,13 +770,9 @@ impl LockStore for RedisStore {
       return Err(LockError::Closed);
     }
     let channel = Keys::new(&self.prefix, name).channel;
-    let subscriber = self.subscriber().await?;
+    self.start_subscriptions().await?;
     let (watch, _) = self.hub.register(&channel);
-    let (done_tx, done_rx) = oneshot::channel();
-    if subscriber.send(SubCmd::Subscribe(channel, done_tx)).is_ok() {
-      // Without a subscription in time the waiter still works: it polls.
-      let _ = tokio::time::timeout(SUBSCRIBE_TIMEOUT, done_rx).await;
-    }
+    self.subscribe(&channel).await?;
     Ok(Some(watch))
   }
 
