@@ -504,4 +504,30 @@ describe('dynamodb on moto_server', () => {
     raw.destroy()
     await locks.close()
   })
+
+  test('wrong credentials: ERR_BACKEND_UNAVAILABLE at once, not retried, no secret shown', async (t) => {
+    // With this setting moto checks credentials, as AWS does.
+    const moto = await startMoto({ env: { INITIAL_NO_AUTH_ACTION_COUNT: '0' } })
+    t.after(() => moto.stop())
+    const secret = 'wrong-secret-value-123'
+    const locks = createClient({
+      dynamodb: {
+        table: 'locks',
+        endpoint: moto.endpoint,
+        region: 'us-east-1',
+        credentials: { accessKeyId: 'AKIAWRONGKEYID', secretAccessKey: secret },
+      },
+    })
+    for (const call of [() => locks.createLockTable(), () => locks.acquire('x'), () => locks.inspect('x')]) {
+      const started = performance.now()
+      const err = await call().catch((e) => e)
+      assert.equal(err.code, 'ERR_BACKEND_UNAVAILABLE')
+      assert.match(err.message, /HTTP 403|UnrecognizedClient|InvalidSignature|AccessDenied/)
+      // A waiting acquire gives up at once: retrying cannot fix credentials.
+      assert.ok(performance.now() - started < 2000)
+      const shown = `${err.message} ${err.cause && err.cause.message} ${err.stack}`
+      assert.ok(!shown.includes(secret), shown)
+    }
+    await locks.close()
+  })
 })

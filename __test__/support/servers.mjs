@@ -163,10 +163,16 @@ export async function startDynalite() {
   }
 }
 
-/** Starts moto_server (Python; `npm test` installs it) on a free port, for what dynalite lacks. */
-export async function startMoto() {
+/**
+ * Starts moto_server (Python; `npm test` installs it) on a free port, for what dynalite lacks.
+ * `env`: e.g. INITIAL_NO_AUTH_ACTION_COUNT=0 makes it check credentials.
+ */
+export async function startMoto({ env = {} } = {}) {
   const port = await freePort()
-  const child = spawn('python3', ['-m', 'moto.server', '-H', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' })
+  const child = spawn('python3', ['-m', 'moto.server', '-H', '127.0.0.1', '-p', String(port)], {
+    stdio: 'ignore',
+    env: { ...process.env, ...env },
+  })
   running.add(child)
   const endpoint = `http://127.0.0.1:${port}`
   for (let i = 0; ; i++) {

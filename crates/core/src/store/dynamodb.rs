@@ -472,13 +472,17 @@ impl DynamoStore {
         if code == "ResourceNotFoundException" {
           return LockError::TableNotFound(self.opts.table.clone());
         }
-        let message = format!("DynamoDB {op} failed: {code}: {detail}");
+        let status = err.raw_response().map(|r| r.status().as_u16()).unwrap_or(0);
+        let message = if code.is_empty() {
+          format!("DynamoDB {op} failed: HTTP {status}")
+        } else {
+          format!("DynamoDB {op} failed: {code}: {detail}")
+        };
         // Server-side trouble (5xx), throttling (429 and its named codes) and credentials
         // that a provider may refresh are worth another try; other client errors are not.
-        let status = err.raw_response().map(|r| r.status().as_u16()).unwrap_or(0);
         let retry = status >= 500
           || status == 429
-          || code.is_empty()
+          || (code.is_empty() && !(400..500).contains(&status))
           || matches!(
             code.as_str(),
             "ProvisionedThroughputExceededException"
