@@ -300,3 +300,39 @@ async fn cluster_master_killed_while_held_and_awaited() {
   holder.close().await;
   waiters.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redlock_fence_is_on_a_majority_before_the_grant_is_reported() {
+  let masters = support::masters(3);
+  let store = redlock(&urls(&masters));
+  // One master's counter is far ahead of the others (a clock ahead, or more history).
+  let high: u64 = 9_000_000_000_000_000;
+  masters[0].cli(&["set", "{lock:fenced}:fence", &high.to_string()]);
+  let mgr = LockManager::new(store.clone());
+  let lock = mgr
+    .acquire("fenced", opts(5_000), CancellationToken::new())
+    .await
+    .expect("acquire")
+    .expect("lock");
+  if lock.fence() > high {
+    // That master granted: the fence is its counter, and a majority already holds it, so any
+    // next owner's majority meets a counter at least this high.
+    let at_least = masters
+      .iter()
+      .filter(|m| {
+        m.cli(&["get", "{lock:fenced}:fence"])
+          .parse::<u64>()
+          .is_ok_and(|c| c >= lock.fence())
+      })
+      .count();
+    assert!(at_least >= 2, "only {at_least} masters have the fence");
+  }
+  assert!(lock.release().await.expect("release"));
+  let next = mgr
+    .acquire("fenced", opts(5_000), CancellationToken::new())
+    .await
+    .expect("acquire")
+    .expect("lock");
+  assert!(next.fence() > lock.fence());
+  assert!(next.release().await.expect("release"));
+}

@@ -331,6 +331,18 @@ impl RedisStore {
   }
 
   /// Whether this store talks to a Redis Cluster.
+  /// On a cluster, a lock key with a `}` but no hash tag cannot share its slot with its
+  /// companion keys (`{key}:fence` would hash only up to that `}`): refused before any I/O.
+  fn check_cluster_key(&self, name: &str) -> Result<()> {
+    let key = format!("{}{name}", self.prefix);
+    if self.is_cluster() && hash_tag(&key).is_none() && key.contains('}') {
+      return Err(LockError::InvalidArg(format!(
+        "name: on a Redis Cluster, a lock key with '}}' needs a hash tag ({{tag}}), got {key:?}"
+      )));
+    }
+    Ok(())
+  }
+
   pub fn is_cluster(&self) -> bool {
     matches!(self.target, Target::Cluster(_))
   }
@@ -418,12 +430,16 @@ impl RedisStore {
     self
       .subs
       .get_or_try_init(|| async {
-        let rx = self
+        // The receiver is taken only once the connection exists: a failed connect (no cluster
+        // node answered) leaves it for the next attempt.
+        if self
           .sub_rx
           .lock()
           .unwrap_or_else(|e| e.into_inner())
-          .take()
-          .ok_or(LockError::Closed)?;
+          .is_none()
+        {
+          return Err(LockError::Closed);
+        }
         let hub = self.hub.clone();
         let push = move |info: PushInfo| -> std::result::Result<(), ()> {
           match info.kind {
@@ -462,6 +478,12 @@ impl RedisStore {
               .await?,
           ),
         };
+        let rx = self
+          .sub_rx
+          .lock()
+          .unwrap_or_else(|e| e.into_inner())
+          .take()
+          .ok_or(LockError::Closed)?;
         tokio::spawn(run_subscriptions(con, rx, self.hub.clone()));
         Ok(())
       })
@@ -547,8 +569,18 @@ impl SubConn {
       SubConn::Single(con) => con.subscribe(channel).await.map(|_| false),
       SubConn::Cluster(con) => match con.ssubscribe(channel).await {
         Ok(()) => Ok(true),
-        // A server without sharded pub/sub (Redis 6): the scripts fall back to PUBLISH.
-        Err(_) => con.subscribe(channel).await.map(|_| false),
+        // A server without sharded pub/sub (Redis 6): the scripts fall back to PUBLISH. Any
+        // other failure (a timeout or slot move during a failover) is reported instead, so the
+        // next watch tries SSUBSCRIBE again rather than listening on the wrong kind of channel.
+        Err(e)
+          if e
+            .to_string()
+            .to_ascii_lowercase()
+            .contains("unknown command") =>
+        {
+          con.subscribe(channel).await.map(|_| false)
+        }
+        Err(e) => Err(e),
       },
     }
   }
@@ -650,6 +682,7 @@ impl LockStore for RedisStore {
         ))
       }
     };
+    self.check_cluster_key(name)?;
     let keys = Keys::new(&self.prefix, name);
     let queue_ms = req.queue_for.map(millis).unwrap_or(0);
     let keep = millis(FENCE_KEEP).max(millis(req.ttl).saturating_mul(2));
@@ -728,6 +761,7 @@ impl LockStore for RedisStore {
   }
 
   async fn inspect(&self, name: &str) -> Result<Option<LockInfo>> {
+    self.check_cluster_key(name)?;
     let keys = Keys::new(&self.prefix, name);
     let reply = self
       .eval("inspect", &mut self.scripts.inspect.key(&keys.lock))
@@ -797,6 +831,21 @@ impl Drop for RedisStore {
 #[cfg(test)]
 mod tests {
   use super::*;
+
+  #[tokio::test]
+  async fn cluster_refuses_keys_whose_companions_cannot_share_their_slot() {
+    let store = RedisStore::new(RedisOptions {
+      cluster: Some(vec!["redis://127.0.0.1:1".into()]),
+      ..Default::default()
+    })
+    .expect("options");
+    for bad in ["a}b", "{}x"] {
+      assert!(matches!(
+        store.inspect(bad).await,
+        Err(LockError::InvalidArg(_))
+      ));
+    }
+  }
 
   #[test]
   fn companion_keys_share_the_lock_slot() {

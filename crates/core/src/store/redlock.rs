@@ -7,12 +7,12 @@
 //!   at once and reports `Held` (the manager retries after its jittered delay).
 //! - No FIFO queue: independent per-master queues can disagree on who is first and block each
 //!   other for ever, so waiters are never queued (`queue_for` is ignored).
-//! - Fence: the largest per-master fence among the granting masters. Right after the grant,
-//!   every granting master's counter is raised to it (in the background; a release waits for
-//!   it), so the next owner (whose majority shares at least one master with ours) gets a larger
-//!   one on that master. This holds
-//!   while masters keep their counters (persistence); a master restarted empty falls back to
-//!   its clock (microseconds), so fences then also depend on the masters' clocks.
+//! - Fence: the largest per-master fence among the granting masters. Before the grant is
+//!   reported, granting masters with a lower counter are raised to it, and the grant counts
+//!   only when a majority's counters reached it (else it is undone): the next owner's majority
+//!   shares at least one master with ours, so it gets a larger fence there. This holds while
+//!   masters keep their counters (persistence); a master restarted empty falls back to its
+//!   clock (microseconds), so fences then also depend on the masters' clocks.
 //! - Every request has its own timeout: a master that stalls counts as down.
 
 use std::collections::{HashMap, HashSet};
@@ -343,28 +343,37 @@ impl LockStore for RedlockStore {
         });
       }
       let fence = t.granted.iter().map(|(_, f)| *f).max().unwrap_or(0);
-      // Raise the other granting masters to the agreed fence, in the background (no extra
-      // round trip for the caller); a release or inspect of this lock waits for it, and the
-      // next owner can only come after our release or our lease.
-      let raises: Vec<_> = t
+      // The fence counts only once a majority's counters are at least this high: the next
+      // owner's majority shares a master with it, so its fence is higher. Granting masters
+      // with a lower counter are raised now (one more round trip, in parallel, only when the
+      // masters' fences differ); without a majority in time, the attempt is undone.
+      let mut confirmed = t.granted.iter().filter(|(_, f)| *f >= fence).count();
+      let lower: Vec<_> = t
         .granted
         .iter()
         .filter(|(_, f)| *f < fence)
         .filter_map(|(i, _)| self.masters.get(*i).cloned())
-        .map(|m| {
-          let (name, token, ttl) = (name.to_owned(), req.token.to_owned(), req.ttl);
-          let limit = self.request_timeout;
-          async move {
-            let _ = tokio::time::timeout(limit, m.raise_fence(&name, &token, fence, ttl)).await;
-          }
-        })
         .collect();
-      if !raises.is_empty() {
-        self.in_background(name, async move {
-          futures_util::future::join_all(raises).await;
+      if confirmed < self.quorum && !lower.is_empty() {
+        let limit = self
+          .request_timeout
+          .min(validity.saturating_sub(started.elapsed()));
+        let raises = lower.into_iter().map(|m| {
+          let (name, token, ttl) = (name.to_owned(), req.token.to_owned(), req.ttl);
+          async move {
+            matches!(
+              tokio::time::timeout(limit, m.raise_fence(&name, &token, fence, ttl)).await,
+              Ok(Ok(_))
+            )
+          }
         });
+        confirmed += futures_util::future::join_all(raises)
+          .await
+          .into_iter()
+          .filter(|raised| *raised)
+          .count();
       }
-      if started.elapsed() < validity {
+      if confirmed >= self.quorum && started.elapsed() < validity {
         return Ok(Acquire::Granted(Grant { fence }));
       }
       self.release(name, req.token).await?;
@@ -402,7 +411,15 @@ impl LockStore for RedlockStore {
 
   async fn extend(&self, name: &str, token: &str, ttl: Duration) -> Result<bool> {
     let started = Instant::now();
-    let validity = ttl.saturating_sub(self.drift(ttl));
+    let drift = self.drift(ttl);
+    if ttl <= drift {
+      return Err(LockError::InvalidArg(format!(
+        "ttl ({} ms) is too short for the Redlock drift allowance ({} ms)",
+        ttl.as_millis(),
+        drift.as_millis()
+      )));
+    }
+    let validity = ttl - drift;
     let limit = self
       .request_timeout
       .min(validity.max(Duration::from_millis(1)));
@@ -422,7 +439,12 @@ impl LockStore for RedlockStore {
       }
     }
     if yes >= self.quorum {
-      return Ok(started.elapsed() < validity);
+      if started.elapsed() < validity {
+        return Ok(true);
+      }
+      // Renewed too late to count: do not leave it blocking others for a whole ttl.
+      let _ = self.release(&name, &token).await;
+      return Ok(false);
     }
     if no > n - self.quorum {
       return Ok(false);
