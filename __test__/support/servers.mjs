@@ -117,6 +117,15 @@ export async function startRedis({ port, extraArgs = [] } = {}) {
   }
 }
 
+// Kills a server process started here (SIGKILL) and waits for it to exit.
+async function kill(child) {
+  if (child.exitCode !== null || child.signalCode !== null) return
+  const exited = new Promise((resolve) => child.once('exit', resolve))
+  child.kill('SIGKILL')
+  await exited
+  running.delete(child)
+}
+
 const DYNALITE = new URL('../../node_modules/dynalite/cli.js', import.meta.url).pathname
 
 /** Starts dynalite (an in-memory DynamoDB-compatible server, a devDependency) on a free port. */
@@ -153,13 +162,7 @@ export async function startDynalite() {
         ...extra,
       },
     }),
-    stop: async () => {
-      if (child.exitCode !== null || child.signalCode !== null) return
-      const exited = new Promise((resolve) => child.once('exit', resolve))
-      child.kill('SIGKILL')
-      await exited
-      running.delete(child)
-    },
+    stop: () => kill(child),
   }
 }
 
@@ -189,13 +192,7 @@ export async function startMoto({ env = {} } = {}) {
   return {
     endpoint,
     pid: child.pid,
-    stop: async () => {
-      if (child.exitCode !== null || child.signalCode !== null) return
-      const exited = new Promise((resolve) => child.once('exit', resolve))
-      child.kill('SIGKILL')
-      await exited
-      running.delete(child)
-    },
+    stop: () => kill(child),
   }
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use ferrolock_core::{
   Acquire, AcquireExtras, AcquireOptions, AcquireRequest, DynamoOptions, DynamoStore, LeaseEvent,
   LockError, LockManager, LockStore, LostReason, MemoryStore, Payload, RedisOptions, RedisStore,
-  RedlockOptions, RedlockStore, StaticCredentials, TableOptions, Wait,
+  StaticCredentials, TableOptions, Wait,
 };
 use support::{Dynalite, RedisCluster, RedisServer};
 use tokio_util::sync::CancellationToken;
@@ -185,7 +185,10 @@ conformance!(redis_cluster, {
 });
 conformance!(redlock, {
   let masters = support::masters(3);
-  let store = redlock_store(&masters.iter().map(RedisServer::url).collect::<Vec<_>>());
+  let store = support::redlock_store(
+    &masters.iter().map(RedisServer::url).collect::<Vec<_>>(),
+    None,
+  );
   (masters, store)
 });
 
@@ -193,22 +196,6 @@ fn cluster_store(cluster: &RedisCluster) -> Arc<RedisStore> {
   Arc::new(
     RedisStore::new(RedisOptions {
       cluster: Some(cluster.urls()),
-      ..Default::default()
-    })
-    .expect("valid options"),
-  )
-}
-
-fn redlock_store(urls: &[String]) -> Arc<RedlockStore> {
-  Arc::new(
-    RedlockStore::new(RedlockOptions {
-      masters: urls
-        .iter()
-        .map(|u| RedisOptions {
-          url: Some(u.clone()),
-          ..Default::default()
-        })
-        .collect(),
       ..Default::default()
     })
     .expect("valid options"),

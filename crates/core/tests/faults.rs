@@ -7,27 +7,15 @@ use std::time::Duration;
 
 use ferrolock_core::{
   Acquire, AcquireOptions, AcquireRequest, LeaseEvent, LockManager, LockStore, RedisOptions,
-  RedisStore, RedlockOptions, RedlockStore, Wait,
+  RedisStore, RedlockStore, Wait,
 };
 use support::{RedisCluster, RedisServer, StallProxy};
 use tokio::time::{timeout, Instant};
 use tokio_util::sync::CancellationToken;
 
+/// Redlock over `urls`, with a short per-request timeout (stalled masters in these tests).
 fn redlock(urls: &[String]) -> Arc<RedlockStore> {
-  Arc::new(
-    RedlockStore::new(RedlockOptions {
-      masters: urls
-        .iter()
-        .map(|u| RedisOptions {
-          url: Some(u.clone()),
-          ..Default::default()
-        })
-        .collect(),
-      request_timeout: Duration::from_millis(300),
-      ..Default::default()
-    })
-    .expect("valid options"),
-  )
+  support::redlock_store(urls, Some(Duration::from_millis(300)))
 }
 
 fn urls(servers: &[RedisServer]) -> Vec<String> {

@@ -3,6 +3,9 @@
 #![allow(dead_code)]
 
 use std::net::TcpListener;
+use std::sync::Arc;
+
+use ferrolock_core::{RedisOptions, RedlockOptions, RedlockStore};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -398,4 +401,22 @@ impl StallProxy {
   pub fn stall(&self, on: bool) {
     self.stalled.store(on, std::sync::atomic::Ordering::Release);
   }
+}
+
+/// A Redlock store over `urls`; `request_timeout` overrides the default per-request timeout.
+pub fn redlock_store(urls: &[String], request_timeout: Option<Duration>) -> Arc<RedlockStore> {
+  let mut opts = RedlockOptions {
+    masters: urls
+      .iter()
+      .map(|u| RedisOptions {
+        url: Some(u.clone()),
+        ..Default::default()
+      })
+      .collect(),
+    ..Default::default()
+  };
+  if let Some(t) = request_timeout {
+    opts.request_timeout = t;
+  }
+  Arc::new(RedlockStore::new(opts).expect("valid options"))
 }
