@@ -745,6 +745,26 @@ impl DynamoStore {
     )))
   }
 
+  /// Applies `e` to the record of `name` if it is still ours (`#t` = `:t`, our token, must be
+  /// in `e`); `false` when it is not.
+  async fn update_if_ours(&self, client: &Client, name: &str, e: Expr) -> Result<bool> {
+    let result = client
+      .update_item()
+      .table_name(&self.opts.table)
+      .set_key(Some(self.key(name)))
+      .update_expression(e.update())
+      .condition_expression("#t = :t")
+      .set_expression_attribute_names(Some(e.names))
+      .set_expression_attribute_values(Some(e.values))
+      .send()
+      .await;
+    match result {
+      Ok(_) => Ok(true),
+      Err(err) if err.code() == Some("ConditionalCheckFailedException") => Ok(false),
+      Err(err) => Err(self.sdk_error("UpdateItem", err)),
+    }
+  }
+
   /// Whether the attribute names of `extras` are allowed.
   fn check_extra_names(&self, attrs: &serde_json::Map<String, serde_json::Value>) -> Result<()> {
     for name in attrs.keys() {
@@ -958,27 +978,7 @@ impl LockStore for DynamoStore {
       e.name("#ttl", attr).value(":ttl", self.ttl_value(ttl));
       e.set.push("#ttl = :ttl".into());
     }
-    let result = client
-      .update_item()
-      .table_name(&self.opts.table)
-      .set_key(Some(self.key(name)))
-      .update_expression(e.update())
-      .condition_expression("#t = :t")
-      .set_expression_attribute_names(Some(e.names))
-      .set_expression_attribute_values(Some(e.values))
-      .send()
-      .await;
-    match result {
-      Ok(_) => Ok(true),
-      Err(err)
-        if err
-          .as_service_error()
-          .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-      {
-        Ok(false)
-      }
-      Err(err) => Err(self.sdk_error("UpdateItem", err)),
-    }
+    self.update_if_ours(client, name, e).await
   }
 
   async fn release(&self, name: &str, token: &str) -> Result<bool> {
@@ -1024,21 +1024,7 @@ impl LockStore for DynamoStore {
       e.name("#d", DATA).value(":d", payload_value(data));
       e.set.push("#d = :d".into());
     }
-    match client
-      .update_item()
-      .table_name(&self.opts.table)
-      .set_key(Some(self.key(name)))
-      .update_expression(e.update())
-      .condition_expression("#t = :t")
-      .set_expression_attribute_names(Some(e.names))
-      .set_expression_attribute_values(Some(e.values))
-      .send()
-      .await
-    {
-      Ok(_) => Ok(true),
-      Err(err) if failed(err.code()) => Ok(false),
-      Err(err) => Err(self.sdk_error("UpdateItem", err)),
-    }
+    self.update_if_ours(client, name, e).await
   }
 
   async fn inspect(&self, name: &str) -> Result<Option<LockInfo>> {
