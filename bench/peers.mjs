@@ -29,6 +29,19 @@ export const RETRY = {
 
 export const PEERS = ['ferrolock', 'raw', 'redlock', 'redis-semaphore', 'dist-lock']
 
+export const MS = 1e6 // ns per ms
+export const now = () => process.hrtime.bigint()
+
+/** Acquire + release cycles of `peer` on `key` until `endAt` (hrtime ns); returns how many. */
+export async function cycles(peer, key, endAt) {
+  let n = 0
+  while (now() < endAt) {
+    await peer.release(await peer.acquire(key))
+    n++
+  }
+  return n
+}
+
 // Compare-and-delete: the usual safe release for a SET NX PX lock.
 const CAD_LUA = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0`
 

@@ -16,6 +16,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 
 import { startCluster, startMasters } from '../__test__/support/servers.mjs'
+import { MS, cycles, now } from './peers.mjs'
 
 const require = createRequire(import.meta.url)
 const TTL = 10_000
@@ -23,8 +24,6 @@ const ROUNDS = 3
 const WARM_MS = 200
 const RUN_MS = 1000
 const KEYS = 64
-const MS = 1e6
-const now = () => process.hrtime.bigint()
 
 const CAD_LUA = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0`
 
@@ -95,15 +94,6 @@ const clusterPeers = {
       close: () => cluster.quit(),
     }
   },
-}
-
-async function cycles(peer, key, endAt) {
-  let n = 0
-  while (now() < endAt) {
-    await peer.release(await peer.acquire(key))
-    n++
-  }
-  return n
 }
 
 async function timed(peer, keys) {

@@ -18,7 +18,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { createRequire } from 'node:module'
 import { startRedis } from '../__test__/support/servers.mjs'
-import { PEERS, RETRY, TTL, openPeer } from './peers.mjs'
+import { MS, PEERS, RETRY, TTL, cycles, now, openPeer } from './peers.mjs'
 
 // Scenarios 1 and 2 run in ROUNDS rounds, the libraries taking turns, and report the median
 // round: on a small shared machine a burst of outside load then cannot sink one library only.
@@ -32,8 +32,6 @@ const PROCS = 4
 const PER_PROC = 2
 
 const require = createRequire(import.meta.url)
-const MS = 1e6 // ns per ms
-const now = () => process.hrtime.bigint()
 const elapsedS = (t0) => Number(now() - t0) / 1e9
 
 // ---- redis-server --------------------------------------------------------------------------
@@ -92,15 +90,6 @@ async function measured(redisPid, fn) {
 }
 
 /** Runs acquire + release on `key` until `endAt`; returns the number of cycles. */
-async function cycles(peer, key, endAt) {
-  let n = 0
-  while (now() < endAt) {
-    await peer.release(await peer.acquire(key))
-    n++
-  }
-  return n
-}
-
 async function sequential(peer, redisPid) {
   await cycles(peer, 'seq', now() + BigInt(WARM_MS * MS))
   return measured(redisPid, () => cycles(peer, 'seq', now() + BigInt(SEQ_MS * MS)))

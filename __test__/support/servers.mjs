@@ -43,7 +43,10 @@ export async function freePorts(n) {
   return ports
 }
 
-/** Sends one inline command and resolves the first reply line (no client library needed). */
+/**
+ * Sends one inline command and resolves the reply (no client library needed): the payload of a
+ * bulk string (`$n`), otherwise the first reply line (`+OK`, `:42`, `-ERR ...`).
+ */
 export function rawCommand(port, line) {
   return new Promise((resolve, reject) => {
     const sock = net.connect(port, '127.0.0.1')
@@ -52,9 +55,10 @@ export function rawCommand(port, line) {
     sock.on('error', reject)
     sock.on('data', (d) => {
       buf += d
-      if (buf.includes('\r\n')) {
+      const m = /^\$(\d+)\r\n/.exec(buf)
+      if ((m && buf.length >= m[0].length + Number(m[1]) + 2) || (!m && buf.includes('\r\n'))) {
         sock.end()
-        resolve(buf.split('\r\n')[0])
+        resolve(m ? buf.slice(m[0].length, m[0].length + Number(m[1])) : buf.split('\r\n')[0])
       }
     })
     sock.write(line + '\r\n')
@@ -206,25 +210,6 @@ export async function startMasters(n) {
   }
 }
 
-/** Sends one command and resolves the whole (bulk) reply once `done(reply)` says it is complete. */
-function rawReply(port, line) {
-  return new Promise((resolve, reject) => {
-    const sock = net.connect(port, '127.0.0.1')
-    let buf = ''
-    sock.setTimeout(2000, () => sock.destroy(new Error('timeout')))
-    sock.on('error', reject)
-    sock.on('data', (d) => {
-      buf += d
-      const m = /^\$(\d+)\r\n/.exec(buf)
-      if ((m && buf.length >= m[0].length + Number(m[1]) + 2) || (!m && buf.includes('\r\n'))) {
-        sock.end()
-        resolve(m ? buf.slice(m[0].length, m[0].length + Number(m[1])) : buf.split('\r\n')[0])
-      }
-    })
-    sock.write(line + '\r\n')
-  })
-}
-
 // The fields of the CLUSTER NODES lines of masters not marked failing.
 const liveMasters = (list) =>
   list
@@ -282,7 +267,10 @@ export async function startCluster() {
     async ready() {
       for (let i = 0; i < 2000; i++) {
         const states = await Promise.all(
-          live().map(async (n) => [await rawReply(n.port, 'CLUSTER INFO'), await rawReply(n.port, 'CLUSTER NODES')]),
+          live().map(async (n) => [
+            await rawCommand(n.port, 'CLUSTER INFO'),
+            await rawCommand(n.port, 'CLUSTER NODES'),
+          ]),
         ).catch(() => [])
         const ok =
           states.length > 0 &&
@@ -295,7 +283,7 @@ export async function startCluster() {
     /** The live node that is master of `key`'s slot. */
     async masterOf(key) {
       const slot = Number((await rawCommand(live()[0].port, `CLUSTER KEYSLOT ${key}`)).slice(1))
-      const list = await rawReply(live()[0].port, 'CLUSTER NODES')
+      const list = await rawCommand(live()[0].port, 'CLUSTER NODES')
       for (const f of liveMasters(list)) {
         const owns = f.slice(8).some((r) => {
           const [lo, hi = lo] = r.split('-').map(Number)
@@ -307,7 +295,7 @@ export async function startCluster() {
     },
     /** The node that replicates `master`. */
     async replicaOf(master) {
-      const list = (await rawReply(master.port, 'CLUSTER NODES')).split('\n').map((l) => l.split(' '))
+      const list = (await rawCommand(master.port, 'CLUSTER NODES')).split('\n').map((l) => l.split(' '))
       const id = list.find((f) => f[1] && Number(f[1].split('@')[0].split(':').pop()) === master.port)?.[0]
       const replica = list.find((f) => f[2] && f[2].includes('slave') && f[3] === id)
       if (!replica) throw new Error(`no replica of port ${master.port}`)
@@ -316,7 +304,7 @@ export async function startCluster() {
     /** Resolves once every replica of `master` has all of its writes. */
     async replicated(master) {
       for (let i = 0; i < 500; i++) {
-        const info = await rawReply(master.port, 'INFO replication')
+        const info = await rawCommand(master.port, 'INFO replication')
         const offset = /master_repl_offset:(\d+)/.exec(info)?.[1]
         const replicas = info.split('\r\n').filter((l) => /^slave\d+:/.test(l))
         if (replicas.length > 0 && replicas.every((r) => r.includes('state=online') && r.includes(`offset=${offset},`)))
