@@ -334,8 +334,11 @@ impl RedisStore {
   /// On a cluster, a lock key with a `}` but no hash tag cannot share its slot with its
   /// companion keys (`{key}:fence` would hash only up to that `}`): refused before any I/O.
   fn check_cluster_key(&self, name: &str) -> Result<()> {
+    if !self.is_cluster() {
+      return Ok(()); // no slots: nothing to check on the hot path
+    }
     let key = format!("{}{name}", self.prefix);
-    if self.is_cluster() && hash_tag(&key).is_none() && key.contains('}') {
+    if hash_tag(&key).is_none() && key.contains('}') {
       return Err(LockError::InvalidArg(format!(
         "name: on a Redis Cluster, a lock key with '}}' needs a hash tag ({{tag}}), got {key:?}"
       )));
