@@ -134,23 +134,31 @@ const DYNALITE = new URL('../../node_modules/dynalite/cli.js', import.meta.url).
 
 /** Starts dynalite (an in-memory DynamoDB-compatible server, a devDependency) on a free port. */
 export async function startDynalite() {
-  const port = await freePort()
-  const child = spawn(
-    process.execPath,
-    [DYNALITE, '--port', String(port), '--host', '127.0.0.1', '--createTableMs', '0', '--deleteTableMs', '0'],
-    { stdio: 'ignore' },
-  )
-  running.add(child)
-  for (let i = 0; ; i++) {
-    if (child.exitCode !== null) throw new Error(`dynalite on port ${port} exited with ${child.exitCode}`)
-    const up = await new Promise((resolve) => {
-      const sock = net.connect(port, '127.0.0.1', () => resolve(sock.end() && true))
-      sock.on('error', () => resolve(false))
+  // Ready when dynalite itself says it listens; if it exits first (the port was taken in the
+  // meantime), try another port.
+  for (let attempt = 0; ; attempt++) {
+    const port = await freePort()
+    const child = spawn(
+      process.execPath,
+      [DYNALITE, '--port', String(port), '--host', '127.0.0.1', '--createTableMs', '0', '--deleteTableMs', '0'],
+      { stdio: ['ignore', 'pipe', 'ignore'] },
+    )
+    running.add(child)
+    const listening = await new Promise((resolve) => {
+      let out = ''
+      child.stdout.on('data', (d) => {
+        out += d
+        if (out.includes('listening')) resolve(true)
+      })
+      child.once('exit', () => resolve(false))
     })
-    if (up) break
-    if (i > 500) throw new Error(`dynalite on port ${port} did not start`)
-    await delay(10)
+    if (listening) return dynalite(child, port)
+    running.delete(child)
+    if (attempt >= 4) throw new Error('dynalite did not start')
   }
+}
+
+function dynalite(child, port) {
   const endpoint = `http://127.0.0.1:${port}`
   return {
     port,

@@ -129,11 +129,15 @@ impl Drop for RedisServer {
 pub struct Dynalite {
   pub port: u16,
   child: Child,
+  /// Its output, kept open while it runs.
+  _out: std::io::BufReader<std::process::ChildStdout>,
 }
 
 impl Dynalite {
+  /// Starts dynalite and waits for its own "listening" line, so a port another process took in
+  /// the meantime (dynalite then exits) is never mistaken for ours: it tries another port.
   pub fn start() -> Dynalite {
-    let port = free_port();
+    use std::io::BufRead;
     let bin =
       std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../node_modules/dynalite/cli.js");
     assert!(
@@ -141,30 +145,37 @@ impl Dynalite {
       "dynalite is missing: run `npm install` in the project root ({})",
       bin.display()
     );
-    let child = Command::new("node")
-      .arg(&bin)
-      .args(["--port", &port.to_string(), "--host", "127.0.0.1"])
-      .args([
-        "--createTableMs",
-        "0",
-        "--deleteTableMs",
-        "0",
-        "--updateTableMs",
-        "0",
-      ])
-      .stdout(Stdio::null())
-      .stderr(Stdio::null())
-      .spawn()
-      .expect("node not found");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-      assert!(
-        Instant::now() < deadline,
-        "dynalite on port {port} did not start"
-      );
-      std::thread::sleep(Duration::from_millis(20));
+    for _ in 0..5 {
+      let port = free_port();
+      let mut child = Command::new("node")
+        .arg(&bin)
+        .args(["--port", &port.to_string(), "--host", "127.0.0.1"])
+        .args([
+          "--createTableMs",
+          "0",
+          "--deleteTableMs",
+          "0",
+          "--updateTableMs",
+          "0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("node not found");
+      let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+      let mut line = String::new();
+      // Blocks until dynalite prints that it listens, or exits (end of output).
+      if out.read_line(&mut line).unwrap_or(0) > 0 && line.contains("listening") {
+        return Dynalite {
+          port,
+          child,
+          _out: out,
+        };
+      }
+      let _ = child.kill();
+      let _ = child.wait();
     }
-    Dynalite { port, child }
+    panic!("dynalite did not start");
   }
 
   pub fn endpoint(&self) -> String {
