@@ -152,6 +152,10 @@ export interface NativeRedisOptions {
   tlsCa?: string
   /** Redis Cluster: URLs of some of its nodes (instead of url/host/port). */
   cluster?: Array<string>
+  /** A caller's client object, by the number `registerTransport` gave its send function. */
+  client?: number
+  /** That client object is a Redis Cluster client. */
+  clientCluster?: boolean
 }
 
 /** Redlock over independent masters. */
@@ -186,3 +190,9 @@ export interface NativeTableOptions {
   ttl?: boolean
   timeout?: number
 }
+
+/**
+ * Registers `send` for a client object; the returned number goes into the store options
+ * (`client`), which take it out of the registry.
+ */
+export declare function registerTransport(send: (arg: Array<string>) => Promise<string>): number

@@ -6,7 +6,8 @@
 
 const { EventEmitter } = require('node:events')
 const os = require('node:os')
-const { NativeClient } = require('./binding.js')
+const { NativeClient, registerTransport } = require('./binding.js')
+const { redisSender, isRedisClient, isRedisCluster, takeKept, unmark } = require('./lib/transport.js')
 
 const MAX_MS = 2 ** 31 - 1
 const MAX_NAME_BYTES = 1024
@@ -92,8 +93,12 @@ function lift(err) {
     return err
   }
   const Cls = BY_CODE[parsed.code] || LockError
-  const options = parsed.cause ? { cause: new Error(parsed.cause) } : undefined
-  return Cls === LockError ? new LockError(parsed.message, parsed.code, options) : new Cls(parsed.message, options)
+  // An error of the caller's own client object comes back as itself, the cause.
+  const original = takeKept(parsed.cause) || takeKept(parsed.message)
+  const cause = original || (parsed.cause ? new Error(unmark(parsed.cause)) : undefined)
+  const options = cause ? { cause } : undefined
+  const message = unmark(parsed.message)
+  return Cls === LockError ? new LockError(message, parsed.code, options) : new Cls(message, options)
 }
 const native = (promise) => promise.catch((err) => Promise.reject(lift(err)))
 
@@ -327,7 +332,13 @@ function parseRedisUrl(value, what) {
 }
 
 // Redis options: a URL string or an object (`cluster`: node URLs of a Redis Cluster).
+// A caller's client object (ioredis Redis or Cluster, node_redis 0.x-3 or 4+) is used as is:
+// every command goes through its own methods.
 function redisOptions(redis, keyPrefix, what = 'options.redis') {
+  if (isRedisClient(redis)) {
+    if (keyPrefix !== undefined && typeof keyPrefix !== 'string') throw invalid('options.keyPrefix must be a string')
+    return { keyPrefix, clientObject: redis, cluster: isRedisCluster(redis) ? [] : undefined }
+  }
   let opts = redis
   if (typeof redis === 'string') opts = { url: redis }
   checkKeys(opts, REDIS_KEYS, what)
@@ -370,8 +381,16 @@ function redisOptions(redis, keyPrefix, what = 'options.redis') {
   return { ...opts, keyPrefix: prefix, tls: opts.tls !== undefined && opts.tls !== false, tlsCa }
 }
 
+// Native options: a client object becomes a registered send function (the transport seam).
+function nativeRedis(opts) {
+  if (!opts.clientObject) return opts
+  const { clientObject, cluster, ...rest } = opts
+  return { ...rest, client: registerTransport(redisSender(clientObject)), clientCluster: cluster !== undefined }
+}
+
 // Where a Redlock master lives, `host:port/db`, to refuse the same master twice.
 function masterAddress(opts) {
+  if (opts.clientObject) return opts.clientObject
   const url = opts.url !== undefined ? new URL(opts.url) : undefined
   const host = (opts.host ?? (url && url.hostname) ?? '127.0.0.1').toLowerCase()
   const port = opts.port ?? (url && url.port ? Number(url.port) : 6379)
@@ -392,15 +411,16 @@ function redlockOptions(o) {
   const masters = o.redlock.map((master, i) => {
     const what = `options.redlock[${i}]`
     if (typeof master !== 'string' && !isPlainObject(master)) {
-      throw invalid(`${what} must be a redis:// URL or connection options`)
+      throw invalid(`${what} must be a redis:// URL, connection options or a Redis client object`)
     }
-    if (isPlainObject(master) && master.cluster !== undefined) {
+    if (isRedisClient(master) ? isRedisCluster(master) : master.cluster !== undefined) {
       throw invalid(`${what}: a Redlock master is one server, not a cluster`)
     }
     const opts = redisOptions(master, undefined, what)
     const address = masterAddress(opts)
     if (seen.has(address)) {
-      throw invalid(`${what}: the same master (${address}) is already options.redlock[${seen.get(address)}]`)
+      const shown = typeof address === 'string' ? address : 'client object'
+      throw invalid(`${what}: the same master (${shown}) is already options.redlock[${seen.get(address)}]`)
     }
     seen.set(address, i)
     return opts
@@ -561,7 +581,11 @@ class Lock extends EventEmitter {
         this.emit('expiring', { remaining: ev.remaining })
         break
       case 'error': {
-        const err = new BackendUnavailableError(`heartbeat of lock "${this.name}" failed: ${ev.message}`)
+        const original = takeKept(ev.message)
+        const err = new BackendUnavailableError(
+          `heartbeat of lock "${this.name}" failed: ${unmark(ev.message)}`,
+          original ? { cause: original } : undefined,
+        )
         call(this.#logger, 'error', { lock: this.name, err }, 'ferrolock: heartbeat failed')
         // Recoverable: only reported to those who listen, never crashes the process.
         if (this.listenerCount('error') > 0) this.emit('error', err)
@@ -859,6 +883,8 @@ class Client {
  * Creates a lock client. No options (or { memory: true }): the in-process memory backend.
  * { redis: 'redis://host:port' | { host, port, password, db, ... } }: one Redis server;
  * { redis: { cluster: [urls] } }: a Redis Cluster; { redlock: [urls] }: Redlock over masters.
+ * Instead of URLs or options, a Redis client object of your own (ioredis Redis or Cluster,
+ * node_redis): ferrolock sends every command through its methods.
  */
 function createClient(options) {
   const o = options === undefined ? {} : options
@@ -885,11 +911,11 @@ function createClient(options) {
   } else if (o.redlock !== undefined) {
     const r = redlockOptions(o)
     defaults = { ...base, backend: 'redlock' }
-    nativeClient = wrapNative(() => NativeClient.redlock(r))
+    nativeClient = wrapNative(() => NativeClient.redlock({ ...r, masters: r.masters.map(nativeRedis) }))
   } else if (o.redis !== undefined) {
     const r = redisOptions(o.redis, o.keyPrefix)
     defaults = { ...base, backend: r.cluster ? 'redis-cluster' : 'redis' }
-    nativeClient = wrapNative(() => NativeClient.redis(r))
+    nativeClient = wrapNative(() => NativeClient.redis(nativeRedis(r)))
   } else {
     defaults = { ...base, backend: 'memory' }
     nativeClient = wrapNative(() => NativeClient.memory())

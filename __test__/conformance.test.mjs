@@ -1,10 +1,29 @@
 // The shared conformance suite through the JS API, for every backend.
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
+import { createRequire } from 'node:module'
 import { after, before, describe, test } from 'node:test'
 
 import { AbortedError, ClientClosedError, createClient, LockError, LockNotAcquiredError } from '../index.js'
 import { startCluster, startDynalite, startMasters, startRedis } from './support/servers.mjs'
+
+const require = createRequire(import.meta.url)
+const Redis = require('ioredis')
+const redis3 = require('redis3')
+const redis4 = require('redis4')
+
+// Client objects the caller owns (the transport seam): made per ferrolock client, closed at the end.
+function owned() {
+  const clients = []
+  const add = (c) => (clients.push(c), c)
+  const close = async () => {
+    for (const c of clients) {
+      if (typeof c.disconnect === 'function' && c.isCluster !== undefined) c.disconnect()
+      else if (typeof c.quit === 'function') await new Promise((resolve) => Promise.resolve(c.quit(resolve)).then(resolve, resolve))
+    }
+  }
+  return { add, close }
+}
 
 let seq = 0
 const unique = (p) => `${p}-${process.pid}-${++seq}`
@@ -23,6 +42,43 @@ const backends = {
     assert.deepEqual(await admin.createLockTable(), { table: 'conformance', created: true })
     await admin.close()
     return { make, stop: server.stop, push: false }
+  },
+  // The same stores, each command through a client object of the caller's (no push: waiters poll).
+  'redis via ioredis': async () => {
+    const server = await startRedis()
+    const mine = owned()
+    const make = () => createClient({ redis: mine.add(new Redis(server.port)), keyPrefix: 'conf:' })
+    return { make, stop: async () => (await mine.close(), await server.stop()), kind: 'redis' }
+  },
+  'redis via node_redis 3': async () => {
+    const server = await startRedis()
+    const mine = owned()
+    // Not connected yet: node_redis queues the commands until it is.
+    const make = () => createClient({ redis: mine.add(redis3.createClient({ port: server.port })), keyPrefix: 'conf:' })
+    return { make, stop: async () => (await mine.close(), await server.stop()), kind: 'redis' }
+  },
+  'redis via node_redis 4': async () => {
+    const server = await startRedis()
+    const mine = owned()
+    const make = () => {
+      const c = mine.add(redis4.createClient({ url: server.url }))
+      c.connect()
+      return createClient({ redis: c, keyPrefix: 'conf:' })
+    }
+    return { make, stop: async () => (await mine.close(), await server.stop()), kind: 'redis' }
+  },
+  'redis-cluster via ioredis Cluster': async () => {
+    const cluster = await startCluster()
+    const mine = owned()
+    const nodes = cluster.urls.map((u) => ({ host: '127.0.0.1', port: Number(new URL(u).port) }))
+    const make = () => createClient({ redis: mine.add(new Redis.Cluster(nodes)), keyPrefix: 'conf:' })
+    return { make, stop: async () => (await mine.close(), await cluster.stop()), kind: 'redis-cluster' }
+  },
+  'redlock via ioredis': async () => {
+    const masters = await startMasters(3)
+    const mine = owned()
+    const make = () => createClient({ redlock: masters.masters.map((m) => mine.add(new Redis(m.port))), keyPrefix: 'conf:' })
+    return { make, stop: async () => (await mine.close(), await masters.stop()), kind: 'redlock' }
   },
   'redis-cluster': async () => {
     const cluster = await startCluster()
@@ -49,7 +105,7 @@ for (const [backend, setup] of Object.entries(backends)) {
     })
 
     test('acquire, inspect, tryAcquire, release, fences', async () => {
-      assert.equal(locks.backend, backend)
+      assert.equal(locks.backend, env.kind || backend)
       const name = unique('basic')
       const lock = await locks.acquire(name, { ttl: 5000, owner: 'worker-1', data: 'hello' })
       assert.equal(lock.name, name)

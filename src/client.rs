@@ -85,7 +85,7 @@ impl NativeClient {
   /// One Redis server, or a Redis Cluster (`options.cluster`); connects on first use.
   #[napi(factory)]
   pub fn redis(options: NativeRedisOptions) -> napi::Result<Self> {
-    let store = RedisStore::new(options.into()).map_err(to_napi)?;
+    let store = RedisStore::new(options.into_core()?).map_err(to_napi)?;
     Ok(Self::with(LockManager::new(Arc::new(store))))
   }
 

@@ -4,3 +4,4 @@ mod client;
 mod error;
 mod lock;
 mod options;
+mod transport;

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use ferrolock_core::{
-  AcquireExtras, AcquireOptions, Billing, DynamoOptions, Payload, RedisOptions, RedlockOptions,
-  StaticCredentials, TableOptions, Wait,
+  AcquireExtras, AcquireOptions, Billing, DynamoOptions, Payload, RedisClientObject, RedisOptions,
+  RedlockOptions, StaticCredentials, TableOptions, Wait,
 };
 use napi::bindgen_prelude::{Buffer, Either};
 use napi_derive::napi;
@@ -81,6 +81,10 @@ pub struct NativeRedisOptions {
   pub tls_ca: Option<String>,
   /// Redis Cluster: URLs of some of its nodes (instead of url/host/port).
   pub cluster: Option<Vec<String>>,
+  /// A caller's client object, by the number `registerTransport` gave its send function.
+  pub client: Option<u32>,
+  /// That client object is a Redis Cluster client.
+  pub client_cluster: Option<bool>,
 }
 
 /// Redlock over independent masters.
@@ -158,9 +162,17 @@ impl NativeAcquireOptions {
   }
 }
 
-impl From<NativeRedisOptions> for RedisOptions {
-  fn from(o: NativeRedisOptions) -> Self {
-    RedisOptions {
+impl NativeRedisOptions {
+  pub fn into_core(self) -> napi::Result<RedisOptions> {
+    let o = self;
+    let client = match o.client {
+      Some(id) => Some(RedisClientObject {
+        transport: crate::transport::take_transport(id)?,
+        cluster: o.client_cluster.unwrap_or(false),
+      }),
+      None => None,
+    };
+    Ok(RedisOptions {
       url: o.url,
       host: o.host,
       port: o.port.and_then(|p| u16::try_from(p).ok()),
@@ -171,7 +183,8 @@ impl From<NativeRedisOptions> for RedisOptions {
       tls: o.tls.unwrap_or(false),
       tls_ca: o.tls_ca.map(String::into_bytes),
       cluster: o.cluster,
-    }
+      client,
+    })
   }
 }
 
@@ -179,7 +192,11 @@ impl NativeRedlockOptions {
   pub fn into_core(self) -> napi::Result<RedlockOptions> {
     let defaults = RedlockOptions::default();
     Ok(RedlockOptions {
-      masters: self.masters.into_iter().map(RedisOptions::from).collect(),
+      masters: self
+        .masters
+        .into_iter()
+        .map(NativeRedisOptions::into_core)
+        .collect::<napi::Result<_>>()?,
       drift_factor: self.drift_factor.unwrap_or(defaults.drift_factor),
       clock_drift: match self.clock_drift_ms {
         Some(d) => ms(d, "options.clockDriftMs")?,

@@ -8,6 +8,7 @@ pub mod client;
 pub mod error;
 pub mod lease;
 pub mod store;
+pub mod transport;
 pub mod watchdog;
 
 pub use client::{AcquireOptions, LockManager, Stats, Wait};
@@ -22,4 +23,5 @@ pub use store::memory::MemoryStore;
 pub use store::redis::{RedisOptions, RedisStore};
 pub use store::redlock::{RedlockOptions, RedlockStore};
 pub use store::{LockStore, WakeHub, Watch};
+pub use transport::{BoxFuture, CommandTransport, RedisClientObject};
 pub use watchdog::{LeaseEvent, Lock, LostReason};

@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -25,6 +26,7 @@ use tokio::sync::{mpsc, oneshot, Mutex as AsyncMutex, OnceCell};
 use crate::error::{LockError, Result};
 use crate::lease::{Acquire, AcquireRequest, Grant, Holder, LockInfo, Payload};
 use crate::store::{unsupported_extras, LockStore, WakeHub, Watch};
+use crate::transport::{ClientConn, RedisClientObject};
 
 /// How ferrolock connects to one Redis server.
 #[derive(Debug, Clone, Default)]
@@ -46,6 +48,9 @@ pub struct RedisOptions {
   /// Redis Cluster: URLs of some of its nodes (the others are discovered). `url`, `host`, `port`
   /// and `db` must not be given then; `username`, `password` and TLS apply to every node.
   pub cluster: Option<Vec<String>>,
+  /// The caller's own client object (the transport seam): every command goes through it, and
+  /// none of the connection settings above may be given then. No pub/sub: waiters poll.
+  pub client: Option<RedisClientObject>,
 }
 
 /// Default key prefix, the same as dist-lock's.
@@ -105,6 +110,41 @@ struct Scripts {
   raise: Script,
 }
 
+const ACQUIRE: &str = include_str!("redis/acquire.lua");
+const EXTEND: &str = include_str!("redis/extend.lua");
+const RELEASE: &str = include_str!("redis/release.lua");
+const LEAVE: &str = include_str!("redis/leave.lua");
+const INSPECT: &str = include_str!("redis/inspect.lua");
+const RAISE: &str = include_str!("redis/raise.lua");
+
+impl Scripts {
+  fn new() -> Self {
+    Scripts {
+      acquire: Script::new(ACQUIRE),
+      extend: Script::new(EXTEND),
+      release: Script::new(RELEASE),
+      leave: Script::new(LEAVE),
+      inspect: Script::new(INSPECT),
+      raise: Script::new(RAISE),
+    }
+  }
+
+  /// Every script's source by its SHA1.
+  fn sources(&self) -> HashMap<String, String> {
+    [
+      (&self.acquire, ACQUIRE),
+      (&self.extend, EXTEND),
+      (&self.release, RELEASE),
+      (&self.leave, LEAVE),
+      (&self.inspect, INSPECT),
+      (&self.raise, RAISE),
+    ]
+    .into_iter()
+    .map(|(script, source)| (script.get_hash().to_owned(), source.to_owned()))
+    .collect()
+  }
+}
+
 pub(crate) enum SubCmd {
   Subscribe(String, oneshot::Sender<()>),
   Unsubscribe(String),
@@ -118,6 +158,7 @@ type PushHandler = Box<dyn Fn(PushInfo) -> std::result::Result<(), ()> + Send + 
 enum Target {
   Single(Box<ConnectionInfo>),
   Cluster(Vec<ConnectionInfo>),
+  Client(RedisClientObject),
 }
 
 /// A command connection of either kind (both are cheap clones of one multiplexed connection).
@@ -125,6 +166,7 @@ enum Target {
 enum Conn {
   Single(ConnectionManager),
   Cluster(ClusterConnection),
+  Client(ClientConn),
 }
 
 /// The Redis store.
@@ -156,6 +198,23 @@ const BAD_NODE: &str =
   "options.redis.cluster: invalid node URL (expected redis://[user:password@]host[:port] or rediss://...)";
 
 fn target(opts: &RedisOptions) -> Result<Target> {
+  if let Some(client) = &opts.client {
+    let settings = opts.url.is_some()
+      || opts.host.is_some()
+      || opts.port.is_some()
+      || opts.username.is_some()
+      || opts.password.is_some()
+      || opts.db.is_some()
+      || opts.tls
+      || opts.tls_ca.is_some()
+      || opts.cluster.is_some();
+    if settings {
+      return Err(LockError::InvalidArg(
+        "options.redis: a client object brings its own connection; do not also give url, host, port, username, password, db, tls or cluster".into(),
+      ));
+    }
+    return Ok(Target::Client(client.clone()));
+  }
   let Some(nodes) = &opts.cluster else {
     let info = connection_info(opts, opts.url.as_deref(), BAD_URL)?;
     return Ok(Target::Single(Box::new(info)));
@@ -246,29 +305,25 @@ impl RedisStore {
   ) -> Result<Self> {
     let target = target(&opts)?;
     let first = match &target {
-      Target::Single(info) => info,
-      Target::Cluster(infos) => infos
-        .first()
-        .ok_or_else(|| LockError::InvalidArg(BAD_NODE.into()))?,
+      Target::Single(info) => Some(&**info),
+      Target::Cluster(infos) => Some(
+        infos
+          .first()
+          .ok_or_else(|| LockError::InvalidArg(BAD_NODE.into()))?,
+      ),
+      Target::Client(_) => None,
     };
-    if matches!(first.addr(), redis::ConnectionAddr::TcpTls { .. }) {
+    if first.is_some_and(|f| matches!(f.addr(), redis::ConnectionAddr::TcpTls { .. })) {
       // rustls needs one process-wide crypto provider; an embedder may have installed its own.
       let _ = rustls::crypto::ring::default_provider().install_default();
     }
-    let secret = first.redis_settings().password().map(str::to_owned);
+    let secret = first.and_then(|f| f.redis_settings().password().map(str::to_owned));
     Ok(RedisStore {
       target,
       tls_ca: opts.tls_ca,
       prefix: opts.key_prefix.unwrap_or_else(|| DEFAULT_PREFIX.to_owned()),
       secret,
-      scripts: Scripts {
-        acquire: Script::new(include_str!("redis/acquire.lua")),
-        extend: Script::new(include_str!("redis/extend.lua")),
-        release: Script::new(include_str!("redis/release.lua")),
-        leave: Script::new(include_str!("redis/leave.lua")),
-        inspect: Script::new(include_str!("redis/inspect.lua")),
-        raise: Script::new(include_str!("redis/raise.lua")),
-      },
+      scripts: Scripts::new(),
       cmd: std::sync::Mutex::new(None),
       connecting: AsyncMutex::new(()),
       subs: OnceCell::new(),
@@ -327,6 +382,8 @@ impl RedisStore {
     match &self.target {
       Target::Single(info) => one(info),
       Target::Cluster(infos) => infos.iter().map(one).collect::<Vec<_>>().join(","),
+      // Two stores over one object are the same master; two objects may be too (unknowable).
+      Target::Client(client) => format!("client object {:p}", Arc::as_ptr(&client.transport)),
     }
   }
 
@@ -347,7 +404,16 @@ impl RedisStore {
   }
 
   pub fn is_cluster(&self) -> bool {
-    matches!(self.target, Target::Cluster(_))
+    match &self.target {
+      Target::Cluster(_) => true,
+      Target::Client(client) => client.cluster,
+      Target::Single(_) => false,
+    }
+  }
+
+  /// Whether commands go through the caller's client object.
+  pub(crate) fn is_client(&self) -> bool {
+    matches!(self.target, Target::Client(_))
   }
 
   fn cached(&self) -> Result<Option<Conn>> {
@@ -369,6 +435,10 @@ impl RedisStore {
           .map_err(|e| self.error("connect", e))?;
         Conn::Single(con)
       }
+      Target::Client(client) => Conn::Client(ClientConn {
+        transport: client.transport.clone(),
+        scripts: Arc::new(self.scripts.sources()),
+      }),
       Target::Cluster(_) => {
         let _one = self.connecting.lock().await;
         if let Some(con) = self.cached()? {
@@ -474,6 +544,7 @@ impl RedisStore {
               .map_err(|e| self.error("subscribe", e))?;
             SubConn::Single(con)
           }
+          Target::Client(_) => return Err(unexpected("subscribe")),
           // The cluster connection resubscribes on its own after reconnects and slot moves.
           Target::Cluster(_) => SubConn::Cluster(
             self
@@ -498,6 +569,9 @@ impl RedisStore {
   /// `SUBSCRIBE_TIMEOUT`, until the subscription is active. Without one in time the waiter
   /// still works: it polls.
   pub(crate) async fn subscribe(&self, channel: &str) -> Result<()> {
+    if self.is_client() {
+      return Ok(()); // no subscription through a client object: the waiters poll
+    }
     let subscriber = self.subscriber().await?;
     let (done_tx, done_rx) = oneshot::channel();
     if subscriber
@@ -513,6 +587,7 @@ impl RedisStore {
     let reply = match self.con().await? {
       Conn::Single(mut con) => inv.invoke_async(&mut con).await,
       Conn::Cluster(mut con) => inv.invoke_async(&mut con).await,
+      Conn::Client(mut con) => inv.invoke_async(&mut con).await,
     };
     reply.map_err(|e| self.error(what, e))
   }
@@ -551,7 +626,8 @@ impl RedisStore {
 
   /// `'1'` when the scripts should publish with SPUBLISH (sharded pub/sub, on a cluster).
   fn sharded(&self) -> &'static str {
-    if self.is_cluster() {
+    // Nobody subscribes through a client object, and it may talk to a server without SPUBLISH.
+    if self.is_cluster() && !self.is_client() {
       "1"
     } else {
       "0"
@@ -805,6 +881,9 @@ impl LockStore for RedisStore {
   async fn watch(&self, name: &str) -> Result<Option<Watch>> {
     if self.closed.load(Ordering::Acquire) {
       return Err(LockError::Closed);
+    }
+    if self.is_client() {
+      return Ok(None); // the waiters poll
     }
     let channel = Keys::new(&self.prefix, name).channel;
     self.start_subscriptions().await?;

@@ -508,6 +508,9 @@ impl LockStore for RedlockStore {
     let Some(first) = self.masters.first() else {
       return Ok(None);
     };
+    if self.masters.iter().all(|m| m.is_client()) {
+      return Ok(None); // client objects carry no subscriptions: the waiters poll
+    }
     let channel: Arc<str> = first.channel(name).into();
     let (watch, _) = self.hub.register(&channel);
     // A release published by any master wakes the waiters. Wait until a majority subscribed;
