@@ -38,6 +38,15 @@ export declare class NativeClient {
   /** Cancels the acquire with this id (it rejects with ERR_ABORTED). */
   cancel(id: number): void
   inspect(name: string): Promise<NativeLockInfo | null>
+  /**
+   * One attempt under the caller's `token`, no lease kept (compat entries): the fence, or null
+   * when another owner holds the lock.
+   */
+  claim(name: string, token: string, owner: string, ttl: number): Promise<bigint | null>
+  /** Renews `name` if held under `token`. */
+  extendToken(name: string, token: string, ttl: number): Promise<boolean>
+  /** Releases `name` if held under `token`. */
+  releaseToken(name: string, token: string): Promise<boolean>
   close(): Promise<void>
   stats(): NativeStats
 }

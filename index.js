@@ -932,6 +932,21 @@ function wrapNative(make) {
   }
 }
 
+// For the compat entries (compat/*.js) only: a native client over a caller's Redis client object,
+// and the error lifting. Not a public API.
+const internal = {
+  redisNative(clientObject, keyPrefix, prefer) {
+    return wrapNative(() =>
+      NativeClient.redis({
+        keyPrefix,
+        client: registerTransport(redisSender(clientObject, prefer)),
+        clientCluster: isRedisCluster(clientObject),
+      }),
+    )
+  },
+  lift,
+}
+
 module.exports = {
   createClient,
   Client,
@@ -944,4 +959,5 @@ module.exports = {
   ClientClosedError,
   AbortedError,
   TableNotFoundError,
+  _internal: internal,
 }

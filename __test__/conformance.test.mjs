@@ -19,7 +19,8 @@ function owned() {
   const close = async () => {
     for (const c of clients) {
       if (typeof c.disconnect === 'function' && c.isCluster !== undefined) c.disconnect()
-      else if (typeof c.quit === 'function') await new Promise((resolve) => Promise.resolve(c.quit(resolve)).then(resolve, resolve))
+      else if (typeof c.quit === 'function')
+        await new Promise((resolve) => Promise.resolve(c.quit(resolve)).then(resolve, resolve))
     }
   }
   return { add, close }
@@ -77,7 +78,8 @@ const backends = {
   'redlock via ioredis': async () => {
     const masters = await startMasters(3)
     const mine = owned()
-    const make = () => createClient({ redlock: masters.masters.map((m) => mine.add(new Redis(m.port))), keyPrefix: 'conf:' })
+    const make = () =>
+      createClient({ redlock: masters.masters.map((m) => mine.add(new Redis(m.port))), keyPrefix: 'conf:' })
     return { make, stop: async () => (await mine.close(), await masters.stop()), kind: 'redlock' }
   },
   'redis-cluster': async () => {

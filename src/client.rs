@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::to_napi;
 use crate::lock::NativeLock;
 use crate::options::{
-  to_js, NativeAcquireOptions, NativeDynamoOptions, NativeRedisOptions, NativeRedlockOptions,
+  ms_arg, to_js, NativeAcquireOptions, NativeDynamoOptions, NativeRedisOptions, NativeRedlockOptions,
   NativeTableOptions,
 };
 
@@ -234,6 +234,36 @@ impl NativeClient {
       fence: BigInt::from(i.fence),
       data: i.data.map(to_js),
     }))
+  }
+
+  /// One attempt under the caller's `token`, no lease kept (compat entries): the fence, or null
+  /// when another owner holds the lock.
+  #[napi]
+  pub async fn claim(
+    &self,
+    name: String,
+    token: String,
+    owner: String,
+    ttl: f64,
+  ) -> napi::Result<Option<BigInt>> {
+    let ttl = ms_arg(ttl, "ttl")?;
+    let fence = self.manager.claim(&name, &token, &owner, ttl).await;
+    Ok(fence.map_err(to_napi)?.map(BigInt::from))
+  }
+
+  /// Renews `name` if held under `token`.
+  #[napi]
+  pub async fn extend_token(&self, name: String, token: String, ttl: f64) -> napi::Result<bool> {
+    let ttl = ms_arg(ttl, "ttl")?;
+    let done = self.manager.extend_token(&name, &token, ttl).await;
+    done.map_err(to_napi)
+  }
+
+  /// Releases `name` if held under `token`.
+  #[napi]
+  pub async fn release_token(&self, name: String, token: String) -> napi::Result<bool> {
+    let done = self.manager.release_token(&name, &token).await;
+    done.map_err(to_napi)
   }
 
   #[napi]

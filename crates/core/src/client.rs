@@ -408,6 +408,58 @@ impl LockManager {
     }
   }
 
+  /// One attempt under a token the caller chose, with no lease kept here (no heartbeat, no
+  /// tracking): the fence, or `None` when another owner holds the lock. For the compat entries,
+  /// whose old packages handed out bare ids (dist-lock).
+  pub async fn claim(
+    &self,
+    name: &str,
+    token: &str,
+    owner: &str,
+    ttl: Duration,
+  ) -> Result<Option<u64>> {
+    check_name(name)?;
+    check_ttl(ttl, "ttl")?;
+    if token.is_empty() {
+      return Err(LockError::InvalidArg("token must not be empty".into()));
+    }
+    if self.is_closed() {
+      return Err(LockError::Closed);
+    }
+    let req = AcquireRequest {
+      token,
+      owner,
+      ttl,
+      data: None,
+      queue_for: None,
+      extras: &AcquireExtras::default(),
+    };
+    match self.store.try_acquire(name, &req).await? {
+      Acquire::Granted(grant) => Ok(Some(grant.fence)),
+      Acquire::Held(_) => Ok(None),
+    }
+  }
+
+  /// Renews the lease of `name` held under `token` to `ttl` from now; false when it is not held
+  /// under that token (gone, expired or another owner's, which stays untouched).
+  pub async fn extend_token(&self, name: &str, token: &str, ttl: Duration) -> Result<bool> {
+    check_name(name)?;
+    check_ttl(ttl, "ttl")?;
+    if self.is_closed() {
+      return Err(LockError::Closed);
+    }
+    self.store.extend(name, token, ttl).await
+  }
+
+  /// Releases `name` if it is held under `token`; false otherwise (another owner's lock stays).
+  pub async fn release_token(&self, name: &str, token: &str) -> Result<bool> {
+    check_name(name)?;
+    if self.is_closed() {
+      return Err(LockError::Closed);
+    }
+    self.store.release(name, token).await
+  }
+
   /// Reads `name` without changing it.
   pub async fn inspect(&self, name: &str) -> Result<Option<LockInfo>> {
     check_name(name)?;
