@@ -111,6 +111,8 @@ export interface NativeDynamoOptions {
   sortKeyValue?: string
   ttlAttribute?: string
   requestTimeout?: number
+  /** A caller's client object, by the number `registerTransport` gave its send function. */
+  client?: number
 }
 
 /** One lease event for JS. */

@@ -7,7 +7,15 @@
 const { EventEmitter } = require('node:events')
 const os = require('node:os')
 const { NativeClient, registerTransport } = require('./binding.js')
-const { redisSender, isRedisClient, isRedisCluster, takeKept, unmark } = require('./lib/transport.js')
+const {
+  dynamoSender,
+  dynamoStyle,
+  redisSender,
+  isRedisClient,
+  isRedisCluster,
+  takeKept,
+  unmark,
+} = require('./lib/transport.js')
 
 const MAX_MS = 2 ** 31 - 1
 const MAX_NAME_BYTES = 1024
@@ -45,6 +53,7 @@ const DYNAMO_KEYS = [
   'heartbeatPeriod',
   'ttlAttribute',
   'requestTimeout',
+  'client',
 ]
 // cirello's and Amazon's defaults: a 20 s lease renewed every 5 s.
 const DYNAMO_DEFAULTS = { leaseDuration: 20_000, heartbeatPeriod: 5_000 }
@@ -247,6 +256,15 @@ function checkData(data, what, backend) {
 function dynamoOptions(d) {
   checkKeys(d, DYNAMO_KEYS, 'options.dynamodb')
   if (typeof d.table !== 'string') throw invalid(`options.dynamodb.table must be a string (got ${show(d.table)})`)
+  // A client object of the caller's (aws-sdk v2 DynamoDB, @aws-sdk/client-dynamodb v3) brings
+  // its own region, endpoint and credentials: every request goes through it.
+  if (d.client !== undefined) {
+    if (!dynamoStyle(d.client)) {
+      throw invalid('options.dynamodb.client must be an aws-sdk DynamoDB or @aws-sdk/client-dynamodb client')
+    }
+    const own = ['region', 'endpoint', 'credentials'].find((k) => d[k] !== undefined)
+    if (own) throw invalid(`options.dynamodb.${own}: the client object brings its own; do not also give it`)
+  }
   for (const key of ['region', 'partitionKey', 'ttlAttribute', 'ownerName']) {
     if (d[key] !== undefined && (typeof d[key] !== 'string' || d[key] === '')) {
       throw invalid(`options.dynamodb.${key} must be a non-empty string`)
@@ -303,6 +321,7 @@ function dynamoOptions(d) {
     ...sortKey,
     ttlAttribute: d.ttlAttribute,
     requestTimeout: d.requestTimeout,
+    clientObject: d.client,
   }
   // heartbeatPeriod 0: no automatic heartbeats (cirello); call lock.sendHeartbeat() yourself.
   const defaults = {
@@ -907,7 +926,11 @@ function createClient(options) {
     if (o.keyPrefix !== undefined) throw invalid('options.keyPrefix does not apply to the dynamodb backend')
     const d = dynamoOptions(o.dynamodb)
     defaults = { ...base, ...d.defaults, table: d.native.table }
-    nativeClient = wrapNative(() => NativeClient.dynamodb(d.native))
+    nativeClient = wrapNative(() => {
+      const { clientObject, ...rest } = d.native
+      const client = clientObject ? registerTransport(dynamoSender(clientObject)) : undefined
+      return NativeClient.dynamodb({ ...rest, client })
+    })
   } else if (o.redlock !== undefined) {
     const r = redlockOptions(o)
     defaults = { ...base, backend: 'redlock' }

@@ -92,4 +92,128 @@ function redisSender(obj, prefer) {
   }
 }
 
-module.exports = { redisSender, redisMethod, isRedisClient, isRedisCluster, takeKept, unmark }
+// ---- DynamoDB ---------------------------------------------------------------------------------
+
+const lowerFirst = (s) => s[0].toLowerCase() + s.slice(1)
+
+/**
+ * How a DynamoDB client object is called: 'methods' (aws-sdk v2 `AWS.DynamoDB`, or v3's
+ * aggregated `DynamoDB`: `getItem(params, cb)`), 'send' (v3's bare `DynamoDBClient`), or null.
+ */
+function dynamoStyle(obj) {
+  if (obj === null || typeof obj !== 'object') return null
+  if (typeof obj.getItem === 'function' && typeof obj.updateItem === 'function') return 'methods'
+  if (typeof obj.send === 'function') return 'send'
+  return null
+}
+
+// The v3 command classes, for a bare DynamoDBClient: from the @aws-sdk/client-dynamodb that made
+// the client (found among the loaded modules), else the application's own; never bundled here.
+const v3Commands = new WeakMap()
+function commandClass(obj, operation) {
+  let mod = v3Commands.get(obj.constructor)
+  if (!mod) {
+    mod = Object.values(require.cache).find((m) => m && m.exports && m.exports.DynamoDBClient === obj.constructor)
+    mod = mod && mod.exports
+    if (!mod) {
+      const { createRequire } = require('node:module')
+      const path = require('node:path')
+      for (const base of [require.main && require.main.filename, path.join(process.cwd(), 'index.js')]) {
+        try {
+          if (base) mod = createRequire(base)('@aws-sdk/client-dynamodb')
+          if (mod) break
+        } catch {}
+      }
+    }
+    if (!mod) throw new TypeError('a bare DynamoDBClient needs @aws-sdk/client-dynamodb installed in the application')
+    v3Commands.set(obj.constructor, mod)
+  }
+  return mod[`${operation}Command`]
+}
+
+// Wire JSON (binary as base64) to SDK params (binary as Buffer), in place.
+function fromWire(value) {
+  if (Array.isArray(value)) return value.map(fromWire)
+  if (value === null || typeof value !== 'object') return value
+  const keys = Object.keys(value)
+  if (keys.length === 1 && keys[0] === 'B' && typeof value.B === 'string') return { B: Buffer.from(value.B, 'base64') }
+  if (
+    keys.length === 1 &&
+    keys[0] === 'BS' &&
+    Array.isArray(value.BS) &&
+    value.BS.every((b) => typeof b === 'string')
+  ) {
+    return { BS: value.BS.map((b) => Buffer.from(b, 'base64')) }
+  }
+  const out = {}
+  for (const k of keys) out[k] = fromWire(value[k])
+  return out
+}
+
+// SDK output (binary as Buffer / Uint8Array) to wire JSON, without v3's $metadata.
+function toWire(value) {
+  if (value instanceof Uint8Array)
+    return Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64')
+  if (Array.isArray(value)) return value.map(toWire)
+  if (value instanceof Date) return value.getTime() / 1000
+  if (value === null || typeof value !== 'object') return value
+  const out = {}
+  for (const k of Object.keys(value)) if (k !== '$metadata') out[k] = toWire(value[k])
+  return out
+}
+
+function dynamoCall(obj, style, operation, params) {
+  if (style === 'send') return obj.send(new (commandClass(obj, operation))(params))
+  // v3's aggregated DynamoDB: its methods return a promise when given no callback.
+  if (typeof obj.send === 'function') return obj[lowerFirst(operation)](params)
+  return new Promise((resolve, reject) => {
+    let done = false
+    const cb = (err, data) => {
+      if (done) return
+      done = true
+      err ? reject(err) : resolve(data)
+    }
+    // aws-sdk v2 (or a look-alike): the callback sends the request.
+    obj[lowerFirst(operation)](params, cb)
+  })
+}
+
+/** send([operation, body]) for the native DynamoDB store: the HTTP answer DynamoDB would give. */
+function dynamoSender(obj) {
+  const style = dynamoStyle(obj)
+  return ([operation, body]) => {
+    let pending
+    try {
+      pending = Promise.resolve(dynamoCall(obj, style, operation, fromWire(JSON.parse(body))))
+    } catch (err) {
+      pending = Promise.reject(err)
+    }
+    return pending.then(
+      (data) => JSON.stringify({ ok: { status: 200, body: JSON.stringify(toWire(data || {})) } }),
+      (err) => {
+        const code = err && (err.code || err.name)
+        const status = err && ((err.$metadata && err.$metadata.httpStatusCode) || err.statusCode)
+        const text = err && typeof err.message === 'string' ? err.message : String(err)
+        const message = `${text} (js#${keep(err)})`
+        // A service error goes back as DynamoDB sends it; anything else failed to send.
+        if (typeof code === 'string' && /Exception$|Error$|^AccessDenied/.test(code) && status) {
+          const answer = { __type: code, message }
+          if (err.Item) answer.Item = toWire(err.Item)
+          return JSON.stringify({ ok: { status, body: JSON.stringify(answer) } })
+        }
+        return JSON.stringify({ err: message })
+      },
+    )
+  }
+}
+
+module.exports = {
+  dynamoSender,
+  dynamoStyle,
+  redisSender,
+  redisMethod,
+  isRedisClient,
+  isRedisCluster,
+  takeKept,
+  unmark,
+}

@@ -13,8 +13,8 @@ use tokio_util::sync::CancellationToken;
 use crate::error::to_napi;
 use crate::lock::NativeLock;
 use crate::options::{
-  ms_arg, to_js, NativeAcquireOptions, NativeDynamoOptions, NativeRedisOptions, NativeRedlockOptions,
-  NativeTableOptions,
+  ms_arg, to_js, NativeAcquireOptions, NativeDynamoOptions, NativeRedisOptions,
+  NativeRedlockOptions, NativeTableOptions,
 };
 
 /// A read-only view of a lock.
@@ -99,7 +99,7 @@ impl NativeClient {
   /// One DynamoDB table; the SDK client is made on first use.
   #[napi(factory)]
   pub fn dynamodb(options: NativeDynamoOptions) -> napi::Result<Self> {
-    let store = Arc::new(DynamoStore::new(options.into()).map_err(to_napi)?);
+    let store = Arc::new(DynamoStore::new(options.into_core()?).map_err(to_napi)?);
     let mut client = Self::with(LockManager::new(store.clone()));
     client.dynamo = Some(store);
     Ok(client)

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use ferrolock_core::{
-  AcquireExtras, AcquireOptions, Billing, DynamoOptions, Payload, RedisClientObject, RedisOptions,
-  RedlockOptions, StaticCredentials, TableOptions, Wait,
+  AcquireExtras, AcquireOptions, Billing, DynamoClientObject, DynamoOptions, Payload,
+  RedisClientObject, RedisOptions, RedlockOptions, StaticCredentials, TableOptions, Wait,
 };
 use napi::bindgen_prelude::{Buffer, Either};
 use napi_derive::napi;
@@ -51,6 +51,8 @@ pub struct NativeDynamoOptions {
   pub sort_key_value: Option<String>,
   pub ttl_attribute: Option<String>,
   pub request_timeout: Option<f64>,
+  /// A caller's client object, by the number `registerTransport` gave its send function.
+  pub client: Option<u32>,
 }
 
 /// Options of `createLockTable`.
@@ -232,9 +234,15 @@ pub fn to_js(data: Payload) -> Either<String, Buffer> {
   }
 }
 
-impl From<NativeDynamoOptions> for DynamoOptions {
-  fn from(o: NativeDynamoOptions) -> Self {
+impl NativeDynamoOptions {
+  pub fn into_core(self) -> napi::Result<DynamoOptions> {
+    let o = self;
     let mut out = DynamoOptions::new(o.table);
+    if let Some(id) = o.client {
+      out.client = Some(DynamoClientObject {
+        transport: crate::transport::take_transport(id)?,
+      });
+    }
     out.region = o.region;
     out.endpoint = o.endpoint;
     if let (Some(id), Some(secret)) = (o.access_key_id, o.secret_access_key) {
@@ -254,7 +262,7 @@ impl From<NativeDynamoOptions> for DynamoOptions {
     if let Some(t) = o.request_timeout.filter(|t| t.is_finite() && *t >= 1.0) {
       out.request_timeout = Duration::from_millis(t as u64);
     }
-    out
+    Ok(out)
   }
 }
 

@@ -78,5 +78,5 @@ pub fn take_transport(id: u32) -> napi::Result<Arc<JsTransport>> {
     .lock()
     .unwrap_or_else(|e| e.into_inner())
     .remove(&id)
-    .ok_or_else(|| invalid("options.redis: unknown client object transport"))
+    .ok_or_else(|| invalid("unknown client object transport"))
 }

@@ -23,5 +23,5 @@ pub use store::memory::MemoryStore;
 pub use store::redis::{RedisOptions, RedisStore};
 pub use store::redlock::{RedlockOptions, RedlockStore};
 pub use store::{LockStore, WakeHub, Watch};
-pub use transport::{BoxFuture, CommandTransport, RedisClientObject};
+pub use transport::{BoxFuture, CommandTransport, DynamoClientObject, RedisClientObject};
 pub use watchdog::{LeaseEvent, Lock, LostReason};

@@ -39,6 +39,9 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 use aws_smithy_http_client::tls;
 use tokio::sync::OnceCell;
+
+use crate::transport::dynamo_http::ObjectHttp;
+use crate::transport::DynamoClientObject;
 use tokio::time::Instant;
 
 use crate::error::{LockError, Result};
@@ -97,6 +100,9 @@ pub struct DynamoOptions {
   pub ttl_attribute: Option<String>,
   /// Per-request timeout. Default 3 s.
   pub request_timeout: Duration,
+  /// The caller's own client object (the transport seam): every request goes through it, with
+  /// its credentials, region and endpoint; `region`, `endpoint` and `credentials` must be unset.
+  pub client: Option<DynamoClientObject>,
 }
 
 impl DynamoOptions {
@@ -111,12 +117,20 @@ impl DynamoOptions {
       sort_key: None,
       ttl_attribute: None,
       request_timeout: Duration::from_secs(3),
+      client: None,
     }
   }
 
   /// Checks names against DynamoDB's rules and the store's own attribute names.
   pub fn validate(&self) -> Result<()> {
     check_table_name(&self.table)?;
+    if self.client.is_some()
+      && (self.region.is_some() || self.endpoint.is_some() || self.credentials.is_some())
+    {
+      return Err(LockError::InvalidArg(
+        "options.dynamodb: a client object brings its own region, endpoint and credentials; do not also give them".into(),
+      ));
+    }
     check_attribute_name(&self.partition_key, "options.dynamodb.partitionKey")?;
     let mut own = vec![self.partition_key.as_str()];
     if let Some((name, value)) = &self.sort_key {
@@ -336,6 +350,9 @@ impl DynamoStore {
   }
 
   async fn connect(&self) -> Result<Client> {
+    if let Some(object) = &self.opts.client {
+      return Ok(self.through_object(object));
+    }
     let http = aws_smithy_http_client::Builder::new()
       .tls_provider(tls::Provider::Rustls(
         tls::rustls_provider::CryptoMode::Ring,
@@ -373,6 +390,31 @@ impl DynamoStore {
       conf = conf.region(Region::new("us-east-1"));
     }
     Ok(Client::from_conf(conf.build()))
+  }
+
+  /// An SDK client whose HTTP exchanges go through the caller's client object, which signs and
+  /// sends them its own way: what the SDK signs here with placeholder credentials is never sent.
+  fn through_object(&self, object: &DynamoClientObject) -> Client {
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+      .operation_attempt_timeout(self.opts.request_timeout)
+      .operation_timeout(self.opts.request_timeout)
+      .build();
+    let conf = aws_sdk_dynamodb::Config::builder()
+      .behavior_version(BehaviorVersion::latest())
+      .http_client(ObjectHttp(object.transport.clone()))
+      .region(Region::new("us-east-1"))
+      .endpoint_url("http://client-object.invalid")
+      .credentials_provider(Credentials::new(
+        "client-object",
+        "unused",
+        None,
+        None,
+        "ferrolock",
+      ))
+      .retry_config(aws_config::retry::RetryConfig::disabled())
+      .timeout_config(timeouts)
+      .interceptor(RequestCounter(self.requests.clone()));
+    Client::from_conf(conf.build())
   }
 
   fn observed(&self) -> MutexGuard<'_, HashMap<String, Observation>> {
