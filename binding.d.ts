@@ -47,6 +47,11 @@ export declare class NativeClient {
   extendToken(name: string, token: string, ttl: number): Promise<boolean>
   /** Releases `name` if held under `token`. */
   releaseToken(name: string, token: string): Promise<boolean>
+  /**
+   * One plain DynamoDB request as wire JSON (the dynamo-lock drop-in's own client): resolves
+   * `{"ok": output}` or `{"err": {"code", "message"}}`.
+   */
+  raw(operation: string, params: string): Promise<string>
   close(): Promise<void>
   stats(): NativeStats
 }

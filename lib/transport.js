@@ -208,6 +208,8 @@ function dynamoSender(obj) {
 }
 
 module.exports = {
+  fromWire,
+  toWire,
   dynamoSender,
   dynamoStyle,
   redisSender,

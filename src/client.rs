@@ -266,6 +266,20 @@ impl NativeClient {
     done.map_err(to_napi)
   }
 
+  /// One plain DynamoDB request as wire JSON (the dynamo-lock drop-in's own client): resolves
+  /// `{"ok": output}` or `{"err": {"code", "message"}}`.
+  #[napi]
+  pub async fn raw(&self, operation: String, params: String) -> napi::Result<String> {
+    let store = self.dynamo()?.clone();
+    let params: serde_json::Value =
+      serde_json::from_str(&params).map_err(|_| crate::error::invalid("params must be JSON"))?;
+    Ok(match store.raw(&operation, &params).await {
+      Ok(out) => serde_json::json!({ "ok": out }),
+      Err(e) => serde_json::json!({ "err": { "code": e.code, "message": e.message } }),
+    }
+    .to_string())
+  }
+
   #[napi]
   pub async fn close(&self) {
     self.manager.close().await;

@@ -12,6 +12,7 @@ use crate::error::{LockError, Result};
 use crate::lease::{Acquire, AcquireRequest, LockInfo, Payload, ReleaseOptions};
 
 pub mod dynamodb;
+pub mod dynamodb_raw;
 pub mod memory;
 pub mod redis;
 pub mod redlock;

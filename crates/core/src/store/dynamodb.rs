@@ -342,7 +342,7 @@ impl DynamoStore {
     self.requests.load(Ordering::Relaxed)
   }
 
-  async fn client(&self) -> Result<&Client> {
+  pub(crate) async fn client(&self) -> Result<&Client> {
     if self.closed.load(Ordering::Acquire) {
       return Err(LockError::Closed);
     }
