@@ -5,7 +5,7 @@ import { once } from 'node:events'
 import { after, before, describe, test } from 'node:test'
 
 import { createClient } from '../index.js'
-import { startRedis } from './support/servers.mjs'
+import { rawCommand, startRedis } from './support/servers.mjs'
 
 describe('regressions (redis)', () => {
   let server, locks, other
@@ -18,6 +18,18 @@ describe('regressions (redis)', () => {
     await locks.close()
     await other.close()
     await server.stop()
+  })
+
+  test("another library's string lock at the key counts as held, and is never touched", async () => {
+    // e.g. redlock 4 or exclusive-lock holding `lock:foreign` as a string (was: WRONGTYPE errors).
+    assert.equal(await rawCommand(server.port, 'SET lock:foreign theirs PX 60000'), '+OK')
+    assert.equal(await locks.tryAcquire('foreign'), null)
+    await assert.rejects(locks.acquire('foreign', { wait: 150, retryDelay: 20 }), { code: 'ERR_LOCK_NOT_ACQUIRED' })
+    const info = await locks.inspect('foreign')
+    assert.equal(info.owner, '')
+    assert.equal(info.fence, 0n)
+    assert.ok(info.remainingTtl > 50_000, `remaining ${info.remainingTtl}`)
+    assert.equal(await rawCommand(server.port, 'GET lock:foreign'), 'theirs')
   })
 
   test('a manual extend to a longer ttl is what the next heartbeats renew', async () => {

@@ -29,8 +29,11 @@ local function enqueue()
   end
 end
 
+-- A key of another type (e.g. another library's string lock) is held by someone else.
+local hash = redis.call('TYPE', KEYS[1]).ok == 'hash'
+
 -- Ours already: an earlier attempt ran although its reply was lost (a timeout). Take it.
-if redis.call('HGET', KEYS[1], 'id') == ARGV[1] then
+if hash and redis.call('HGET', KEYS[1], 'id') == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
   return {1, redis.call('HGET', KEYS[1], 'fence')}
 end
@@ -41,7 +44,7 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
     drop_stale()
     enqueue()
   end
-  return {0, redis.call('HGET', KEYS[1], 'owner'), redis.call('PTTL', KEYS[1])}
+  return {0, hash and redis.call('HGET', KEYS[1], 'owner'), redis.call('PTTL', KEYS[1])}
 end
 
 -- Free, but an older live waiter is first in line.

@@ -5,7 +5,7 @@ local fence = tonumber(ARGV[2])
 if tonumber(redis.call('GET', KEYS[2]) or '0') < fence then
   redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
 end
-if redis.call('HGET', KEYS[1], 'id') == ARGV[1] then
+if redis.call('TYPE', KEYS[1]).ok == 'hash' and redis.call('HGET', KEYS[1], 'id') == ARGV[1] then
   redis.call('HSET', KEYS[1], 'fence', ARGV[2])
   return 1
 end
