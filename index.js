@@ -906,6 +906,8 @@ class Client {
  * node_redis): ferrolock sends every command through its methods.
  */
 function createClient(options) {
+  // A string first: dynamo-lock's createClient(lockTableName, params) (the drop-in).
+  if (typeof options === 'string') return require('./compat/dynamo-lock.js').createClient(...arguments)
   const o = options === undefined ? {} : options
   checkKeys(o, CLIENT_KEYS, 'options')
   if (o.logger !== undefined && (o.logger === null || typeof o.logger !== 'object')) {
@@ -970,7 +972,15 @@ const internal = {
   lift,
 }
 
-module.exports = {
+/**
+ * The main export is also dist-lock's factory, `require('ferrolock')(redisClient, options)`, so
+ * `npm install dist-lock@npm:ferrolock` runs dist-lock code unchanged (see compat/dist-lock.js).
+ */
+function ferrolock(redisClient, options) {
+  return require('./compat/dist-lock.js')(redisClient, options)
+}
+
+module.exports = Object.assign(ferrolock, {
   createClient,
   Client,
   Lock,
@@ -983,4 +993,4 @@ module.exports = {
   AbortedError,
   TableNotFoundError,
   _internal: internal,
-}
+})
