@@ -980,17 +980,17 @@ function ferrolock(redisClient, options) {
   return require('./compat/dist-lock.js')(redisClient, options)
 }
 
-module.exports = Object.assign(ferrolock, {
-  createClient,
-  Client,
-  Lock,
-  LockError,
-  LockNotAcquiredError,
-  LockLostError,
-  InvalidArgumentError,
-  BackendUnavailableError,
-  ClientClosedError,
-  AbortedError,
-  TableNotFoundError,
-  _internal: internal,
-})
+// Named exports as plain assignments, so Node's ESM import of this file sees each name.
+module.exports = ferrolock
+module.exports.createClient = createClient
+module.exports.Client = Client
+module.exports.Lock = Lock
+module.exports.LockError = LockError
+module.exports.LockNotAcquiredError = LockNotAcquiredError
+module.exports.LockLostError = LockLostError
+module.exports.InvalidArgumentError = InvalidArgumentError
+module.exports.BackendUnavailableError = BackendUnavailableError
+module.exports.ClientClosedError = ClientClosedError
+module.exports.AbortedError = AbortedError
+module.exports.TableNotFoundError = TableNotFoundError
+module.exports._internal = internal
