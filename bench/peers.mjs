@@ -25,9 +25,10 @@ export const RETRY = {
   'redis-semaphore': 'retryInterval 2 ms (the library has no jitter)',
   'dist-lock': 'retryDelay 2 ms (the library has no jitter)',
   ferrolock: 'push wake-up on release; fallback poll at the defaults (retryDelay 100, retryJitter 50 ms)',
+  'ferrolock-ioredis': 'retryDelay 2 ± retryJitter 1 ms (no push through a client object: it polls)',
 }
 
-export const PEERS = ['ferrolock', 'raw', 'redlock', 'redis-semaphore', 'dist-lock']
+export const PEERS = ['ferrolock', 'ferrolock-ioredis', 'raw', 'redlock', 'redis-semaphore', 'dist-lock']
 
 export const MS = 1e6 // ns per ms
 export const now = () => process.hrtime.bigint()
@@ -59,6 +60,20 @@ const openers = {
       acquire: (key) => locks.acquire(key, options),
       release: (lock) => lock.release(),
       close: () => locks.close(),
+    }
+  },
+
+  // ferrolock through the caller's own ioredis client (the transport seam): every command goes
+  // through ioredis's call().
+  async 'ferrolock-ioredis'(port) {
+    const { createClient } = require('..')
+    const redis = ioredis(port)
+    const locks = createClient({ redis, keyPrefix: 'bench:ferrolock-io:' })
+    const options = { ttl: TTL, autoExtend: false, retryDelay: 2, retryJitter: 1 }
+    return {
+      acquire: (key) => locks.acquire(key, options),
+      release: (lock) => lock.release(),
+      close: async () => (await locks.close(), await redis.quit()),
     }
   },
 

@@ -276,6 +276,25 @@ function tables(results) {
   return { throughput, cpu, contention }
 }
 
+// ferrolock through the caller's own ioredis client (the transport seam) against raw ioredis.
+function seam(io, raw, row) {
+  if (!io) return []
+  return [
+    row(
+      'through your ioredis, sequential vs raw',
+      ratio(io.seq.rate, raw.seq.rate),
+      '≥ 0.90×',
+      io.seq.rate / raw.seq.rate >= 0.9,
+    ),
+    row(
+      'through your ioredis, 64 keys vs raw',
+      ratio(io.conc.rate, raw.conc.rate),
+      '≥ 0.90×',
+      io.conc.rate / raw.conc.rate >= 0.9,
+    ),
+  ]
+}
+
 function targets(results) {
   const f = results.find((r) => r.peer === 'ferrolock')
   const raw = results.find((r) => r.peer === 'raw')
@@ -289,6 +308,11 @@ function targets(results) {
     row('contended handoff p50', `${ms(f.c.p50)} ms`, '≤ 0.25 ms', f.c.p50 <= 0.25),
     row('contended handoff p99', `${ms(f.c.p99)} ms`, '≤ 2 ms', f.c.p99 <= 2),
     row('contended Jain index', f.c.jain.toFixed(3), '≥ 0.95', f.c.jain >= 0.95),
+    ...seam(
+      results.find((r) => r.peer === 'ferrolock-ioredis'),
+      raw,
+      row,
+    ),
   ]
 }
 
