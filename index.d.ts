@@ -78,10 +78,20 @@ export interface MemoryClientOptions extends BaseClientOptions {
   redlock?: undefined
 }
 
+/**
+ * A Redis client object of yours; ferrolock sends every command through its methods, looked up
+ * at each call: ioredis 5 `Redis` or `Cluster` (`call`), node_redis 0.x-3 (`send_command`,
+ * callback API) or node_redis 4+ (`sendCommand`). ferrolock never closes it.
+ */
+export type RedisClientObject =
+  | { call(command: string, ...args: any[]): unknown }
+  | { send_command(command: string, args: any[], callback: (err: Error | null, reply: unknown) => void): unknown }
+  | { sendCommand(args: string[]): Promise<unknown> }
+
 /** Options of the Redis backend: one server, or a Redis Cluster (`{ cluster: [...] }`). */
 export interface RedisClientOptions extends BaseClientOptions {
-  /** A `redis://` URL or connection options of one Redis server, or `{ cluster: [urls] }`. */
-  redis: string | RedisOptions
+  /** A `redis://` URL or connection options of one Redis server, `{ cluster: [urls] }`, or your own client object. */
+  redis: string | RedisOptions | RedisClientObject
   /** Not allowed together with `redis`. */
   memory?: undefined
   /** Not allowed together with `redis`. */
@@ -124,7 +134,18 @@ export interface DynamoOptions {
   ttlAttribute?: string | undefined
   /** Per-request timeout in ms (default 3000). */
   requestTimeout?: number | undefined
+  /**
+   * Your own client object: an aws-sdk v2 `AWS.DynamoDB`, or an `@aws-sdk/client-dynamodb` v3
+   * `DynamoDB` or `DynamoDBClient`. Every request goes through it, with its credentials, region
+   * and endpoint (do not give `region`, `endpoint` or `credentials` then).
+   */
+  client?: DynamoClientObject | undefined
 }
+
+/** A DynamoDB client object of yours (see `DynamoOptions.client`). */
+export type DynamoClientObject =
+  | { getItem(...args: any[]): unknown; updateItem(...args: any[]): unknown }
+  | { send(command: any, ...rest: any[]): Promise<unknown> }
 
 /** Options of the DynamoDB backend (`keyPrefix` does not apply). */
 export interface DynamoClientOptions {
@@ -143,8 +164,8 @@ export interface DynamoClientOptions {
 /** A JSON value, as stored in DynamoDB additional attributes. */
 export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue }
 
-/** Connection options of one Redlock master: a single server (no `cluster`). */
-export type RedlockMaster = string | Omit<RedisOptions, 'cluster'>
+/** One Redlock master: a URL, connection options of a single server (no `cluster`), or your own client object of one server. */
+export type RedlockMaster = string | Omit<RedisOptions, 'cluster'> | RedisClientObject
 
 /** Options of the Redlock backend: a quorum over independent Redis masters. */
 export interface RedlockClientOptions extends BaseClientOptions {

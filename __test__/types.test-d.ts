@@ -596,3 +596,20 @@ createClient({ redis: 'redis://a', redlock: ['redis://a', 'redis://b'] })
 createClient({ redlock: ['redis://a', 'redis://b'], driftFactor: '0.01' })
 // @ts-expect-error -- retryCount belongs to the redlock backend
 createClient({ redis: 'redis://a', retryCount: 3 })
+
+// Your own client objects (the transport seam).
+declare const ioredisLike: { call(command: string, ...args: any[]): Promise<unknown> }
+declare const nodeRedis3Like: {
+  send_command(command: string, args: any[], cb: (err: Error | null, reply: unknown) => void): boolean
+}
+declare const nodeRedis4Like: { sendCommand(args: string[]): Promise<unknown> }
+createClient({ redis: ioredisLike, keyPrefix: 'app:' })
+createClient({ redis: nodeRedis3Like })
+createClient({ redis: nodeRedis4Like })
+createClient({ redlock: [ioredisLike, nodeRedis4Like, 'redis://c'] })
+declare const dynamoV3Like: { send(command: object): Promise<unknown> }
+createClient({ dynamodb: { table: 'locks', client: dynamoV3Like } })
+// @ts-expect-error -- a client object needs a command method
+createClient({ redis: { get: () => null } })
+// @ts-expect-error -- not a DynamoDB client
+createClient({ dynamodb: { table: 'locks', client: { query: () => null } } })
