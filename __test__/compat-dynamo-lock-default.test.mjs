@@ -36,6 +36,15 @@ function awsFreeEnv(extra) {
 }
 
 // A forked dynamo-lock-worker; `ask(msg)` resolves its first answer to msg.
+// createLockTable calls back before the table is ACTIVE (as dynamo-lock did): callers wait.
+async function untilActive(raw, table) {
+  for (;;) {
+    const { Table } = await raw.describeTable({ TableName: table }).promise()
+    if (Table.TableStatus === 'ACTIVE') return
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+}
+
 async function worker(impl, table, params, env) {
   const child = fork(WORKER, [impl, table], {
     env: { ...env, FERROLOCK_TEST_DYNAMO_LOCK: JSON.stringify(params) },
@@ -82,6 +91,7 @@ describe('dynamo-lock without a db: ferrolock builds the client', () => {
 
     assert.deepEqual(await settle((cb) => client.createLockTable(cb)), [null, 'SUCCESS'])
     assert.deepEqual(await settle((cb) => client.createLockTable(cb)), ['TABLE_EXISTS', null])
+    await untilActive(raw, 'cfg-locks')
     const before = Date.now()
     assert.deepEqual(await settle((cb) => client.getLock('job', 200, cb)), [null, 'SUCCESS'])
     const item = await rawGet('cfg-locks', 'job')
@@ -139,6 +149,7 @@ describe('dynamo-lock without a db: ferrolock builds the client', () => {
       const child = await worker('new', table, {}, env)
       try {
         assert.deepEqual(await child.ask({ op: 'createLockTable' }), { err: null, res: 'SUCCESS' })
+        await untilActive(raw, table)
         assert.deepEqual(await child.ask({ op: 'getLock', name: 'job', timeout: 60000 }), { err: null, res: 'SUCCESS' })
         const item = await rawGet(table, 'job')
         assert.match(item.guid.S, UUID_V4)
@@ -163,6 +174,7 @@ describe('dynamo-lock without a db: ferrolock builds the client', () => {
     const child = await worker('new', 'cfg-wins', { awsConfig }, env)
     try {
       assert.deepEqual(await child.ask({ op: 'createLockTable' }), { err: null, res: 'SUCCESS' })
+      await untilActive(raw, 'cfg-wins')
       assert.deepEqual(await child.ask({ op: 'getLock', name: 'job', timeout: 60000 }), { err: null, res: 'SUCCESS' })
       assert.match((await rawGet('cfg-wins', 'job')).guid.S, UUID_V4)
     } finally {
@@ -174,6 +186,7 @@ describe('dynamo-lock without a db: ferrolock builds the client', () => {
     const table = 'fleet-default'
     const ours = createClient(table, { awsConfig: { endpoint: server.endpoint, region: 'us-east-1', ...keys } })
     assert.deepEqual(await settle((cb) => ours.createLockTable(cb)), [null, 'SUCCESS'])
+    await untilActive(raw, table)
     const old = await worker(
       'old',
       table,
