@@ -121,7 +121,7 @@ describe('bad input', () => {
       [{ memory: true, redis: 'redis://127.0.0.1' }, /choose one backend/],
       [{ keyPrefix: 5 }, /keyPrefix/],
       [{ logger: 'console' }, /logger/],
-      ['redis://127.0.0.1', /options must be an object/],
+      [42, /options must be an object/],
     ]
     for (const [options, pattern] of cases) {
       assert.throws(

@@ -55,7 +55,8 @@ function sendOne(obj, method, args) {
     const cb = (err, reply) => {
       if (done) return
       done = true
-      err ? reject(err) : resolve(reply)
+      if (err) reject(err)
+      else resolve(reply)
     }
     // ioredis answers the callback and a promise; node_redis 3 only the callback.
     const out = obj[method](name, rest, cb)
@@ -171,7 +172,8 @@ function dynamoCall(obj, style, operation, params) {
     const cb = (err, data) => {
       if (done) return
       done = true
-      err ? reject(err) : resolve(data)
+      if (err) reject(err)
+      else resolve(data)
     }
     // aws-sdk v2 (or a look-alike): the callback sends the request.
     obj[lowerFirst(operation)](params, cb)

@@ -273,11 +273,13 @@ impl NativeClient {
     let store = self.dynamo()?.clone();
     let params: serde_json::Value =
       serde_json::from_str(&params).map_err(|_| crate::error::invalid("params must be JSON"))?;
-    Ok(match store.raw(&operation, &params).await {
-      Ok(out) => serde_json::json!({ "ok": out }),
-      Err(e) => serde_json::json!({ "err": { "code": e.code, "message": e.message } }),
-    }
-    .to_string())
+    Ok(
+      match store.raw(&operation, &params).await {
+        Ok(out) => serde_json::json!({ "ok": out }),
+        Err(e) => serde_json::json!({ "err": { "code": e.code, "message": e.message } }),
+      }
+      .to_string(),
+    )
   }
 
   #[napi]
