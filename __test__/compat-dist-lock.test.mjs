@@ -808,7 +808,7 @@ for (const [here, there] of [
       const call = (fn) => ok(fn)
 
       for (const w of workers) w.send('go')
-      // they start first: this side has to wait for their locks
+      // they take the lock first: this side has to wait for theirs
       for (const w of workers) assert.equal(await w.next(), 'started')
       const mine = { intervals: [], waited: 0, releasedFalse: 0 }
       for (let i = 0; i < rounds; i++) {
