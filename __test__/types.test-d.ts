@@ -477,8 +477,6 @@ function namespace(): void {
     ferrolock.ClientClosedError,
     ferrolock.AbortedError,
   ]
-  // @ts-expect-error module.exports has no `default` property
-  void ferrolock.default
   // @ts-expect-error nor anything else index.js does not export
   void ferrolock.NativeClient
 
@@ -613,3 +611,21 @@ createClient({ dynamodb: { table: 'locks', client: dynamoV3Like } })
 createClient({ redis: { get: () => null } })
 // @ts-expect-error -- not a DynamoDB client
 createClient({ dynamodb: { table: 'locks', client: { query: () => null } } })
+
+// The main export is also dist-lock's factory, and createClient takes dynamo-lock's call shape.
+import ferrolockMain = require('ferrolock')
+declare const nodeRedis3: { send_command(...args: any[]): unknown; hmget(...args: any[]): unknown }
+const distLocks = ferrolockMain(nodeRedis3, { ttl: 5000, keyPrefix: 'app:' })
+distLocks.acquire('job', 'me', (err, lock) => {
+  if (err || !lock) return
+  const attempt: number = lock.acquiredOnAttempt
+  void attempt
+  lock.release()
+})
+const locker = ferrolockMain.createClient('Locks', { awsConfig: { region: 'eu-west-1' } })
+const lockTableName: string = locker.lockTableName
+void lockTableName
+const memory: Client = ferrolockMain.createClient()
+void memory
+// @ts-expect-error -- dist-lock's factory needs a Redis client
+ferrolockMain({}, {})
