@@ -2,7 +2,7 @@
 // @leverege/lock drop-in: `require('ferrolock/leverege')` is `Lock` (COMPAT.md section 5).
 // A thin adapter over ferrolock's public API: it maps the old settings (Redlock's lockOptions,
 // the in-memory retry/delay) onto acquire options and the results onto Redlock 4's shapes. The
-// waiting, retries, TTLs and fences stay in the Rust core. MIGRATION-leverege.md lists every
+// waiting, retries, TTLs and fences stay in the Rust core. README.md ("Migrating from @leverege/lock") lists every
 // decision taken where the old README was silent.
 
 const ferrolock = require('../index.js')
