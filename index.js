@@ -356,6 +356,12 @@ function parseRedisUrl(value, what) {
 function redisOptions(redis, keyPrefix, what = 'options.redis') {
   if (isRedisClient(redis)) {
     if (keyPrefix !== undefined && typeof keyPrefix !== 'string') throw invalid('options.keyPrefix must be a string')
+    // ioredis would prefix the lock key and its companions (`{key}:fence`) into different slots.
+    if (isRedisCluster(redis) && redis.options && redis.options.keyPrefix) {
+      throw invalid(
+        `${what}: an ioredis Cluster with its own keyPrefix cannot be used; give keyPrefix to ferrolock instead`,
+      )
+    }
     return { keyPrefix, clientObject: redis, cluster: isRedisCluster(redis) ? [] : undefined }
   }
   let opts = redis
@@ -407,9 +413,29 @@ function nativeRedis(opts) {
   return { ...rest, client: registerTransport(redisSender(clientObject)), clientCluster: cluster !== undefined }
 }
 
+// Where a client object connects, `host:port/db`, when it says: ioredis (`options`), node_redis
+// 3 (`address`, `selected_db`) or 4 (`options.url` / `options.socket`, `options.database`).
+function clientAddress(c) {
+  try {
+    const o = c.options || {}
+    if (typeof o.path === 'string') return `${o.path}/${o.db || 0}`
+    if (typeof o.host === 'string' && o.port) return `${o.host.toLowerCase()}:${o.port}/${o.db || 0}`
+    if (typeof c.address === 'string') return `${c.address.toLowerCase()}/${c.selected_db || 0}`
+    if (typeof o.url === 'string') {
+      const url = new URL(o.url)
+      const db = o.database ?? (url.pathname.length > 1 ? Number(url.pathname.slice(1)) : 0)
+      return `${url.hostname.toLowerCase()}:${url.port || 6379}/${db}`
+    }
+    if (o.socket && typeof o.socket.host === 'string') {
+      return `${o.socket.host.toLowerCase()}:${o.socket.port || 6379}/${o.database || 0}`
+    }
+  } catch {}
+  return undefined // unknown: only the same object twice is caught
+}
+
 // Where a Redlock master lives, `host:port/db`, to refuse the same master twice.
 function masterAddress(opts) {
-  if (opts.clientObject) return opts.clientObject
+  if (opts.clientObject) return clientAddress(opts.clientObject) || opts.clientObject
   const url = opts.url !== undefined ? new URL(opts.url) : undefined
   const host = (opts.host ?? (url && url.hostname) ?? '127.0.0.1').toLowerCase()
   const port = opts.port ?? (url && url.port ? Number(url.port) : 6379)

@@ -660,6 +660,28 @@ describe('ExclusiveLock against redis-server', () => {
         assert.equal(await raw(`EXISTS ${b.key}`), ':0')
       })
 
+      test('a refresh after another holder took the key: lost, and their key is not renewed', T, async () => {
+        const { proxy, calls } = counting(conn)
+        const a = make({ lock_contents: 'A', cache_connection: proxy })
+        const events = record(a)
+        await a.acquire()
+        await raw(`SET ${a.key} B PX 3000`) // as if A's key had expired and B had taken it
+        const [err] = await next(a, 'error')
+        assert.equal(err.code, 'ERR_LOCK_LOST')
+        assert.match(err.message, /another instance holds it now/)
+        assert.equal(a.acquired, false)
+        assert.equal(a.refresh_timer, null)
+        assert.ok(!calls.includes(flavour.pexpire), calls.join()) // B's lease was not renewed by A
+        assert.equal(await raw(`GET ${a.key}`), 'B')
+        const pttl = Number((await raw(`PTTL ${a.key}`)).slice(1))
+        assert.ok(pttl > 0 && pttl <= 3000, `pttl ${pttl}`)
+        assert.deepEqual(events, [
+          ['acquired', a.key],
+          ['error', err],
+        ])
+        await raw(`DEL ${a.key}`)
+      })
+
       test('release() after another holder took the key does not delete it', T, async () => {
         const { proxy, calls } = counting(conn)
         const a = make({ lock_contents: 'A', cache_connection: proxy })

@@ -18,7 +18,12 @@ function owned() {
   const add = (c) => (clients.push(c), c)
   const close = async () => {
     for (const c of clients) {
+      let v4 // node_redis 4 in legacy mode: the promise API is under `v4` (a getter that throws otherwise)
+      try {
+        v4 = c.v4
+      } catch {}
       if (typeof c.disconnect === 'function' && c.isCluster !== undefined) c.disconnect()
+      else if (v4) await v4.quit()
       else if (typeof c.quit === 'function')
         await new Promise((resolve) => Promise.resolve(c.quit(resolve)).then(resolve, resolve))
     }
@@ -63,6 +68,16 @@ const backends = {
     const mine = owned()
     const make = () => {
       const c = mine.add(redis4.createClient({ url: server.url }))
+      c.connect()
+      return createClient({ redis: c, keyPrefix: 'conf:' })
+    }
+    return { make, stop: async () => (await mine.close(), await server.stop()), kind: 'redis' }
+  },
+  'redis via node_redis 4 in legacy mode': async () => {
+    const server = await startRedis()
+    const mine = owned()
+    const make = () => {
+      const c = mine.add(redis4.createClient({ url: server.url, legacyMode: true }))
       c.connect()
       return createClient({ redis: c, keyPrefix: 'conf:' })
     }

@@ -126,6 +126,18 @@ describe('transport seam: Redis client objects', () => {
       code: 'ERR_INVALID_ARG',
       message: /one server, not a cluster/,
     })
+    // Two client objects of one server are one master, not two.
+    const [a, b] = [
+      new Redis({ port: server.port, lazyConnect: true }),
+      new Redis({ port: server.port, lazyConnect: true }),
+    ]
+    assert.throws(() => createClient({ redlock: [a, b] }), {
+      code: 'ERR_INVALID_ARG',
+      message: new RegExp(`same master \\(localhost:${server.port}/0\\)`),
+    })
+    // ioredis would prefix the lock key and its companions into different cluster slots.
+    const prefixed = { call() {}, isCluster: true, options: { keyPrefix: 'app:' } }
+    assert.throws(() => createClient({ redis: prefixed }), { code: 'ERR_INVALID_ARG', message: /keyPrefix/ })
     const locks2 = createClient({ redis: counting })
     await assert.rejects(locks2.acquire(''), { code: 'ERR_INVALID_ARG' })
     await assert.rejects(locks2.acquire('x', { ttl: -1 }), { code: 'ERR_INVALID_ARG' })
@@ -229,6 +241,24 @@ describe('transport seam: DynamoDB client objects', () => {
     assert.equal(err.cause, boom)
     db.send = original
     await locks.close()
+  })
+
+  test('an aws-sdk v2-style wrapper that answers with a promise instead of the callback works', async () => {
+    const v2 = new AWS.DynamoDB(config)
+    // A typical instrumentation wrapper: calls the SDK and returns its promise, ignoring cb.
+    const wrapped = {}
+    for (const m of ['getItem', 'updateItem', 'deleteItem', 'createTable', 'describeTable', 'deleteTable']) {
+      wrapped[m] = (params) => v2[m](params).promise()
+    }
+    const locks = createClient({ dynamodb: { table: 'seam-wrapped', client: wrapped } })
+    try {
+      await locks.createLockTable()
+      const lock = await locks.acquire('w')
+      assert.equal(lock.fence, 1n)
+      assert.equal(await lock.release(), true)
+    } finally {
+      await locks.close()
+    }
   })
 
   test('bad input fails before any request', () => {

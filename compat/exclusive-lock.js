@@ -251,6 +251,14 @@ class ExclusiveLock extends EventEmitter {
     const hold = this.#hold
     try {
       const c = this.cache_connection
+      // Renew only our own key: after an expiry another instance may hold it, and a plain
+      // PEXPIRE would renew its lock for it. Without `get` (a stub) this cannot be checked.
+      // (Instances sharing `lock_contents`, default '1', cannot be told apart.)
+      const current = typeof c.get === 'function' ? await c.get(key) : undefined
+      if (current !== undefined && current !== null && String(current) !== this.#written) {
+        if (this.acquired && hold === this.#hold) this.#lost(key, 'another instance holds it now')
+        return
+      }
       const reply = isNodeRedis4(c) ? await c.pExpire(key, this.lock_ttl_ms) : await c.pexpire(key, this.lock_ttl_ms)
       if (reply === 0 || reply === false) {
         // The key is gone: nothing to delete. A reply for an earlier hold changes nothing.
@@ -271,11 +279,11 @@ class ExclusiveLock extends EventEmitter {
     }
   }
 
-  #lost(key) {
+  #lost(key, why = 'it expired or was deleted before it could be refreshed') {
     clearInterval(this.refresh_timer)
     this.refresh_timer = null
     this.acquired = false
-    const err = new Error(`lock ${key} was lost: it expired or was deleted before it could be refreshed`)
+    const err = new Error(`lock ${key} was lost: ${why}`)
     err.code = 'ERR_LOCK_LOST'
     this.#fail(err, key)
   }

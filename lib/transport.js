@@ -5,16 +5,25 @@
 
 // Errors the caller's client gave, kept so that the error surfacing from Rust can carry the
 // original object as its `cause` (Rust sees only the message and this number).
+// An error surfaces (if ever) within a command's timeout; older ones are dropped.
 const MAX_KEPT = 1000
-const kept = new Map()
+const KEEP_MS = 15_000
+const kept = new Map() // id -> { err, at }
 let nextError = 0
 
 function keep(err) {
   const id = ++nextError
-  kept.set(id, err)
-  if (kept.size > MAX_KEPT) kept.delete(kept.keys().next().value)
+  const now = Date.now()
+  for (const [old, { at }] of kept) {
+    if (now - at <= KEEP_MS && kept.size < MAX_KEPT) break
+    kept.delete(old) // oldest first
+  }
+  kept.set(id, { err, at: now })
   return id
 }
+
+// Errors the stores treat as answers, never surfaced: not kept.
+const ANSWERS = /^NOSCRIPT|ConditionalCheckFailed/
 
 const MARK = /\s*\(js#(\d+)\)/
 
@@ -22,9 +31,9 @@ const MARK = /\s*\(js#(\d+)\)/
 function takeKept(text) {
   const m = typeof text === 'string' ? MARK.exec(text) : null
   if (!m) return undefined
-  const err = kept.get(Number(m[1]))
+  const entry = kept.get(Number(m[1]))
   kept.delete(Number(m[1]))
-  return err
+  return entry && entry.err
 }
 
 /** `text` without the marker. */
@@ -38,7 +47,18 @@ const unmark = (text) => (typeof text === 'string' ? text.replace(MARK, '') : te
 function redisMethod(obj, prefer) {
   if (obj === null || typeof obj !== 'object') return null
   const order = prefer ? [prefer, 'call', 'send_command', 'sendCommand'] : ['call', 'send_command', 'sendCommand']
-  return order.find((m) => typeof obj[m] === 'function') || null
+  const method = order.find((m) => typeof obj[m] === 'function') || null
+  // node_redis 4 in legacy mode: its own sendCommand takes a callback; `v4` has the promise one.
+  if (method === 'sendCommand' && legacyV4(obj)) return 'v4.sendCommand'
+  return method
+}
+
+function legacyV4(obj) {
+  try {
+    return obj.v4 !== null && typeof obj.v4 === 'object' && typeof obj.v4.sendCommand === 'function'
+  } catch {
+    return false // a getter that throws outside legacy mode
+  }
 }
 
 const isRedisClient = (obj) => redisMethod(obj) !== null
@@ -49,7 +69,11 @@ const isRedisCluster = (obj) => obj.isCluster === true
 // One command through `method`, as a Promise of the reply.
 function sendOne(obj, method, args) {
   const [name, ...rest] = args
-  if (method === 'sendCommand') return obj.sendCommand(args)
+  if (method === 'sendCommand' || method === 'v4.sendCommand') {
+    const out = method === 'sendCommand' ? obj.sendCommand(args) : obj.v4.sendCommand(args)
+    if (!out || typeof out.then !== 'function') throw new TypeError(`${method} did not return a promise`)
+    return out
+  }
   return new Promise((resolve, reject) => {
     let done = false
     const cb = (err, reply) => {
@@ -87,7 +111,7 @@ function redisSender(obj, prefer) {
       (reply) => JSON.stringify({ ok: plain(reply) }),
       (err) => {
         const text = err && typeof err.message === 'string' ? err.message : String(err)
-        return JSON.stringify({ err: `${text} (js#${keep(err)})` })
+        return JSON.stringify({ err: ANSWERS.test(text) ? text : `${text} (js#${keep(err)})` })
       },
     )
   }
@@ -175,8 +199,10 @@ function dynamoCall(obj, style, operation, params) {
       if (err) reject(err)
       else resolve(data)
     }
-    // aws-sdk v2 (or a look-alike): the callback sends the request.
-    obj[lowerFirst(operation)](params, cb)
+    // aws-sdk v2 (or a look-alike): the callback sends the request. A wrapper may answer with
+    // a promise instead; one that fulfils with undefined carries no answer.
+    const out = obj[lowerFirst(operation)](params, cb)
+    if (out && typeof out.then === 'function') out.then((d) => d !== undefined && cb(null, d), cb)
   })
 }
 
@@ -196,7 +222,7 @@ function dynamoSender(obj) {
         const code = err && (err.code || err.name)
         const status = err && ((err.$metadata && err.$metadata.httpStatusCode) || err.statusCode)
         const text = err && typeof err.message === 'string' ? err.message : String(err)
-        const message = `${text} (js#${keep(err)})`
+        const message = ANSWERS.test(String(code)) ? text : `${text} (js#${keep(err)})`
         // A service error goes back as DynamoDB sends it; anything else failed to send.
         if (typeof code === 'string' && /Exception$|Error$|^AccessDenied/.test(code) && status) {
           const answer = { __type: code, message }

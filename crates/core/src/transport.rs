@@ -57,22 +57,19 @@ pub(crate) struct ClientConn {
 
 impl ClientConn {
   async fn send(&self, cmd: &Cmd) -> redis::RedisResult<Value> {
-    let mut args: Vec<String> = cmd
-      .args_iter()
-      .map(|arg| match arg {
-        redis::Arg::Simple(bytes) => String::from_utf8_lossy(bytes).into_owned(),
-        _ => "0".to_owned(), // a cursor placeholder: not used by the scripts
-      })
-      .collect();
-    let mut reply = self.call(args.clone()).await;
-    if matches!(&reply, Ok(Err(m)) if m.starts_with("NOSCRIPT"))
-      && args
+    let mut reply = self.call(Self::args(cmd)).await;
+    if matches!(&reply, Ok(Err(m)) if m.starts_with("NOSCRIPT")) {
+      // Sent again as EVAL with the source (rare: once per script and server).
+      let mut args = Self::args(cmd);
+      let source = args
         .first()
-        .is_some_and(|c| c.eq_ignore_ascii_case("EVALSHA"))
-    {
-      if let Some(source) = args.get(1).and_then(|sha| self.scripts.get(sha)) {
+        .filter(|c| c.eq_ignore_ascii_case("EVALSHA"))
+        .and_then(|_| args.get(1))
+        .and_then(|sha| self.scripts.get(sha))
+        .cloned();
+      if let Some(source) = source {
         args[0] = "EVAL".to_owned();
-        args[1] = source.clone();
+        args[1] = source;
         reply = self.call(args).await;
       }
     }
@@ -96,6 +93,17 @@ impl ClientConn {
 }
 
 impl ClientConn {
+  /// The command's name and arguments as text (ours are all UTF-8).
+  fn args(cmd: &Cmd) -> Vec<String> {
+    cmd
+      .args_iter()
+      .map(|arg| match arg {
+        redis::Arg::Simple(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+        _ => "0".to_owned(), // a cursor placeholder: not used by the scripts
+      })
+      .collect()
+  }
+
   async fn call(
     &self,
     args: Vec<String>,

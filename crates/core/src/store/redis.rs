@@ -626,8 +626,9 @@ impl RedisStore {
 
   /// `'1'` when the scripts should publish with SPUBLISH (sharded pub/sub, on a cluster).
   fn sharded(&self) -> &'static str {
-    // Nobody subscribes through a client object, and it may talk to a server without SPUBLISH.
-    if self.is_cluster() && !self.is_client() {
+    // Also through a cluster client object: native waiters of a mixed fleet listen with
+    // SSUBSCRIBE, and the script falls back to PUBLISH where the server has no SPUBLISH.
+    if self.is_cluster() {
       "1"
     } else {
       "0"
