@@ -3,19 +3,17 @@
 // environment (AWS_ENDPOINT_URL_DYNAMODB, AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ..., AWS_REGION),
 // against dynalite; next to the real dynamo-lock 0.1.3 in another process.
 import assert from 'node:assert/strict'
-import { fork } from 'node:child_process'
 import { createRequire } from 'node:module'
-import { fileURLToPath } from 'node:url'
 import { after, before, describe, test } from 'node:test'
 
 import { freePort, startDynalite } from './support/servers.mjs'
+import { dynamoLockWorker } from './support/dynamo-lock-worker.mjs'
 
 process.env.AWS_SDK_JS_SUPPRESS_MAINTENANCE_MODE_MESSAGE = '1'
 const require = createRequire(import.meta.url)
 const { createClient } = require('../compat/dynamo-lock.js')
 const AWS = require('aws-sdk')
 
-const WORKER = fileURLToPath(new URL('./fixtures/dynamo-lock-worker.mjs', import.meta.url))
 const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/
 const EXPIRES = /^Lock expires on (\d+) currently its (\d+)$/
 const settle = (fn) => new Promise((resolve) => fn((...args) => resolve(args)))
@@ -35,7 +33,6 @@ function awsFreeEnv(extra) {
   }
 }
 
-// A forked dynamo-lock-worker; `ask(msg)` resolves its first answer to msg.
 // createLockTable calls back before the table is ACTIVE (as dynamo-lock did): callers wait.
 async function untilActive(raw, table) {
   for (;;) {
@@ -45,31 +42,7 @@ async function untilActive(raw, table) {
   }
 }
 
-async function worker(impl, table, params, env) {
-  const child = fork(WORKER, [impl, table], {
-    env: { ...env, FERROLOCK_TEST_DYNAMO_LOCK: JSON.stringify(params) },
-    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
-  })
-  const pending = new Map()
-  let id = 0
-  await new Promise((resolve, reject) => {
-    child.once('exit', (code) => reject(new Error(`worker exited with ${code}`)))
-    child.on('message', (msg) => {
-      if (msg.ready) return resolve()
-      const p = pending.get(msg.id)
-      pending.delete(msg.id)
-      p?.({ err: msg.err, res: msg.res })
-    })
-  })
-  return {
-    ask: (msg) =>
-      new Promise((resolve) => {
-        pending.set(++id, resolve)
-        child.send({ ...msg, id })
-      }),
-    kill: () => child.kill('SIGKILL'),
-  }
-}
+const worker = dynamoLockWorker
 
 describe('dynamo-lock without a db: ferrolock builds the client', () => {
   let server, raw

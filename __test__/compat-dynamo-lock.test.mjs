@@ -3,12 +3,11 @@
 // @aws-sdk/client-dynamodb v3 against dynalite; and the real dynamo-lock 0.1.3 in another
 // process excludes and is excluded by it on the same table.
 import assert from 'node:assert/strict'
-import { fork } from 'node:child_process'
 import { createRequire } from 'node:module'
-import { fileURLToPath } from 'node:url'
 import { after, before, describe, test } from 'node:test'
 
 import { startDynalite } from './support/servers.mjs'
+import { dynamoLockWorker } from './support/dynamo-lock-worker.mjs'
 
 process.env.AWS_SDK_JS_SUPPRESS_MAINTENANCE_MODE_MESSAGE = '1'
 const require = createRequire(import.meta.url)
@@ -20,7 +19,6 @@ Object.assign(require('dynamo-lock/logger.js'), { debug() {}, info() {}, warn() 
 const AWS = require('aws-sdk')
 const v3 = require('@aws-sdk/client-dynamodb')
 
-const WORKER = fileURLToPath(new URL('./fixtures/dynamo-lock-worker.mjs', import.meta.url))
 const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/
 const EXPIRES = /^Lock expires on (\d+) currently its (\d+)$/
 const TABLE_PARAMS = (TableName) => ({
@@ -760,30 +758,4 @@ function callDb(db, method, params, cb) {
   return db.send(new Command(params), cb)
 }
 
-// A forked dynamo-lock-worker; `ask(msg)` resolves its first answer to msg.
-async function worker(impl, table, params) {
-  const child = fork(WORKER, [impl, table], {
-    env: { ...process.env, FERROLOCK_TEST_DYNAMO_LOCK: JSON.stringify(params) },
-    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
-  })
-  const pending = new Map()
-  let id = 0
-  const ready = new Promise((resolve, reject) => {
-    child.once('exit', (code) => reject(new Error(`worker exited with ${code}`)))
-    child.on('message', (msg) => {
-      if (msg.ready) return resolve()
-      const p = pending.get(msg.id)
-      pending.delete(msg.id)
-      p?.({ err: msg.err, res: msg.res })
-    })
-  })
-  await ready
-  return {
-    ask: (msg) =>
-      new Promise((resolve) => {
-        pending.set(++id, resolve)
-        child.send({ ...msg, id })
-      }),
-    kill: () => child.kill('SIGKILL'),
-  }
-}
+const worker = dynamoLockWorker
