@@ -16,6 +16,8 @@
 
 const crypto = require('node:crypto')
 
+const { isRedisClient } = require('../lib/transport.js')
+
 const DEFAULTS = { ttl: 30000, retryDelay: 50, maxRetries: -1, keyPrefix: 'lock:' }
 const MAX_MS = 2 ** 31 - 1 // the native core's limit (about 24.8 days)
 const ID_LENGTH = 25
@@ -101,28 +103,6 @@ function settle(promise, callback) {
   )
 }
 
-function legacyV4(redis) {
-  try {
-    const v4 = redis.v4
-    return v4 !== null && typeof v4 === 'object' && typeof v4.sendCommand === 'function'
-  } catch {
-    return false
-  }
-}
-
-/** The object our native client sends commands through, for `redis`; null if it is no client. */
-function transportOf(redis) {
-  if (redis === null || (typeof redis !== 'object' && typeof redis !== 'function')) return null
-  if (typeof redis.send_command === 'function' || typeof redis.call === 'function') return redis
-  // node_redis 4 in legacy mode: its own sendCommand takes callbacks; `v4` has the promise one
-  // (a getter that throws on a client not in legacy mode).
-  if (legacyV4(redis)) {
-    return { sendCommand: (args) => redis.v4.sendCommand(args) }
-  }
-  if (typeof redis.sendCommand === 'function') return redis
-  return null
-}
-
 // HMGET key id owner through the caller's client: callback API (node_redis <= 3, node_redis 4
 // legacy mode, ioredis), else node_redis 4's hmGet promise.
 function hmget(redis, key, callback) {
@@ -147,8 +127,9 @@ function hmget(redis, key, callback) {
  * again at every call.
  */
 module.exports = function distLock(redis, options) {
-  const transport = transportOf(redis)
-  if (!transport) {
+  // node_redis 0.12-3 and ioredis send through send_command, node_redis 4 through sendCommand
+  // (in legacy mode its `v4.sendCommand`): lib/transport.js picks, at each call.
+  if (!isRedisClient(redis)) {
     throw new TypeError('redisClient must be a Redis client (node_redis or ioredis) with send_command or sendCommand')
   }
   if (!options || (typeof options !== 'object' && typeof options !== 'function')) options = {}
@@ -170,7 +151,7 @@ module.exports = function distLock(redis, options) {
   const nativeFor = (prefix) => {
     let native = natives.get(prefix)
     if (!native) {
-      native = internal().redisNative(transport, prefix, 'send_command')
+      native = internal().redisNative(redis, prefix, 'send_command')
       natives.set(prefix, native)
     }
     return native

@@ -15,8 +15,7 @@
 // (`send(command)`). Without `db`, ferrolock's own adapter (lib/dynamodb-adapter.js) is used.
 
 const { randomUUID } = require('node:crypto')
-const { createRequire } = require('node:module')
-const path = require('node:path')
+const { v3Sdk } = require('../lib/transport.js')
 
 const AWS_API_VERSION = '2012-08-10'
 const skewOf = new WeakMap() // LockerClient -> clockSkewMs (kept off the client's own keys)
@@ -158,66 +157,23 @@ function call(db, method, params, done) {
 }
 
 // Bare v3 clients need @aws-sdk/client-dynamodb's command classes, a devDependency only of
-// ferrolock: take them from the copy the client was built from (found among loaded modules),
-// else from the copy the application resolves.
+// ferrolock: lib/transport.js finds the copy the client was built from, else the application's.
 const COMMANDS = {
   getItem: 'GetItemCommand',
   putItem: 'PutItemCommand',
   createTable: 'CreateTableCommand',
   deleteTable: 'DeleteTableCommand',
 }
-const sdkByConstructor = new WeakMap()
 
 function v3Command(db, method, params) {
-  const Command = sdkFor(db)[COMMANDS[method]]
-  return new Command(params)
-}
-
-function sdkFor(db) {
-  const ctor = typeof db.constructor === 'function' ? db.constructor : undefined
-  let sdk = ctor && sdkByConstructor.get(ctor)
-  if (sdk) return sdk
-  sdk = loadedSdkOf(db) || resolveSdk(db)
+  const sdk = v3Sdk(db)
   if (!sdk) {
     throw new TypeError(
       "A DynamoDBClient passed as db needs '@aws-sdk/client-dynamodb' resolvable from the application " +
         '(npm install @aws-sdk/client-dynamodb), or pass a DynamoDB (aggregated) client or an aws-sdk v2 AWS.DynamoDB',
     )
   }
-  if (ctor) sdkByConstructor.set(ctor, sdk)
-  return sdk
-}
-
-const isSdk = (exp) =>
-  exp != null &&
-  typeof exp.DynamoDBClient === 'function' &&
-  Object.values(COMMANDS).every((c) => typeof exp[c] === 'function')
-
-function loadedSdkOf(db) {
-  for (const mod of Object.values(require.cache)) {
-    const exp = mod && mod.exports
-    if (isSdk(exp) && db instanceof exp.DynamoDBClient) return exp
-  }
-  return undefined
-}
-
-function resolveSdk(db) {
-  const from = [path.join(process.cwd(), 'index.js'), require.main && require.main.filename, __filename]
-  let any
-  for (const base of from) {
-    if (!base) continue
-    let exp
-    try {
-      exp = createRequire(base)('@aws-sdk/client-dynamodb')
-    } catch {
-      continue
-    }
-    if (!isSdk(exp)) continue
-    if (db instanceof exp.DynamoDBClient) return exp
-    // A client from another copy (or a stand-in with a send method): commands of any copy.
-    any = any || exp
-  }
-  return any
+  return new sdk[COMMANDS[method]](params)
 }
 
 exports.createClient = createClient

@@ -45,7 +45,7 @@ const unmark = (text) => (typeof text === 'string' ? text.replace(MARK, '') : te
  * strings), or null. `prefer` puts one first (dist-lock used send_command).
  */
 function redisMethod(obj, prefer) {
-  if (obj === null || typeof obj !== 'object') return null
+  if (obj === null || (typeof obj !== 'object' && typeof obj !== 'function')) return null
   const order = prefer ? [prefer, 'call', 'send_command', 'sendCommand'] : ['call', 'send_command', 'sendCommand']
   const method = order.find((m) => typeof obj[m] === 'function') || null
   // node_redis 4 in legacy mode: its own sendCommand takes a callback; `v4` has the promise one.
@@ -66,6 +66,27 @@ const isRedisClient = (obj) => redisMethod(obj) !== null
 /** Whether the object is an ioredis Cluster (commands are routed by key). */
 const isRedisCluster = (obj) => obj.isCluster === true
 
+/**
+ * Starts `invoke(cb)` and settles once, on the first of its Node-style callback and the
+ * promise it may return; with `skipUndefined`, a promise fulfilling with undefined is no answer
+ * (a wrapper that answers through the callback).
+ */
+function viaCallback(invoke, skipUndefined) {
+  return new Promise((resolve, reject) => {
+    let done = false
+    const cb = (err, value) => {
+      if (done) return
+      done = true
+      if (err) reject(err)
+      else resolve(value)
+    }
+    const out = invoke(cb)
+    if (out && typeof out.then === 'function') {
+      out.then((value) => (skipUndefined && value === undefined ? undefined : cb(null, value)), cb)
+    }
+  })
+}
+
 // One command through `method`, as a Promise of the reply.
 function sendOne(obj, method, args) {
   const [name, ...rest] = args
@@ -74,18 +95,8 @@ function sendOne(obj, method, args) {
     if (!out || typeof out.then !== 'function') throw new TypeError(`${method} did not return a promise`)
     return out
   }
-  return new Promise((resolve, reject) => {
-    let done = false
-    const cb = (err, reply) => {
-      if (done) return
-      done = true
-      if (err) reject(err)
-      else resolve(reply)
-    }
-    // ioredis answers the callback and a promise; node_redis 3 only the callback.
-    const out = obj[method](name, rest, cb)
-    if (out && typeof out.then === 'function') out.then((r) => cb(null, r), cb)
-  })
+  // ioredis answers the callback and a promise; node_redis 3 only the callback.
+  return viaCallback((cb) => obj[method](name, rest, cb), false)
 }
 
 // Replies as JSON for Rust: integers, strings (Buffers as UTF-8), arrays, null.
@@ -132,28 +143,50 @@ function dynamoStyle(obj) {
   return null
 }
 
-// The v3 command classes, for a bare DynamoDBClient: from the @aws-sdk/client-dynamodb that made
-// the client (found among the loaded modules), else the application's own; never bundled here.
-const v3Commands = new WeakMap()
-function commandClass(obj, operation) {
-  let mod = v3Commands.get(obj.constructor)
-  if (!mod) {
-    mod = Object.values(require.cache).find((m) => m && m.exports && m.exports.DynamoDBClient === obj.constructor)
-    mod = mod && mod.exports
-    if (!mod) {
-      const { createRequire } = require('node:module')
-      const path = require('node:path')
-      for (const base of [require.main && require.main.filename, path.join(process.cwd(), 'index.js')]) {
-        try {
-          if (base) mod = createRequire(base)('@aws-sdk/client-dynamodb')
-          if (mod) break
-        } catch {}
-      }
+// The v3 SDK (@aws-sdk/client-dynamodb) a bare DynamoDBClient needs for its command classes,
+// never bundled with ferrolock: the copy the client was built from (found among the loaded
+// modules), else the copy the application resolves; null if there is none.
+const sdkByConstructor = new WeakMap()
+const isSdk = (exp) =>
+  exp != null && typeof exp.DynamoDBClient === 'function' && typeof exp.GetItemCommand === 'function'
+
+function v3Sdk(db) {
+  const ctor = typeof db.constructor === 'function' ? db.constructor : undefined
+  let sdk = ctor && sdkByConstructor.get(ctor)
+  if (sdk) return sdk
+  for (const mod of Object.values(require.cache)) {
+    const exp = mod && mod.exports
+    if (isSdk(exp) && db instanceof exp.DynamoDBClient) {
+      sdk = exp
+      break
     }
-    if (!mod) throw new TypeError('a bare DynamoDBClient needs @aws-sdk/client-dynamodb installed in the application')
-    v3Commands.set(obj.constructor, mod)
   }
-  return mod[`${operation}Command`]
+  if (!sdk) {
+    const { createRequire } = require('node:module')
+    const path = require('node:path')
+    for (const base of [path.join(process.cwd(), 'index.js'), require.main && require.main.filename, __filename]) {
+      let exp
+      try {
+        exp = base && createRequire(base)('@aws-sdk/client-dynamodb')
+      } catch {
+        continue
+      }
+      if (!isSdk(exp)) continue
+      if (db instanceof exp.DynamoDBClient) {
+        sdk = exp
+        break
+      }
+      sdk = sdk || exp // a client of another copy (or a stand-in with send): any copy's commands
+    }
+  }
+  if (sdk && ctor) sdkByConstructor.set(ctor, sdk)
+  return sdk || null
+}
+
+function commandClass(obj, operation) {
+  const sdk = v3Sdk(obj)
+  if (!sdk) throw new TypeError('a bare DynamoDBClient needs @aws-sdk/client-dynamodb installed in the application')
+  return sdk[`${operation}Command`]
 }
 
 // Wire JSON (binary as base64) to SDK params (binary as Buffer), in place.
@@ -191,19 +224,9 @@ function dynamoCall(obj, style, operation, params) {
   if (style === 'send') return obj.send(new (commandClass(obj, operation))(params))
   // v3's aggregated DynamoDB: its methods return a promise when given no callback.
   if (typeof obj.send === 'function') return obj[lowerFirst(operation)](params)
-  return new Promise((resolve, reject) => {
-    let done = false
-    const cb = (err, data) => {
-      if (done) return
-      done = true
-      if (err) reject(err)
-      else resolve(data)
-    }
-    // aws-sdk v2 (or a look-alike): the callback sends the request. A wrapper may answer with
-    // a promise instead; one that fulfils with undefined carries no answer.
-    const out = obj[lowerFirst(operation)](params, cb)
-    if (out && typeof out.then === 'function') out.then((d) => d !== undefined && cb(null, d), cb)
-  })
+  // aws-sdk v2 (or a look-alike): the callback sends the request. A wrapper may answer with
+  // a promise instead; one that fulfils with undefined carries no answer.
+  return viaCallback((cb) => obj[lowerFirst(operation)](params, cb), true)
 }
 
 /** send([operation, body]) for the native DynamoDB store: the HTTP answer DynamoDB would give. */
@@ -240,6 +263,7 @@ module.exports = {
   toWire,
   dynamoSender,
   dynamoStyle,
+  v3Sdk,
   redisSender,
   redisMethod,
   isRedisClient,
