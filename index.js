@@ -362,7 +362,7 @@ function redisOptions(redis, keyPrefix, what = 'options.redis') {
         `${what}: an ioredis Cluster with its own keyPrefix cannot be used; give keyPrefix to ferrolock instead`,
       )
     }
-    return { keyPrefix, clientObject: redis, cluster: isRedisCluster(redis) ? [] : undefined }
+    return { keyPrefix, clientObject: redis, clientCluster: isRedisCluster(redis) }
   }
   let opts = redis
   if (typeof redis === 'string') opts = { url: redis }
@@ -406,11 +406,12 @@ function redisOptions(redis, keyPrefix, what = 'options.redis') {
   return { ...opts, keyPrefix: prefix, tls: opts.tls !== undefined && opts.tls !== false, tlsCa }
 }
 
-// Native options: a client object becomes a registered send function (the transport seam).
-function nativeRedis(opts) {
+// Native options: a client object becomes a registered send function (the transport seam);
+// `prefer` names the command method to use first (see lib/transport.js).
+function nativeRedis(opts, prefer) {
   if (!opts.clientObject) return opts
-  const { clientObject, cluster, ...rest } = opts
-  return { ...rest, client: registerTransport(redisSender(clientObject)), clientCluster: cluster !== undefined }
+  const { clientObject, ...rest } = opts
+  return { ...rest, client: registerTransport(redisSender(clientObject, prefer)) }
 }
 
 // Where a client object connects, `host:port/db`, when it says: ioredis (`options`), node_redis
@@ -962,10 +963,10 @@ function createClient(options) {
   } else if (o.redlock !== undefined) {
     const r = redlockOptions(o)
     defaults = { ...base, backend: 'redlock' }
-    nativeClient = wrapNative(() => NativeClient.redlock({ ...r, masters: r.masters.map(nativeRedis) }))
+    nativeClient = wrapNative(() => NativeClient.redlock({ ...r, masters: r.masters.map((m) => nativeRedis(m)) }))
   } else if (o.redis !== undefined) {
     const r = redisOptions(o.redis, o.keyPrefix)
-    defaults = { ...base, backend: r.cluster ? 'redis-cluster' : 'redis' }
+    defaults = { ...base, backend: r.cluster || r.clientCluster ? 'redis-cluster' : 'redis' }
     nativeClient = wrapNative(() => NativeClient.redis(nativeRedis(r)))
   } else {
     defaults = { ...base, backend: 'memory' }
@@ -987,13 +988,8 @@ function wrapNative(make) {
 // and the error lifting. Not a public API.
 const internal = {
   redisNative(clientObject, keyPrefix, prefer) {
-    return wrapNative(() =>
-      NativeClient.redis({
-        keyPrefix,
-        client: registerTransport(redisSender(clientObject, prefer)),
-        clientCluster: isRedisCluster(clientObject),
-      }),
-    )
+    const opts = { keyPrefix, clientObject, clientCluster: isRedisCluster(clientObject) }
+    return wrapNative(() => NativeClient.redis(nativeRedis(opts, prefer)))
   },
   lift,
 }
