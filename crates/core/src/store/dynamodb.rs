@@ -39,9 +39,6 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 use aws_smithy_http_client::tls;
 use tokio::sync::OnceCell;
-
-use crate::transport::dynamo_http::ObjectHttp;
-use crate::transport::DynamoClientObject;
 use tokio::time::Instant;
 
 use crate::error::{LockError, Result};
@@ -49,6 +46,8 @@ use crate::lease::{
   Acquire, AcquireRequest, Grant, Holder, LockInfo, Payload, ReleaseOptions, MAX_TTL,
 };
 use crate::store::{LockStore, Watch};
+use crate::transport::dynamo_http::ObjectHttp;
+use crate::transport::DynamoClientObject;
 
 const OWNER: &str = "owner";
 const RVN: &str = "recordVersionNumber";
