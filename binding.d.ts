@@ -9,50 +9,76 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+/** The queue of one JS thread (one per Node.js environment: the main thread, each worker). */
+export declare class Completions {
+  /**
+   * `onReady(batch)` is called on this thread with `[id, kind, value, ...]` whenever results
+   * are waiting (kind 0: operation `id` resolved with value; 1: rejected with the error
+   * `{ code, message, cause }`; 2: an event of the lock whose handle is `id`).
+   */
+  constructor(onReady: (arg: Array<any>) => void)
+}
+
 export declare class NativeClient {
   /** The in-process store, shared by every memory client of this process. */
-  static memory(): NativeClient
+  static memory(completions: Completions): NativeClient
   /** One Redis server, or a Redis Cluster (`options.cluster`); connects on first use. */
-  static redis(options: NativeRedisOptions): NativeClient
+  static redis(completions: Completions, options: NativeRedisOptions): NativeClient
   /** Redlock over independent masters; connects on first use. */
-  static redlock(options: NativeRedlockOptions): NativeClient
+  static redlock(completions: Completions, options: NativeRedlockOptions): NativeClient
   /** One DynamoDB table; the SDK client is made on first use. */
-  static dynamodb(options: NativeDynamoOptions): NativeClient
-  /** Creates the lock table and waits until it is ACTIVE; false when it existed. */
-  createLockTable(options: NativeTableOptions): Promise<boolean>
-  /** Deletes the lock table and waits until it is gone; false when there was none. */
-  deleteLockTable(timeout?: number | undefined | null): Promise<boolean>
+  static dynamodb(completions: Completions, options: NativeDynamoOptions): NativeClient
+  /**
+   * Creates the lock table and waits until it is ACTIVE; settles `op` with false when it
+   * existed.
+   */
+  createLockTable(op: number, options: NativeTableOptions): void
+  /**
+   * Deletes the lock table and waits until it is gone; settles `op` with false when there
+   * was none.
+   */
+  deleteLockTable(op: number, timeout?: number | undefined | null): void
   /** The record of `name`, released or not (DynamoDB). */
-  get(name: string): Promise<NativeRecord | null>
+  get(op: number, name: string): void
   get kind(): string
   /**
-   * Acquires `name`; null only for a single attempt (`wait` 0) that found the lock held.
-   * `id` names this call for `cancel`.
+   * Acquires `name`; settles `op` with the lock, or null only for a single attempt (`wait`
+   * 0) that found the lock held. `cancel(op)` aborts it. With `events`, the lock's lease
+   * events go to the completion queue.
    */
-  acquire(name: string, options: NativeAcquireOptions, id: number): Promise<NativeLock | null>
+  acquire(op: number, name: string, options: NativeAcquireOptions, events: boolean): void
   /**
-   * Registers the cancellation handle of acquire `id` before the acquire starts, so a
-   * `cancel(id)` right after the call is never missed.
+   * One attempt done at once, where the store allows it (memory): the lock, or null when it
+   * is held and `wait` is 0; undefined when it cannot be decided now (then call `acquire`).
    */
-  prepare(id: number): void
-  /** Cancels the acquire with this id (it rejects with ERR_ABORTED). */
-  cancel(id: number): void
-  inspect(name: string): Promise<NativeLockInfo | null>
+  acquireNow(name: string, options: NativeAcquireOptions, events: boolean): any
+  /** Whether `acquireNow` can decide (the store works without I/O). */
+  get immediate(): boolean
   /**
-   * One attempt under the caller's `token`, no lease kept (compat entries): the fence, or null
-   * when another owner holds the lock.
+   * Registers the cancellation handle of acquire `op` before the acquire starts, so a
+   * `cancel(op)` right after the call is never missed.
    */
-  claim(name: string, token: string, owner: string, ttl: number): Promise<bigint | null>
+  prepare(op: number): void
+  /** Cancels the acquire `op` (it rejects with ERR_ABORTED). */
+  cancel(op: number): void
+  /** Reads `name`: settles `op` with its info, or null when it is free. */
+  inspect(op: number, name: string): void
+  /**
+   * One attempt under the caller's `token`, no lease kept (compat entries): settles `op`
+   * with the fence, or null when another owner holds the lock.
+   */
+  claim(op: number, name: string, token: string, owner: string, ttl: number): void
   /** Renews `name` if held under `token`. */
-  extendToken(name: string, token: string, ttl: number): Promise<boolean>
+  extendToken(op: number, name: string, token: string, ttl: number): void
   /** Releases `name` if held under `token`. */
-  releaseToken(name: string, token: string): Promise<boolean>
+  releaseToken(op: number, name: string, token: string): void
   /**
-   * One plain DynamoDB request as wire JSON (the dynamo-lock drop-in's own client): resolves
-   * `{"ok": output}` or `{"err": {"code", "message"}}`.
+   * One plain DynamoDB request as wire JSON (the dynamo-lock drop-in's own client): settles
+   * `op` with `{"ok": output}` or `{"err": {"code", "message"}}`.
    */
-  raw(operation: string, params: string): Promise<string>
-  close(): Promise<void>
+  raw(op: number, operation: string, params: string): void
+  /** Rejects pending acquires, releases every held lock and closes the store; settles `op`. */
+  close(op: number): void
   stats(): NativeStats
 }
 
@@ -64,18 +90,23 @@ export declare class NativeLock {
   get lost(): boolean
   /** Milliseconds left on the lease as this process counts it. */
   get validFor(): number
+  /** The number its events carry in the completion queue. */
+  get handle(): number
   /**
-   * The next lease event, or null when the lock is over. Calling it again with the number of
-   * the last probe answers that probe (proof that the JS thread is alive).
+   * Renews the lease to `ttl` ms (default: the current ttl), optionally replacing the data;
+   * settles operation `op` with true, or false when the lock is no longer ours.
    */
-  nextEvent(ack: number): Promise<NativeEvent | null>
-  /** Renews the lease to `ttl` ms (default: the current ttl), optionally replacing the data. */
-  extend(ttl?: number | undefined | null, data?: string | Buffer | undefined | null): Promise<boolean>
+  extend(op: number, ttl?: number | undefined | null, data?: string | Buffer | undefined | null): void
   /**
    * Releases the lock, optionally leaving data in the released record, or deleting the record
-   * (DynamoDB).
+   * (DynamoDB); settles operation `op` with true, or false when it was already gone.
    */
-  release(data?: string | Buffer | undefined | null, deleteRecord?: boolean | undefined | null): Promise<boolean>
+  release(op: number, data?: string | Buffer | undefined | null, deleteRecord?: boolean | undefined | null): void
+  /**
+   * Releases at once where the store allows it (memory): true or false, as `release`
+   * settles; undefined when the store needs I/O (then call `release`).
+   */
+  releaseNow(): boolean | null
 }
 
 /** Acquire options as index.js passes them (all durations in ms). */
@@ -118,6 +149,13 @@ export interface NativeDynamoOptions {
   requestTimeout?: number
   /** A caller's client object, by the number `registerTransport` gave its send function. */
   client?: number
+}
+
+/** A core error as JS reads it: index.js lifts it into a typed Error subclass. */
+export interface NativeError {
+  code: string
+  message: string
+  cause?: string
 }
 
 /** One lease event for JS. */

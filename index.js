@@ -61,55 +61,18 @@ const REDIS_KEYS = ['url', 'host', 'port', 'username', 'password', 'db', 'keyPre
 
 // ---- errors ---------------------------------------------------------------------------------
 
-class LockError extends Error {
-  constructor(message, code, options) {
-    super(message, options)
-    this.name = new.target.name
-    this.code = code
-  }
-}
-const errorClass = (name, code) =>
-  ({
-    [name]: class extends LockError {
-      constructor(message, options) {
-        super(message, code, options)
-      }
-    },
-  })[name]
-const LockNotAcquiredError = errorClass('LockNotAcquiredError', 'ERR_LOCK_NOT_ACQUIRED')
-const LockLostError = errorClass('LockLostError', 'ERR_LOCK_LOST')
-const InvalidArgumentError = errorClass('InvalidArgumentError', 'ERR_INVALID_ARG')
-const BackendUnavailableError = errorClass('BackendUnavailableError', 'ERR_BACKEND_UNAVAILABLE')
-const ClientClosedError = errorClass('ClientClosedError', 'ERR_CLIENT_CLOSED')
-const AbortedError = errorClass('AbortedError', 'ERR_ABORTED')
-const TableNotFoundError = errorClass('TableNotFoundError', 'ERR_TABLE_NOT_FOUND')
-const BY_CODE = {
-  ERR_TABLE_NOT_FOUND: TableNotFoundError,
-  ERR_LOCK_NOT_ACQUIRED: LockNotAcquiredError,
-  ERR_LOCK_LOST: LockLostError,
-  ERR_INVALID_ARG: InvalidArgumentError,
-  ERR_BACKEND_UNAVAILABLE: BackendUnavailableError,
-  ERR_CLIENT_CLOSED: ClientClosedError,
-  ERR_ABORTED: AbortedError,
-}
-
-// The binding rejects with a JSON reason {code, message, cause}: lift it into a typed error.
-function lift(err) {
-  let parsed
-  try {
-    parsed = JSON.parse(err && err.message)
-  } catch {
-    return err
-  }
-  const Cls = BY_CODE[parsed.code] || LockError
-  // An error of the caller's own client object comes back as itself, the cause.
-  const original = takeKept(parsed.cause) || takeKept(parsed.message)
-  const cause = original || (parsed.cause ? new Error(unmark(parsed.cause)) : undefined)
-  const options = cause ? { cause } : undefined
-  const message = unmark(parsed.message)
-  return Cls === LockError ? new LockError(message, parsed.code, options) : new Cls(message, options)
-}
-const native = (promise) => promise.catch((err) => Promise.reject(lift(err)))
+const {
+  LockError,
+  LockNotAcquiredError,
+  LockLostError,
+  InvalidArgumentError,
+  BackendUnavailableError,
+  ClientClosedError,
+  AbortedError,
+  TableNotFoundError,
+  lift,
+} = require('./lib/errors.js')
+const ops = require('./lib/ops.js')
 
 // ---- validation (before any I/O) -------------------------------------------------------------
 
@@ -547,17 +510,30 @@ const call = (logger, level, obj, msg) => logger && typeof logger[level] === 'fu
 const asyncDispose = Symbol.asyncDispose || Symbol.for('nodejs.asyncDispose')
 const kClientClosed = Symbol('clientClosed')
 
+// 'acquired' comes first, once the caller had a chance to attach listeners: in one
+// setImmediate for every lock made in the same turn.
+let toAnnounce = []
+function announceAll() {
+  const locks = toAnnounce
+  toAnnounce = []
+  for (const lock of locks) lock[kAnnounce]()
+}
+const kAnnounce = Symbol('announce')
+
 class Lock extends EventEmitter {
   #native
   #logger
   #controller = null // made on first use of `signal`: most locks never need one
   #over = false
   #endReason = null // the abort reason once the lock is over
+  #announced = false
+  #backlog = null // events that came before 'acquired' was emitted
+  #events // whether the lock's events are listened to (heartbeats, the session monitor)
 
   #onOver
   #backend
 
-  constructor(nativeLock, logger, pump, onOver, backend) {
+  constructor(nativeLock, logger, events, onOver, backend) {
     super()
     this.#native = nativeLock
     this.#logger = logger
@@ -567,13 +543,21 @@ class Lock extends EventEmitter {
     this.token = nativeLock.token
     this.owner = nativeLock.owner
     this.fence = nativeLock.fence
-    // 'acquired' comes first, once the caller had a chance to attach listeners. The event pump
-    // starts after it; only heartbeats (and the session monitor of `safeTime`) produce events
-    // on their own, so without either there is nothing to pump.
-    setImmediate(() => {
-      this.emit('acquired')
-      if (pump) this.#pump()
-    })
+    // Only heartbeats (and the session monitor of `safeTime`) produce events on their own;
+    // they come through the completion queue, and keep the process alive while the lock is held.
+    this.#events = events
+    if (events) ops.listen(nativeLock.handle, (ev) => this.#onEvent(ev))
+    if (toAnnounce.length === 0) setImmediate(announceAll)
+    toAnnounce.push(this)
+  }
+
+  [kAnnounce]() {
+    if (this.#announced) return
+    this.#announced = true
+    this.emit('acquired')
+    const backlog = this.#backlog
+    this.#backlog = null
+    if (backlog) for (const ev of backlog) this.#onEvent(ev)
   }
 
   /** True once the lock was lost (expired, deleted or taken over). */
@@ -593,27 +577,20 @@ class Lock extends EventEmitter {
     return this.#controller.signal
   }
 
-  async #pump() {
-    let ack = 0
-    for (;;) {
-      let ev
-      try {
-        ev = await this.#native.nextEvent(ack)
-      } catch {
-        ev = null
-      }
-      if (!ev) return
-      // release() may have ended the lock already: nothing is reported after that.
-      if (this.#over && ev.kind !== 'probe') continue
-      try {
-        this.#deliver(ev)
-      } catch (err) {
-        // A listener threw: surface it like any listener error, but keep the heartbeat going.
-        process.nextTick(() => {
-          throw err
-        })
-      }
-      if (ev.kind === 'probe') ack = ev.probe // answered by the next nextEvent call
+  #onEvent(ev) {
+    if (!this.#announced) {
+      ;(this.#backlog || (this.#backlog = [])).push(ev)
+      return
+    }
+    // release() may have ended the lock already: nothing is reported after that.
+    if (this.#over) return
+    try {
+      this.#deliver(ev)
+    } catch (err) {
+      // A listener threw: surface it like any listener error, but keep the heartbeat going.
+      process.nextTick(() => {
+        throw err
+      })
     }
   }
 
@@ -640,9 +617,6 @@ class Lock extends EventEmitter {
       case 'lost':
         this.#finish('lost', ev.reason)
         break
-      case 'released':
-        this.#finish('released')
-        break
     }
   }
 
@@ -652,11 +626,14 @@ class Lock extends EventEmitter {
     else this.#finish('released')
   }
 
-  // Ends the lock once: aborts the signal and emits 'lost' or 'released'.
+  // Ends the lock once: aborts the signal and emits 'lost' or 'released' ('acquired' first, if
+  // the lock ends before its turn came).
   #finish(kind, reason) {
     if (this.#over) return
     this.#over = true
+    if (this.#events) ops.unlisten(this.#native.handle)
     this.#onOver(this)
+    this[kAnnounce]()
     if (kind === 'lost') {
       const err = new LockLostError(`lock "${this.name}" was lost: ${reason}`)
       call(this.#logger, 'warn', { lock: this.name, fence: String(this.fence) }, err.message)
@@ -674,7 +651,7 @@ class Lock extends EventEmitter {
   extend(ttl, callback) {
     return settle(callback, async () => {
       checkMs(ttl, 'ttl')
-      return this.#renewed(await native(this.#native.extend(ttl, undefined)))
+      return this.#renewed(await ops.submit((op) => this.#native.extend(op, ttl, undefined)))
     })
   }
 
@@ -686,7 +663,7 @@ class Lock extends EventEmitter {
     const { options, callback } = optionsThenCallback(input)
     return settle(callback, async () => {
       const { data } = this.#dataOption(options, 'sendHeartbeat')
-      return this.#renewed(await native(this.#native.extend(undefined, data)))
+      return this.#renewed(await ops.submit((op) => this.#native.extend(op, undefined, data)))
     })
   }
 
@@ -716,7 +693,9 @@ class Lock extends EventEmitter {
     const { options, callback } = optionsThenCallback(input)
     return settle(callback, async () => {
       const { data, delete: del } = this.#dataOption(options, 'release')
-      const ok = await native(this.#native.release(data, del))
+      // Memory: done at once, in this call.
+      let ok = data === undefined && del === undefined ? this.#native.releaseNow() : undefined
+      if (ok === undefined || ok === null) ok = await ops.submit((op) => this.#native.release(op, data, del))
       if (ok) this.#finish('released')
       else this.#finish('lost', 'the lock was already gone when it was released')
       return ok
@@ -730,8 +709,6 @@ class Lock extends EventEmitter {
 
 // ---- Client --------------------------------------------------------------------------------
 
-let nextRequest = 0
-
 class Client {
   #native
   #logger
@@ -741,10 +718,13 @@ class Client {
 
   #defaults
 
+  #immediate // the store decides at once, in the JS call (memory)
+
   constructor(nativeClient, logger, defaults) {
     this.#native = nativeClient
     this.#logger = logger
     this.#defaults = defaults
+    this.#immediate = nativeClient.immediate
   }
 
   /** 'memory', 'redis', 'redis-cluster', 'redlock' or 'dynamodb'. */
@@ -773,22 +753,29 @@ class Client {
     const { signal, native: opts } = acquireOptions(options, tryOnly, this.#defaults)
     if (this.#closed) throw new ClientClosedError('the lock client is closed')
     if (signal && signal.aborted) throw new AbortedError(`acquiring lock "${name}" was aborted`)
-    const id = (nextRequest = (nextRequest % 0xfffffffe) + 1)
-    const onAbort = () => this.#native.cancel(id)
-    if (signal) {
-      this.#native.prepare(id) // registered now: an abort right after this call is not missed
-      signal.addEventListener('abort', onAbort, { once: true })
+    const events = opts.autoExtend || opts.safeTime !== undefined
+    // Memory: a free lock is taken at once, in this call.
+    let nativeLock = this.#immediate ? this.#native.acquireNow(name, opts, events) : undefined
+    if (nativeLock === undefined) {
+      let id
+      const onAbort = () => this.#native.cancel(id)
+      try {
+        nativeLock = await ops.submit((op) => {
+          id = op
+          if (signal) {
+            this.#native.prepare(op) // registered now: an abort right after this call is not missed
+            signal.addEventListener('abort', onAbort, { once: true })
+          }
+          this.#native.acquire(op, name, opts, events)
+        })
+      } finally {
+        if (signal) signal.removeEventListener('abort', onAbort)
+      }
     }
-    try {
-      const nativeLock = await native(this.#native.acquire(name, opts, id))
-      if (!nativeLock) return null
-      const pump = opts.autoExtend || opts.safeTime !== undefined
-      const lock = new Lock(nativeLock, this.#logger, pump, this.#forget, this.#defaults.backend)
-      this.#locks.add(lock)
-      return lock
-    } finally {
-      if (signal) signal.removeEventListener('abort', onAbort)
-    }
+    if (!nativeLock) return null
+    const lock = new Lock(nativeLock, this.#logger, events, this.#forget, this.#defaults.backend)
+    this.#locks.add(lock)
+    return lock
   }
 
   /**
@@ -822,7 +809,7 @@ class Client {
     return settle(callback, async () => {
       checkName(name)
       if (this.#closed) throw new ClientClosedError('the lock client is closed')
-      const info = await native(this.#native.inspect(name))
+      const info = await ops.submit((op) => this.#native.inspect(op, name))
       if (!info) return null
       const remainingTtl = info.remainingTtl === undefined ? null : info.remainingTtl
       return { owner: info.owner, remainingTtl, fence: info.fence, data: info.data === undefined ? null : info.data }
@@ -838,7 +825,7 @@ class Client {
     return settle(callback, async () => {
       checkName(name)
       this.#dynamoOnly('get')
-      const r = await native(this.#native.get(name))
+      const r = await ops.submit((op) => this.#native.get(op, name))
       if (!r) return null
       return {
         owner: r.owner,
@@ -882,8 +869,8 @@ class Client {
         throw invalid('createLockTable options.ttl must be a boolean')
       if (o.timeout !== undefined) checkMs(o.timeout, 'createLockTable options.timeout')
       this.#dynamoOnly('createLockTable')
-      const created = await native(
-        this.#native.createLockTable({
+      const created = await ops.submit((op) =>
+        this.#native.createLockTable(op, {
           readCapacity: o.readCapacity,
           writeCapacity: o.writeCapacity,
           tags,
@@ -899,7 +886,7 @@ class Client {
   deleteLockTable(callback) {
     return settle(callback, async () => {
       this.#dynamoOnly('deleteLockTable')
-      const deleted = await native(this.#native.deleteLockTable(undefined))
+      const deleted = await ops.submit((op) => this.#native.deleteLockTable(op, undefined))
       return { table: this.#defaults.table, deleted }
     })
   }
@@ -913,7 +900,7 @@ class Client {
   close(callback) {
     return settle(callback, async () => {
       this.#closed = true
-      await this.#native.close()
+      await ops.submit((op) => this.#native.close(op))
       for (const lock of this.#locks) lock[kClientClosed]() // deleting while iterating a Set is safe
     })
   }
@@ -958,19 +945,21 @@ function createClient(options) {
     nativeClient = wrapNative(() => {
       const { clientObject, ...rest } = d.native
       const client = clientObject ? registerTransport(dynamoSender(clientObject)) : undefined
-      return NativeClient.dynamodb({ ...rest, client })
+      return NativeClient.dynamodb(ops.queue(), { ...rest, client })
     })
   } else if (o.redlock !== undefined) {
     const r = redlockOptions(o)
     defaults = { ...base, backend: 'redlock' }
-    nativeClient = wrapNative(() => NativeClient.redlock({ ...r, masters: r.masters.map((m) => nativeRedis(m)) }))
+    nativeClient = wrapNative(() =>
+      NativeClient.redlock(ops.queue(), { ...r, masters: r.masters.map((m) => nativeRedis(m)) }),
+    )
   } else if (o.redis !== undefined) {
     const r = redisOptions(o.redis, o.keyPrefix)
     defaults = { ...base, backend: r.cluster || r.clientCluster ? 'redis-cluster' : 'redis' }
-    nativeClient = wrapNative(() => NativeClient.redis(nativeRedis(r)))
+    nativeClient = wrapNative(() => NativeClient.redis(ops.queue(), nativeRedis(r)))
   } else {
     defaults = { ...base, backend: 'memory' }
-    nativeClient = wrapNative(() => NativeClient.memory())
+    nativeClient = wrapNative(() => NativeClient.memory(ops.queue()))
   }
   return new Client(nativeClient, o.logger, defaults)
 }
@@ -989,7 +978,7 @@ function wrapNative(make) {
 const internal = {
   redisNative(clientObject, keyPrefix, prefer) {
     const opts = { keyPrefix, clientObject, clientCluster: isRedisCluster(clientObject) }
-    return wrapNative(() => NativeClient.redis(nativeRedis(opts, prefer)))
+    return ops.promised(wrapNative(() => NativeClient.redis(ops.queue(), nativeRedis(opts, prefer))))
   },
   lift,
 }

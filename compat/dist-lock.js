@@ -28,6 +28,7 @@ const ignoreError = () => {}
 
 // Required on first use, not at load: index.js re-exports this module (a require cycle).
 const internal = () => require('../index.js')._internal
+const { kClientCause, lift } = require('../lib/errors.js')
 
 /** A lock id like dist-lock's cuids: 'c' and 24 lowercase base36 characters, from a CSPRNG. */
 function newId() {
@@ -79,19 +80,10 @@ function optional(callback) {
 }
 
 // The error to hand the caller: its own client's error object when that failed, as dist-lock
-// did; otherwise ferrolock's typed error (e.g. a client that never answered). The binding's
-// reason names a client's error by a `(js#<n>)` marker (lib/transport.js); `lift` then makes
-// that original object the cause.
+// did; otherwise ferrolock's typed error (e.g. a client that never answered).
 function fromNative(err) {
-  let fromClient = false
-  try {
-    const reason = JSON.parse(err.message)
-    fromClient = /\(js#\d+\)/.test(`${reason.cause} ${reason.message}`)
-  } catch {
-    // not a reason of the binding: lift returns it as it is
-  }
-  const lifted = internal().lift(err)
-  return fromClient && lifted && lifted.cause !== undefined ? lifted.cause : lifted
+  const lifted = lift(err)
+  return lifted && lifted[kClientCause] ? lifted.cause : lifted
 }
 
 // Settles `promise` into `callback(err, value)` on a later tick, outside the promise chain, so

@@ -7,6 +7,7 @@
 // and credentials files, and instance metadata.
 
 const { NativeClient } = require('../binding.js')
+const ops = require('./ops.js')
 const { fromWire, toWire } = require('./transport.js')
 
 const OPERATIONS = ['getItem', 'putItem', 'createTable', 'deleteTable', 'describeTable']
@@ -38,7 +39,7 @@ function createDb(awsConfig) {
       let sent
       try {
         // Made on first use, so a bad endpoint is an error of that call, not of createClient.
-        native = native || NativeClient.dynamodb(nativeOptions(awsConfig))
+        native = native || ops.promised(NativeClient.dynamodb(ops.queue(), nativeOptions(awsConfig)))
         sent = native.raw(operation, JSON.stringify(toWire(params)))
       } catch (err) {
         sent = Promise.reject(err)

@@ -5,11 +5,13 @@ use std::sync::{Arc, Mutex};
 
 use std::time::Duration;
 
+use ferrolock_core::LockError;
 use ferrolock_core::{DynamoStore, LockManager, MemoryStore, RedisStore, RedlockStore};
 use napi::bindgen_prelude::{BigInt, Buffer, Either};
 use napi_derive::napi;
 use tokio_util::sync::CancellationToken;
 
+use crate::completion::{run, Completions, Queue, Value};
 use crate::error::to_napi;
 use crate::lock::NativeLock;
 use crate::options::{
@@ -55,8 +57,10 @@ pub struct NativeClient {
   manager: Arc<LockManager>,
   /// The DynamoDB store, for its table and record operations.
   dynamo: Option<Arc<DynamoStore>>,
-  /// Cancellation handles of acquires in progress, by the id index.js gave them.
+  /// Cancellation handles of acquires in progress, by operation number.
   cancels: Arc<Mutex<HashMap<u32, CancellationToken>>>,
+  /// Where results and lock events go (the JS thread that made this client).
+  queue: Arc<Queue>,
 }
 
 struct CancelGuard {
@@ -74,95 +78,114 @@ impl Drop for CancelGuard {
   }
 }
 
+/// Operations of this client that a closed client refuses.
+fn open(manager: &LockManager) -> Result<(), LockError> {
+  if manager.is_closed() {
+    return Err(LockError::Closed);
+  }
+  Ok(())
+}
+
 #[napi]
 impl NativeClient {
   /// The in-process store, shared by every memory client of this process.
   #[napi(factory)]
-  pub fn memory() -> Self {
-    Self::with(LockManager::new(MemoryStore::shared()))
+  pub fn memory(completions: &Completions) -> Self {
+    Self::with(LockManager::new(MemoryStore::shared()), completions)
   }
 
   /// One Redis server, or a Redis Cluster (`options.cluster`); connects on first use.
   #[napi(factory)]
-  pub fn redis(options: NativeRedisOptions) -> napi::Result<Self> {
+  pub fn redis(completions: &Completions, options: NativeRedisOptions) -> napi::Result<Self> {
     let store = RedisStore::new(options.into_core()?).map_err(to_napi)?;
-    Ok(Self::with(LockManager::new(Arc::new(store))))
+    Ok(Self::with(LockManager::new(Arc::new(store)), completions))
   }
 
   /// Redlock over independent masters; connects on first use.
   #[napi(factory)]
-  pub fn redlock(options: NativeRedlockOptions) -> napi::Result<Self> {
+  pub fn redlock(completions: &Completions, options: NativeRedlockOptions) -> napi::Result<Self> {
     let store = RedlockStore::new(options.into_core()?).map_err(to_napi)?;
-    Ok(Self::with(LockManager::new(Arc::new(store))))
+    Ok(Self::with(LockManager::new(Arc::new(store)), completions))
   }
 
   /// One DynamoDB table; the SDK client is made on first use.
   #[napi(factory)]
-  pub fn dynamodb(options: NativeDynamoOptions) -> napi::Result<Self> {
+  pub fn dynamodb(completions: &Completions, options: NativeDynamoOptions) -> napi::Result<Self> {
     let store = Arc::new(DynamoStore::new(options.into_core()?).map_err(to_napi)?);
-    let mut client = Self::with(LockManager::new(store.clone()));
+    let mut client = Self::with(LockManager::new(store.clone()), completions);
     client.dynamo = Some(store);
     Ok(client)
   }
 
-  fn dynamo(&self) -> napi::Result<&Arc<DynamoStore>> {
+  fn dynamo(&self) -> napi::Result<Arc<DynamoStore>> {
     self
       .dynamo
-      .as_ref()
+      .clone()
       .ok_or_else(|| crate::error::invalid("this method is only available on a dynamodb client"))
   }
 
-  /// Creates the lock table and waits until it is ACTIVE; false when it existed.
+  /// Creates the lock table and waits until it is ACTIVE; settles `op` with false when it
+  /// existed.
   #[napi]
-  pub async fn create_lock_table(&self, options: NativeTableOptions) -> napi::Result<bool> {
+  pub fn create_lock_table(&self, op: u32, options: NativeTableOptions) -> napi::Result<()> {
     let options = options.into_core()?;
     let store = self.dynamo()?;
-    if self.manager.is_closed() {
-      return Err(to_napi(ferrolock_core::LockError::Closed));
-    }
-    store.create_table(&options).await.map_err(to_napi)
+    let manager = self.manager.clone();
+    run(&self.queue, op, async move {
+      open(&manager)?;
+      Ok(Value::Bool(store.create_table(&options).await?))
+    });
+    Ok(())
   }
 
-  /// Deletes the lock table and waits until it is gone; false when there was none.
+  /// Deletes the lock table and waits until it is gone; settles `op` with false when there
+  /// was none.
   #[napi]
-  pub async fn delete_lock_table(&self, timeout: Option<f64>) -> napi::Result<bool> {
+  pub fn delete_lock_table(&self, op: u32, timeout: Option<f64>) -> napi::Result<()> {
     let timeout = match timeout {
       Some(t) => crate::options::ms_arg(t, "options.timeout")?,
       None => Duration::from_secs(300),
     };
     let store = self.dynamo()?;
-    if self.manager.is_closed() {
-      return Err(to_napi(ferrolock_core::LockError::Closed));
-    }
-    store.delete_table(timeout).await.map_err(to_napi)
+    let manager = self.manager.clone();
+    run(&self.queue, op, async move {
+      open(&manager)?;
+      Ok(Value::Bool(store.delete_table(timeout).await?))
+    });
+    Ok(())
   }
 
   /// The record of `name`, released or not (DynamoDB).
   #[napi]
-  pub async fn get(&self, name: String) -> napi::Result<Option<NativeRecord>> {
+  pub fn get(&self, op: u32, name: String) -> napi::Result<()> {
     ferrolock_core::client::check_name(&name).map_err(to_napi)?;
     let store = self.dynamo()?;
-    if self.manager.is_closed() {
-      return Err(to_napi(ferrolock_core::LockError::Closed));
-    }
-    let record = store.get(&name).await.map_err(to_napi)?;
-    Ok(record.map(|r| NativeRecord {
-      owner: r.owner,
-      fence: BigInt::from(r.fence),
-      data: r.data.map(to_js),
-      lease_duration: r.lease.as_millis() as f64,
-      released: r.released,
-      expired: r.expired,
-      record_version_number: r.record_version,
-      attributes: serde_json::Value::Object(r.attributes).to_string(),
-    }))
+    let manager = self.manager.clone();
+    run(&self.queue, op, async move {
+      open(&manager)?;
+      Ok(match store.get(&name).await? {
+        None => Value::Null,
+        Some(r) => Value::Record(NativeRecord {
+          owner: r.owner,
+          fence: BigInt::from(r.fence),
+          data: r.data.map(to_js),
+          lease_duration: r.lease.as_millis() as f64,
+          released: r.released,
+          expired: r.expired,
+          record_version_number: r.record_version,
+          attributes: serde_json::Value::Object(r.attributes).to_string(),
+        }),
+      })
+    });
+    Ok(())
   }
 
-  fn with(manager: LockManager) -> Self {
+  fn with(manager: LockManager, completions: &Completions) -> Self {
     NativeClient {
       manager: Arc::new(manager),
       dynamo: None,
       cancels: Arc::new(Mutex::new(HashMap::new())),
+      queue: completions.queue(),
     }
   }
 
@@ -171,120 +194,180 @@ impl NativeClient {
     self.manager.kind().to_owned()
   }
 
-  /// Acquires `name`; null only for a single attempt (`wait` 0) that found the lock held.
-  /// `id` names this call for `cancel`.
+  /// Acquires `name`; settles `op` with the lock, or null only for a single attempt (`wait`
+  /// 0) that found the lock held. `cancel(op)` aborts it. With `events`, the lock's lease
+  /// events go to the completion queue.
   #[napi]
-  pub async fn acquire(
+  pub fn acquire(
     &self,
+    op: u32,
     name: String,
     options: NativeAcquireOptions,
-    id: u32,
-  ) -> napi::Result<Option<NativeLock>> {
+    events: bool,
+  ) -> napi::Result<()> {
+    let options = options.into_core()?;
     let cancel = self
       .cancels
       .lock()
       .unwrap_or_else(|e| e.into_inner())
-      .entry(id)
+      .entry(op)
       .or_default()
       .clone();
-    let _guard = CancelGuard {
-      id,
+    let guard = CancelGuard {
+      id: op,
       cancels: self.cancels.clone(),
     };
-    let options = options.into_core()?;
-    let lock = self
-      .manager
-      .acquire(&name, options, cancel)
-      .await
-      .map_err(to_napi)?;
-    Ok(lock.map(NativeLock::new))
+    let manager = self.manager.clone();
+    let queue = self.queue.clone();
+    run(&self.queue, op, async move {
+      let _guard = guard;
+      let lock = manager.acquire(&name, options, cancel).await?;
+      Ok(match lock {
+        Some(lock) => Value::Lock(NativeLock::new(lock, queue, events)),
+        None => Value::Null,
+      })
+    });
+    Ok(())
   }
 
-  /// Registers the cancellation handle of acquire `id` before the acquire starts, so a
-  /// `cancel(id)` right after the call is never missed.
+  /// One attempt done at once, where the store allows it (memory): the lock, or null when it
+  /// is held and `wait` is 0; undefined when it cannot be decided now (then call `acquire`).
   #[napi]
-  pub fn prepare(&self, id: u32) {
+  pub fn acquire_now(
+    &self,
+    name: String,
+    options: NativeAcquireOptions,
+    events: bool,
+  ) -> napi::Result<Value> {
+    let options = options.into_core()?;
+    let outcome = crate::runtime::enter(|| self.manager.acquire_now(&name, &options));
+    match outcome {
+      None => Ok(Value::Undefined),
+      Some(Err(err)) => Err(to_napi(err)),
+      Some(Ok(None)) => Ok(Value::Null),
+      Some(Ok(Some(lock))) => Ok(Value::Lock(NativeLock::new(
+        lock,
+        self.queue.clone(),
+        events,
+      ))),
+    }
+  }
+
+  /// Whether `acquireNow` can decide (the store works without I/O).
+  #[napi(getter)]
+  pub fn immediate(&self) -> bool {
+    self.manager.kind() == "memory"
+  }
+
+  /// Registers the cancellation handle of acquire `op` before the acquire starts, so a
+  /// `cancel(op)` right after the call is never missed.
+  #[napi]
+  pub fn prepare(&self, op: u32) {
     self
       .cancels
       .lock()
       .unwrap_or_else(|e| e.into_inner())
-      .entry(id)
+      .entry(op)
       .or_default();
   }
 
-  /// Cancels the acquire with this id (it rejects with ERR_ABORTED).
+  /// Cancels the acquire `op` (it rejects with ERR_ABORTED).
   #[napi]
-  pub fn cancel(&self, id: u32) {
+  pub fn cancel(&self, op: u32) {
     if let Some(token) = self
       .cancels
       .lock()
       .unwrap_or_else(|e| e.into_inner())
-      .get(&id)
+      .get(&op)
     {
       token.cancel();
     }
   }
 
+  /// Reads `name`: settles `op` with its info, or null when it is free.
   #[napi]
-  pub async fn inspect(&self, name: String) -> napi::Result<Option<NativeLockInfo>> {
-    let info = self.manager.inspect(&name).await.map_err(to_napi)?;
-    Ok(info.map(|i| NativeLockInfo {
-      owner: i.owner,
-      remaining_ttl: i.remaining.map(|d| d.as_millis() as f64),
-      fence: BigInt::from(i.fence),
-      data: i.data.map(to_js),
-    }))
+  pub fn inspect(&self, op: u32, name: String) {
+    let manager = self.manager.clone();
+    run(&self.queue, op, async move {
+      Ok(match manager.inspect(&name).await? {
+        None => Value::Null,
+        Some(i) => Value::Info(NativeLockInfo {
+          owner: i.owner,
+          remaining_ttl: i.remaining.map(|d| d.as_millis() as f64),
+          fence: BigInt::from(i.fence),
+          data: i.data.map(to_js),
+        }),
+      })
+    });
   }
 
-  /// One attempt under the caller's `token`, no lease kept (compat entries): the fence, or null
-  /// when another owner holds the lock.
+  /// One attempt under the caller's `token`, no lease kept (compat entries): settles `op`
+  /// with the fence, or null when another owner holds the lock.
   #[napi]
-  pub async fn claim(
+  pub fn claim(
     &self,
+    op: u32,
     name: String,
     token: String,
     owner: String,
     ttl: f64,
-  ) -> napi::Result<Option<BigInt>> {
+  ) -> napi::Result<()> {
     let ttl = ms_arg(ttl, "ttl")?;
-    let fence = self.manager.claim(&name, &token, &owner, ttl).await;
-    Ok(fence.map_err(to_napi)?.map(BigInt::from))
+    let manager = self.manager.clone();
+    run(&self.queue, op, async move {
+      Ok(match manager.claim(&name, &token, &owner, ttl).await? {
+        Some(fence) => Value::Fence(fence),
+        None => Value::Null,
+      })
+    });
+    Ok(())
   }
 
   /// Renews `name` if held under `token`.
   #[napi]
-  pub async fn extend_token(&self, name: String, token: String, ttl: f64) -> napi::Result<bool> {
+  pub fn extend_token(&self, op: u32, name: String, token: String, ttl: f64) -> napi::Result<()> {
     let ttl = ms_arg(ttl, "ttl")?;
-    let done = self.manager.extend_token(&name, &token, ttl).await;
-    done.map_err(to_napi)
+    let manager = self.manager.clone();
+    run(&self.queue, op, async move {
+      Ok(Value::Bool(manager.extend_token(&name, &token, ttl).await?))
+    });
+    Ok(())
   }
 
   /// Releases `name` if held under `token`.
   #[napi]
-  pub async fn release_token(&self, name: String, token: String) -> napi::Result<bool> {
-    let done = self.manager.release_token(&name, &token).await;
-    done.map_err(to_napi)
+  pub fn release_token(&self, op: u32, name: String, token: String) {
+    let manager = self.manager.clone();
+    run(&self.queue, op, async move {
+      Ok(Value::Bool(manager.release_token(&name, &token).await?))
+    });
   }
 
-  /// One plain DynamoDB request as wire JSON (the dynamo-lock drop-in's own client): resolves
-  /// `{"ok": output}` or `{"err": {"code", "message"}}`.
+  /// One plain DynamoDB request as wire JSON (the dynamo-lock drop-in's own client): settles
+  /// `op` with `{"ok": output}` or `{"err": {"code", "message"}}`.
   #[napi]
-  pub async fn raw(&self, operation: String, params: String) -> napi::Result<String> {
-    let store = self.dynamo()?.clone();
+  pub fn raw(&self, op: u32, operation: String, params: String) -> napi::Result<()> {
+    let store = self.dynamo()?;
     let params: serde_json::Value =
       serde_json::from_str(&params).map_err(|_| crate::error::invalid("params must be JSON"))?;
-    Ok(
-      match store.raw(&operation, &params).await {
+    run(&self.queue, op, async move {
+      let reply = match store.raw(&operation, &params).await {
         Ok(out) => serde_json::json!({ "ok": out }),
         Err(e) => serde_json::json!({ "err": { "code": e.code, "message": e.message } }),
-      }
-      .to_string(),
-    )
+      };
+      Ok(Value::Str(reply.to_string()))
+    });
+    Ok(())
   }
 
+  /// Rejects pending acquires, releases every held lock and closes the store; settles `op`.
   #[napi]
-  pub async fn close(&self) {
-    self.manager.close().await;
+  pub fn close(&self, op: u32) {
+    let manager = self.manager.clone();
+    run(&self.queue, op, async move {
+      manager.close().await;
+      Ok(Value::Undefined)
+    });
   }
 
   #[napi]

@@ -1,7 +1,9 @@
 //! N-API binding of ferrolock-core: converts JS values to core types and back. No lock logic.
 
 mod client;
+mod completion;
 mod error;
 mod lock;
 mod options;
+mod runtime;
 mod transport;

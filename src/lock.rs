@@ -1,11 +1,14 @@
-//! A held lock as a JS object. index.js wraps it in an EventEmitter.
+//! A held lock as a JS object. index.js wraps it in an EventEmitter; its events reach JS
+//! through the thread's completion queue, addressed by `handle`.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 
 use ferrolock_core::{LeaseEvent, Lock};
 use napi::bindgen_prelude::{BigInt, Buffer, Either};
 use napi_derive::napi;
-use tokio::sync::mpsc::UnboundedReceiver;
-use tokio::sync::Mutex;
 
+use crate::completion::{run, Queue, Value};
 use crate::error::to_napi;
 use crate::options::{ms_arg, payload};
 
@@ -24,17 +27,29 @@ pub struct NativeEvent {
 #[napi]
 pub struct NativeLock {
   lock: Lock,
-  events: Mutex<Option<UnboundedReceiver<LeaseEvent>>>,
+  queue: Arc<Queue>,
+  handle: u32,
 }
 
 impl NativeLock {
-  pub fn new(lock: Lock) -> Self {
-    let events = Mutex::new(lock.take_events());
-    NativeLock { lock, events }
+  /// Wraps `lock`; with `events`, its lease events go to `queue` from now on.
+  pub fn new(lock: Lock, queue: Arc<Queue>, events: bool) -> Self {
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    let handle = NEXT.fetch_add(1, Ordering::Relaxed);
+    if events {
+      let sink_queue = queue.clone();
+      let weak = lock.downgrade();
+      lock.forward_events(Arc::new(move |ev| sink_queue.event(handle, &weak, ev)));
+    }
+    NativeLock {
+      lock,
+      queue,
+      handle,
+    }
   }
 }
 
-fn event(ev: LeaseEvent) -> NativeEvent {
+pub fn event(ev: LeaseEvent) -> NativeEvent {
   let mut out = NativeEvent {
     kind: String::new(),
     ttl: None,
@@ -102,48 +117,58 @@ impl NativeLock {
     self.lock.valid_for().as_millis() as f64
   }
 
-  /// The next lease event, or null when the lock is over. Calling it again with the number of
-  /// the last probe answers that probe (proof that the JS thread is alive).
-  #[napi]
-  pub async fn next_event(&self, ack: f64) -> Option<NativeEvent> {
-    if ack > 0.0 {
-      self.lock.ack_probe(ack as u64);
-    }
-    let mut events = self.events.lock().await;
-    events.as_mut()?.recv().await.map(event)
+  /// The number its events carry in the completion queue.
+  #[napi(getter)]
+  pub fn handle(&self) -> u32 {
+    self.handle
   }
 
-  /// Renews the lease to `ttl` ms (default: the current ttl), optionally replacing the data.
+  /// Renews the lease to `ttl` ms (default: the current ttl), optionally replacing the data;
+  /// settles operation `op` with true, or false when the lock is no longer ours.
   #[napi]
-  pub async fn extend(
+  pub fn extend(
     &self,
+    op: u32,
     ttl: Option<f64>,
     data: Option<Either<String, Buffer>>,
-  ) -> napi::Result<bool> {
+  ) -> napi::Result<()> {
     let ttl = match ttl {
       Some(t) => ms_arg(t, "ttl")?,
       None => self.lock.ttl(),
     };
     let data = data.map(payload);
-    self
-      .lock
-      .extend_with(ttl, data.as_ref())
-      .await
-      .map_err(to_napi)
+    let lock = self.lock.clone();
+    run(&self.queue, op, async move {
+      let ok = lock.extend_with(ttl, data.as_ref()).await?;
+      Ok(Value::Bool(ok))
+    });
+    Ok(())
   }
 
   /// Releases the lock, optionally leaving data in the released record, or deleting the record
-  /// (DynamoDB).
+  /// (DynamoDB); settles operation `op` with true, or false when it was already gone.
   #[napi]
-  pub async fn release(
+  pub fn release(
     &self,
+    op: u32,
     data: Option<Either<String, Buffer>>,
     delete_record: Option<bool>,
-  ) -> napi::Result<bool> {
-    self
-      .lock
-      .release_with(data.map(payload), delete_record)
-      .await
-      .map_err(to_napi)
+  ) {
+    let lock = self.lock.clone();
+    let data = data.map(payload);
+    run(&self.queue, op, async move {
+      let ok = lock.release_with(data, delete_record).await?;
+      Ok(Value::Bool(ok))
+    });
+  }
+
+  /// Releases at once where the store allows it (memory): true or false, as `release`
+  /// settles; undefined when the store needs I/O (then call `release`).
+  #[napi]
+  pub fn release_now(&self) -> napi::Result<Option<bool>> {
+    match self.lock.release_now() {
+      None => Ok(None),
+      Some(done) => done.map(Some).map_err(to_napi),
+    }
   }
 }

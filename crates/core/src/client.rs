@@ -296,24 +296,7 @@ impl LockManager {
       // An attempt in flight is never dropped half-way: it may have taken the lock.
       match self.store.try_acquire(name, &req).await {
         Ok(Acquire::Granted(grant)) => {
-          let lock = Lock::start(
-            NewLock {
-              id: self.next_id.fetch_add(1, Ordering::Relaxed),
-              name: name.to_owned(),
-              token: token.to_owned(),
-              owner: owner.clone(),
-              fence: grant.fence,
-              ttl: opts.ttl,
-              refresh: opts.refresh_interval,
-              started,
-              probe: opts.probe,
-              auto_extend: opts.auto_extend,
-              safe_time: opts.safe_time,
-              delete_on_release: opts.extras.delete_on_release,
-            },
-            self.store.clone(),
-            &self.held,
-          );
+          let lock = self.start_lock(name, token, &owner, grant.fence, opts, started);
           if cancel.is_cancelled() || self.is_closed() {
             let _ = lock.release().await;
             return Err(self.stop_error(name, cancel));
@@ -398,6 +381,77 @@ impl LockManager {
         }
       }
     }
+  }
+
+  /// One attempt done at once on the caller's thread, for stores that can (memory):
+  /// `Some(Ok(Some(lock)))` when it was free, `Some(Ok(None))` when it is held and `opts.wait`
+  /// is `No`. `None` when it cannot be decided now (the store needs I/O, or the lock is held
+  /// and the caller waits): then call `acquire`. Must run inside a tokio runtime context (the
+  /// heartbeat is spawned there).
+  pub fn acquire_now(&self, name: &str, opts: &AcquireOptions) -> Option<Result<Option<Lock>>> {
+    if let Err(err) = check_name(name).and_then(|_| check_options(opts)) {
+      return Some(Err(err));
+    }
+    if self.is_closed() {
+      return Some(Err(LockError::Closed));
+    }
+    // `close` in progress holds the gate: let the async path report it.
+    let _gate = self.gate.try_read().ok()?;
+    let token = uuid::Uuid::new_v4().to_string();
+    let owner = opts.owner.clone().unwrap_or_else(|| token.clone());
+    let req = AcquireRequest {
+      token: &token,
+      owner: &owner,
+      ttl: opts.ttl,
+      data: opts.data.as_ref(),
+      queue_for: None,
+      extras: &opts.extras,
+    };
+    let started = Instant::now();
+    match self.store.try_acquire_now(name, &req)? {
+      Ok(Acquire::Granted(grant)) => Some(Ok(Some(self.start_lock(
+        name,
+        &token,
+        &owner,
+        grant.fence,
+        opts,
+        started,
+      )))),
+      Ok(Acquire::Held(_)) if opts.wait == Wait::No || opts.wait == Wait::For(Duration::ZERO) => {
+        Some(Ok(None))
+      }
+      Ok(Acquire::Held(_)) => None,
+      Err(err) => Some(Err(err)),
+    }
+  }
+
+  fn start_lock(
+    &self,
+    name: &str,
+    token: &str,
+    owner: &str,
+    fence: u64,
+    opts: &AcquireOptions,
+    started: Instant,
+  ) -> Lock {
+    Lock::start(
+      NewLock {
+        id: self.next_id.fetch_add(1, Ordering::Relaxed),
+        name: name.to_owned(),
+        token: token.to_owned(),
+        owner: owner.to_owned(),
+        fence,
+        ttl: opts.ttl,
+        refresh: opts.refresh_interval,
+        started,
+        probe: opts.probe,
+        auto_extend: opts.auto_extend,
+        safe_time: opts.safe_time,
+        delete_on_release: opts.extras.delete_on_release,
+      },
+      self.store.clone(),
+      &self.held,
+    )
   }
 
   fn stop_error(&self, name: &str, cancel: &CancellationToken) -> LockError {

@@ -24,4 +24,4 @@ pub use store::redis::{RedisOptions, RedisStore};
 pub use store::redlock::{RedlockOptions, RedlockStore};
 pub use store::{LockStore, WakeHub, Watch};
 pub use transport::{BoxFuture, CommandTransport, DynamoClientObject, RedisClientObject};
-pub use watchdog::{LeaseEvent, Lock, LostReason};
+pub use watchdog::{EventSink, LeaseEvent, Lock, LostReason};

@@ -93,6 +93,17 @@ pub trait LockStore: Send + Sync + 'static {
   fn watched(&self) -> usize {
     0
   }
+
+  /// `try_acquire` done at once on the caller's thread, with no I/O, where the store can
+  /// (memory). `None`: it cannot; use `try_acquire`.
+  fn try_acquire_now(&self, _name: &str, _req: &AcquireRequest<'_>) -> Option<Result<Acquire>> {
+    None
+  }
+
+  /// `release` done at once on the caller's thread, where the store can (memory).
+  fn release_now(&self, _name: &str, _token: &str) -> Option<Result<bool>> {
+    None
+  }
 }
 
 /// The error of a store that gets DynamoDB-only acquire settings.

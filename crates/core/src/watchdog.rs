@@ -51,6 +51,26 @@ pub enum LeaseEvent {
   Probe(u64),
 }
 
+/// Where a lock's events go once the embedder takes them over: one callback, called in event
+/// order (for example, one queue shared by every lock of a process).
+pub type EventSink = Arc<dyn Fn(LeaseEvent) + Send + Sync>;
+
+enum EventOut {
+  Channel(mpsc::UnboundedSender<LeaseEvent>),
+  Sink(EventSink),
+}
+
+impl EventOut {
+  fn send(&self, event: LeaseEvent) {
+    match self {
+      EventOut::Channel(tx) => {
+        let _ = tx.send(event);
+      }
+      EventOut::Sink(sink) => sink(event),
+    }
+  }
+}
+
 /// The locks a manager holds, strongly, so `close()` can release them all.
 pub(crate) type Registry = Mutex<HashMap<u64, Arc<LockInner>>>;
 
@@ -62,7 +82,7 @@ struct State {
   valid_until: Instant,
   last_refresh: Instant,
   finished: bool,
-  events: Option<mpsc::UnboundedSender<LeaseEvent>>,
+  events: Option<EventOut>,
 }
 
 pub(crate) struct LockInner {
@@ -100,6 +120,17 @@ pub fn default_refresh(ttl: Duration) -> Duration {
   (ttl / 3).max(Duration::from_millis(1))
 }
 
+/// A lock that does not keep the lock's state alive (for event sinks, which the lock owns).
+#[derive(Clone)]
+pub struct WeakLock(Weak<LockInner>);
+
+impl WeakLock {
+  /// The lock, while anything else still holds it.
+  pub fn upgrade(&self) -> Option<Lock> {
+    self.0.upgrade().map(|inner| Lock { inner })
+  }
+}
+
 pub(crate) struct NewLock {
   pub id: u64,
   pub name: String,
@@ -135,7 +166,7 @@ impl Lock {
         valid_until,
         last_refresh: new.started,
         finished: false,
-        events: Some(tx),
+        events: Some(EventOut::Channel(tx)),
       }),
       events_rx: Mutex::new(Some(rx)),
       stop: CancellationToken::new(),
@@ -207,6 +238,42 @@ impl Lock {
       .lock()
       .unwrap_or_else(|e| e.into_inner())
       .take()
+  }
+
+  /// A handle that does not keep this lock alive.
+  pub fn downgrade(&self) -> WeakLock {
+    WeakLock(Arc::downgrade(&self.inner))
+  }
+
+  /// Sends every event from now on to `sink` instead of the stream of `take_events` (which
+  /// then ends). Events already sent are passed on first, in order.
+  pub fn forward_events(&self, sink: EventSink) {
+    let mut st = self.inner.state();
+    if let Some(mut rx) = self.take_events() {
+      while let Ok(event) = rx.try_recv() {
+        sink(event);
+      }
+    }
+    if st.events.is_some() {
+      st.events = Some(EventOut::Sink(sink));
+    }
+  }
+
+  /// `release` done at once on the caller's thread, where the store can (memory); `None`
+  /// otherwise (then call `release`).
+  pub fn release_now(&self) -> Option<Result<bool>> {
+    if self.is_finished() {
+      return Some(Ok(false));
+    }
+    let done = self
+      .inner
+      .store
+      .release_now(&self.inner.name, &self.inner.token)?;
+    self.inner.stop.cancel();
+    if let Ok(ok) = done {
+      self.inner.finish((!ok).then_some(LostReason::Gone));
+    }
+    Some(done)
   }
 
   /// Answers the heartbeat's liveness probe `n`.
@@ -284,8 +351,8 @@ impl LockInner {
   }
 
   fn emit(&self, event: LeaseEvent) {
-    if let Some(tx) = &self.state().events {
-      let _ = tx.send(event);
+    if let Some(out) = &self.state().events {
+      out.send(event);
     }
   }
 
@@ -320,8 +387,8 @@ impl LockInner {
       if lost.is_some() {
         self.lost_flag.store(true, Ordering::Release);
       }
-      if let Some(tx) = st.events.take() {
-        let _ = tx.send(match lost {
+      if let Some(out) = st.events.take() {
+        out.send(match lost {
           Some(reason) => LeaseEvent::Lost { reason },
           None => LeaseEvent::Released,
         });

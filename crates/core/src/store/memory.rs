@@ -110,15 +110,8 @@ impl MemoryStore {
   pub fn watched(&self) -> usize {
     self.hub.len()
   }
-}
 
-#[async_trait]
-impl LockStore for MemoryStore {
-  fn kind(&self) -> &'static str {
-    "memory"
-  }
-
-  async fn try_acquire(&self, name: &str, req: &AcquireRequest<'_>) -> Result<Acquire> {
+  fn acquire_sync(&self, name: &str, req: &AcquireRequest<'_>) -> Result<Acquire> {
     if !req.extras.is_default() {
       return Err(unsupported_extras("memory"));
     }
@@ -154,17 +147,7 @@ impl LockStore for MemoryStore {
     })
   }
 
-  async fn extend(&self, name: &str, token: &str, ttl: Duration) -> Result<bool> {
-    self.with_entry(name, |entry, now| match &mut entry.held {
-      Some(held) if held.token == token => {
-        held.expires = now + ttl;
-        true
-      }
-      _ => false,
-    })
-  }
-
-  async fn release(&self, name: &str, token: &str) -> Result<bool> {
+  fn release_sync(&self, name: &str, token: &str) -> Result<bool> {
     let released = self.with_entry(name, |entry, _| match &entry.held {
       Some(held) if held.token == token => {
         entry.held = None;
@@ -179,6 +162,31 @@ impl LockStore for MemoryStore {
       }
       None => Ok(false),
     }
+  }
+}
+
+#[async_trait]
+impl LockStore for MemoryStore {
+  fn kind(&self) -> &'static str {
+    "memory"
+  }
+
+  async fn try_acquire(&self, name: &str, req: &AcquireRequest<'_>) -> Result<Acquire> {
+    self.acquire_sync(name, req)
+  }
+
+  async fn extend(&self, name: &str, token: &str, ttl: Duration) -> Result<bool> {
+    self.with_entry(name, |entry, now| match &mut entry.held {
+      Some(held) if held.token == token => {
+        held.expires = now + ttl;
+        true
+      }
+      _ => false,
+    })
+  }
+
+  async fn release(&self, name: &str, token: &str) -> Result<bool> {
+    self.release_sync(name, token)
   }
 
   async fn inspect(&self, name: &str) -> Result<Option<LockInfo>> {
@@ -215,4 +223,12 @@ impl LockStore for MemoryStore {
   }
 
   async fn close(&self) {}
+
+  fn try_acquire_now(&self, name: &str, req: &AcquireRequest<'_>) -> Option<Result<Acquire>> {
+    Some(self.acquire_sync(name, req))
+  }
+
+  fn release_now(&self, name: &str, token: &str) -> Option<Result<bool>> {
+    Some(self.release_sync(name, token))
+  }
 }
