@@ -48,7 +48,7 @@ export declare class NativeClient {
    */
   acquire(op: number, name: string, options: NativeAcquireOptions, events: boolean): void
   /**
-   * One attempt done at once, where the store allows it (memory): the lock, or null when it
+   * One attempt done at once, where the store allows it (memory): the grant, or null when it
    * is held and `wait` is 0; undefined when it cannot be decided now (then call `acquire`).
    */
   acquireNow(name: string, options: NativeAcquireOptions, events: boolean): any
@@ -80,33 +80,27 @@ export declare class NativeClient {
   /** Rejects pending acquires, releases every held lock and closes the store; settles `op`. */
   close(op: number): void
   stats(): NativeStats
-}
-
-export declare class NativeLock {
-  get name(): string
-  get token(): string
-  get owner(): string
-  get fence(): bigint
-  get lost(): boolean
-  /** Milliseconds left on the lease as this process counts it. */
-  get validFor(): number
-  /** The number its events carry in the completion queue. */
-  get handle(): number
+  /** Whether lock `handle` was lost (false once it left the table). */
+  lockLost(handle: number): boolean
+  /** Milliseconds left on the lease of lock `handle` as this process counts it. */
+  lockValidFor(handle: number): number
+  /** Lock `handle` is over for JS (lost): it leaves the table. */
+  lockForget(handle: number): void
   /**
-   * Renews the lease to `ttl` ms (default: the current ttl), optionally replacing the data;
-   * settles operation `op` with true, or false when the lock is no longer ours.
+   * Renews lock `handle` to `ttl` ms (default: the current ttl), optionally replacing the
+   * data; settles operation `op` with true, or false when the lock is no longer ours.
    */
-  extend(op: number, ttl?: number | undefined | null, data?: string | Buffer | undefined | null): void
+  lockExtend(op: number, handle: number, ttl?: number | undefined | null, data?: string | Buffer | undefined | null): void
   /**
-   * Releases the lock, optionally leaving data in the released record, or deleting the record
-   * (DynamoDB); settles operation `op` with true, or false when it was already gone.
+   * Releases lock `handle`, optionally leaving data in the released record, or deleting the
+   * record (DynamoDB); settles operation `op` with true, or false when it was already gone.
    */
-  release(op: number, data?: string | Buffer | undefined | null, deleteRecord?: boolean | undefined | null): void
+  lockRelease(op: number, handle: number, data?: string | Buffer | undefined | null, deleteRecord?: boolean | undefined | null): void
   /**
-   * Releases at once where the store allows it (memory): true or false, as `release`
-   * settles; undefined when the store needs I/O (then call `release`).
+   * Releases lock `handle` at once where the store allows it (memory): true or false, as
+   * `lockRelease` settles; undefined when the store needs I/O (then call `lockRelease`).
    */
-  releaseNow(): boolean | null
+  lockReleaseNow(handle: number): boolean | null
 }
 
 /** Acquire options as index.js passes them (all durations in ms). */
@@ -167,6 +161,16 @@ export interface NativeEvent {
   reason?: string
   message?: string
   probe?: number
+}
+
+/**
+ * A lock just taken, as JS first sees it. The lock itself stays here, in its client's
+ * table of held locks, under `handle` (also the address of its events).
+ */
+export interface NativeGrant {
+  handle: number
+  token: string
+  fence: bigint
 }
 
 /** A read-only view of a lock. */

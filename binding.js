@@ -837,5 +837,4 @@ module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __n
 module.exports = nativeBinding
 module.exports.Completions = nativeBinding.Completions
 module.exports.NativeClient = nativeBinding.NativeClient
-module.exports.NativeLock = nativeBinding.NativeLock
 module.exports.registerTransport = nativeBinding.registerTransport

@@ -572,9 +572,16 @@ class Lock extends EventEmitter {
   get signal() {
     if (!this.#controller) {
       this.#controller = new AbortController()
-      if (this.#over) this.#controller.abort(this.#endReason)
+      if (this.#over) this.#controller.abort(this.#abortReason())
     }
     return this.#controller.signal
+  }
+
+  // The signal's reason once the lock is over, made when first needed: an Error costs a stack
+  // trace, and most released locks never have a signal.
+  #abortReason() {
+    if (!this.#endReason) this.#endReason = new LockError(`lock "${this.name}" was released`, 'ERR_LOCK_RELEASED')
+    return this.#endReason
   }
 
   #onEvent(ev) {
@@ -632,6 +639,7 @@ class Lock extends EventEmitter {
     if (this.#over) return
     this.#over = true
     if (this.#events) ops.unlisten(this.#native.handle)
+    this.#native.forget(kind === 'lost')
     this.#onOver(this)
     this[kAnnounce]()
     if (kind === 'lost') {
@@ -641,8 +649,7 @@ class Lock extends EventEmitter {
       if (this.#controller) this.#controller.abort(err)
       this.emit('lost', err)
     } else {
-      this.#endReason = new LockError(`lock "${this.name}" was released`, 'ERR_LOCK_RELEASED')
-      if (this.#controller) this.#controller.abort(this.#endReason)
+      if (this.#controller) this.#controller.abort(this.#abortReason())
       this.emit('released')
     }
   }
@@ -755,12 +762,12 @@ class Client {
     if (signal && signal.aborted) throw new AbortedError(`acquiring lock "${name}" was aborted`)
     const events = opts.autoExtend || opts.safeTime !== undefined
     // Memory: a free lock is taken at once, in this call.
-    let nativeLock = this.#immediate ? this.#native.acquireNow(name, opts, events) : undefined
-    if (nativeLock === undefined) {
+    let grant = this.#immediate ? this.#native.acquireNow(name, opts, events) : undefined
+    if (grant === undefined) {
       let id
       const onAbort = () => this.#native.cancel(id)
       try {
-        nativeLock = await ops.submit((op) => {
+        grant = await ops.submit((op) => {
           id = op
           if (signal) {
             this.#native.prepare(op) // registered now: an abort right after this call is not missed
@@ -772,8 +779,9 @@ class Client {
         if (signal) signal.removeEventListener('abort', onAbort)
       }
     }
-    if (!nativeLock) return null
-    const lock = new Lock(nativeLock, this.#logger, events, this.#forget, this.#defaults.backend)
+    if (!grant) return null
+    const held = new ops.HeldLock(this.#native, grant, name, opts.owner)
+    const lock = new Lock(held, this.#logger, events, this.#forget, this.#defaults.backend)
     this.#locks.add(lock)
     return lock
   }

@@ -89,6 +89,50 @@ function unlisten(handle) {
   early.delete(handle)
 }
 
+/**
+ * A held lock as the binding keeps it: a handle into its client's table of held locks, plus
+ * what JS reads often (name, owner, token, fence), so reading them costs no native call.
+ */
+class HeldLock {
+  #client
+  #over = false
+  #lost = false
+
+  constructor(client, grant, name, owner) {
+    this.#client = client
+    this.handle = grant.handle
+    this.token = grant.token
+    this.fence = grant.fence
+    this.name = name
+    this.owner = owner === undefined ? grant.token : owner
+  }
+
+  get lost() {
+    return this.#over ? this.#lost : this.#client.lockLost(this.handle)
+  }
+  get validFor() {
+    return this.#over ? 0 : this.#client.lockValidFor(this.handle)
+  }
+  extend(op, ttl, data) {
+    this.#client.lockExtend(op, this.handle, ttl, data)
+  }
+  release(op, data, del) {
+    this.#client.lockRelease(op, this.handle, data, del)
+  }
+  /** true/false at once where the store allows it (memory), else undefined. */
+  releaseNow() {
+    const ok = this.#client.lockReleaseNow(this.handle)
+    return ok === null ? undefined : ok
+  }
+  /** The lock is over for JS (`lost`: it was lost): the binding lets it go. */
+  forget(lost) {
+    if (this.#over) return
+    this.#lost = lost || this.#client.lockLost(this.handle)
+    this.#over = true
+    this.#client.lockForget(this.handle)
+  }
+}
+
 /** The promise methods the compat entries use, over a native client. */
 function promised(native) {
   return {
@@ -99,4 +143,4 @@ function promised(native) {
   }
 }
 
-module.exports = { queue, submit, listen, unlisten, promised }
+module.exports = { queue, submit, listen, unlisten, promised, HeldLock }

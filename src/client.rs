@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::completion::{run, Completions, Queue, Value};
 use crate::error::to_napi;
-use crate::lock::NativeLock;
+use crate::lock::Held;
 use crate::options::{
   ms_arg, to_js, NativeAcquireOptions, NativeDynamoOptions, NativeRedisOptions,
   NativeRedlockOptions, NativeTableOptions,
@@ -60,7 +60,9 @@ pub struct NativeClient {
   /// Cancellation handles of acquires in progress, by operation number.
   cancels: Arc<Mutex<HashMap<u32, CancellationToken>>>,
   /// Where results and lock events go (the JS thread that made this client).
-  queue: Arc<Queue>,
+  pub(crate) queue: Arc<Queue>,
+  /// The locks held through this client, by handle.
+  pub(crate) held: Held,
 }
 
 struct CancelGuard {
@@ -186,6 +188,7 @@ impl NativeClient {
       dynamo: None,
       cancels: Arc::new(Mutex::new(HashMap::new())),
       queue: completions.queue(),
+      held: Held::default(),
     }
   }
 
@@ -219,18 +222,19 @@ impl NativeClient {
     };
     let manager = self.manager.clone();
     let queue = self.queue.clone();
+    let held = self.held.clone();
     run(&self.queue, op, async move {
       let _guard = guard;
       let lock = manager.acquire(&name, options, cancel).await?;
       Ok(match lock {
-        Some(lock) => Value::Lock(NativeLock::new(lock, queue, events)),
+        Some(lock) => Value::Grant(held.add(lock, &queue, events)),
         None => Value::Null,
       })
     });
     Ok(())
   }
 
-  /// One attempt done at once, where the store allows it (memory): the lock, or null when it
+  /// One attempt done at once, where the store allows it (memory): the grant, or null when it
   /// is held and `wait` is 0; undefined when it cannot be decided now (then call `acquire`).
   #[napi]
   pub fn acquire_now(
@@ -245,11 +249,7 @@ impl NativeClient {
       None => Ok(Value::Undefined),
       Some(Err(err)) => Err(to_napi(err)),
       Some(Ok(None)) => Ok(Value::Null),
-      Some(Ok(Some(lock))) => Ok(Value::Lock(NativeLock::new(
-        lock,
-        self.queue.clone(),
-        events,
-      ))),
+      Some(Ok(Some(lock))) => Ok(Value::Grant(self.held.add(lock, &self.queue, events))),
     }
   }
 

@@ -14,7 +14,7 @@ use napi::{sys, Status};
 use napi_derive::napi;
 
 use crate::client::{NativeLockInfo, NativeRecord};
-use crate::lock::{NativeEvent, NativeLock};
+use crate::lock::{NativeEvent, NativeGrant};
 
 /// What an entry of the queue is: the settled value of operation `id`, its error, or an
 /// event of the lock whose `handle` is `id`.
@@ -49,7 +49,7 @@ pub enum Value {
   Fence(u64),
   Str(String),
   Data(Either<String, Buffer>),
-  Lock(NativeLock),
+  Grant(NativeGrant),
   Info(NativeLockInfo),
   Record(NativeRecord),
   Event(NativeEvent),
@@ -66,7 +66,7 @@ impl ToNapiValue for Value {
       Value::Fence(f) => BigInt::to_napi_value(env, BigInt::from(f)),
       Value::Str(s) => String::to_napi_value(env, s),
       Value::Data(d) => Either::to_napi_value(env, d),
-      Value::Lock(l) => NativeLock::to_napi_value(env, l),
+      Value::Grant(g) => NativeGrant::to_napi_value(env, g),
       Value::Info(i) => NativeLockInfo::to_napi_value(env, i),
       Value::Record(r) => NativeRecord::to_napi_value(env, r),
       Value::Event(e) => NativeEvent::to_napi_value(env, e),

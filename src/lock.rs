@@ -1,13 +1,16 @@
-//! A held lock as a JS object. index.js wraps it in an EventEmitter; its events reach JS
-//! through the thread's completion queue, addressed by `handle`.
+//! Held locks: each stays in its client's table under a handle, which JS names in every lock
+//! method (index.js wraps it in an EventEmitter); its events reach JS through the thread's
+//! completion queue, addressed by the same handle.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use ferrolock_core::{LeaseEvent, Lock};
 use napi::bindgen_prelude::{BigInt, Buffer, Either};
 use napi_derive::napi;
 
+use crate::client::NativeClient;
 use crate::completion::{run, Queue, Value};
 use crate::error::to_napi;
 use crate::options::{ms_arg, payload};
@@ -24,16 +27,24 @@ pub struct NativeEvent {
   pub probe: Option<f64>,
 }
 
-#[napi]
-pub struct NativeLock {
-  lock: Lock,
-  queue: Arc<Queue>,
-  handle: u32,
+/// A lock just taken, as JS first sees it. The lock itself stays here, in its client's
+/// table of held locks, under `handle` (also the address of its events).
+#[napi(object)]
+pub struct NativeGrant {
+  pub handle: u32,
+  pub token: String,
+  pub fence: BigInt,
 }
 
-impl NativeLock {
-  /// Wraps `lock`; with `events`, its lease events go to `queue` from now on.
-  pub fn new(lock: Lock, queue: Arc<Queue>, events: bool) -> Self {
+/// The held locks of one client, by handle. A lock leaves the table when its release
+/// succeeded, or when JS forgets it (lost, or ended by the client's close).
+#[derive(Clone, Default)]
+pub struct Held(Arc<Mutex<HashMap<u32, Lock>>>);
+
+impl Held {
+  /// Keeps `lock` and returns what JS needs of it; with `events`, its lease events go to
+  /// `queue` from now on.
+  pub fn add(&self, lock: Lock, queue: &Arc<Queue>, events: bool) -> NativeGrant {
     static NEXT: AtomicU32 = AtomicU32::new(1);
     let handle = NEXT.fetch_add(1, Ordering::Relaxed);
     if events {
@@ -41,11 +52,25 @@ impl NativeLock {
       let weak = lock.downgrade();
       lock.forward_events(Arc::new(move |ev| sink_queue.event(handle, &weak, ev)));
     }
-    NativeLock {
-      lock,
-      queue,
+    let grant = NativeGrant {
       handle,
-    }
+      token: lock.token().to_owned(),
+      fence: BigInt::from(lock.fence()),
+    };
+    self.table().insert(handle, lock);
+    grant
+  }
+
+  fn table(&self) -> MutexGuard<'_, HashMap<u32, Lock>> {
+    self.0.lock().unwrap_or_else(|e| e.into_inner())
+  }
+
+  pub fn get(&self, handle: u32) -> Option<Lock> {
+    self.table().get(&handle).cloned()
+  }
+
+  pub fn remove(&self, handle: u32) {
+    self.table().remove(&handle);
   }
 }
 
@@ -85,59 +110,47 @@ pub fn event(ev: LeaseEvent) -> NativeEvent {
 }
 
 #[napi]
-impl NativeLock {
-  #[napi(getter)]
-  pub fn name(&self) -> String {
-    self.lock.name().to_owned()
-  }
-
-  #[napi(getter)]
-  pub fn token(&self) -> String {
-    self.lock.token().to_owned()
-  }
-
-  #[napi(getter)]
-  pub fn owner(&self) -> String {
-    self.lock.owner().to_owned()
-  }
-
-  #[napi(getter)]
-  pub fn fence(&self) -> BigInt {
-    BigInt::from(self.lock.fence())
-  }
-
-  #[napi(getter)]
-  pub fn lost(&self) -> bool {
-    self.lock.is_lost()
-  }
-
-  /// Milliseconds left on the lease as this process counts it.
-  #[napi(getter)]
-  pub fn valid_for(&self) -> f64 {
-    self.lock.valid_for().as_millis() as f64
-  }
-
-  /// The number its events carry in the completion queue.
-  #[napi(getter)]
-  pub fn handle(&self) -> u32 {
-    self.handle
-  }
-
-  /// Renews the lease to `ttl` ms (default: the current ttl), optionally replacing the data;
-  /// settles operation `op` with true, or false when the lock is no longer ours.
+impl NativeClient {
+  /// Whether lock `handle` was lost (false once it left the table).
   #[napi]
-  pub fn extend(
+  pub fn lock_lost(&self, handle: u32) -> bool {
+    self.held.get(handle).is_some_and(|l| l.is_lost())
+  }
+
+  /// Milliseconds left on the lease of lock `handle` as this process counts it.
+  #[napi]
+  pub fn lock_valid_for(&self, handle: u32) -> f64 {
+    self
+      .held
+      .get(handle)
+      .map_or(0.0, |l| l.valid_for().as_millis() as f64)
+  }
+
+  /// Lock `handle` is over for JS (lost): it leaves the table.
+  #[napi]
+  pub fn lock_forget(&self, handle: u32) {
+    self.held.remove(handle);
+  }
+
+  /// Renews lock `handle` to `ttl` ms (default: the current ttl), optionally replacing the
+  /// data; settles operation `op` with true, or false when the lock is no longer ours.
+  #[napi]
+  pub fn lock_extend(
     &self,
     op: u32,
+    handle: u32,
     ttl: Option<f64>,
     data: Option<Either<String, Buffer>>,
   ) -> napi::Result<()> {
+    let Some(lock) = self.held.get(handle) else {
+      run(&self.queue, op, async { Ok(Value::Bool(false)) });
+      return Ok(());
+    };
     let ttl = match ttl {
       Some(t) => ms_arg(t, "ttl")?,
-      None => self.lock.ttl(),
+      None => lock.ttl(),
     };
     let data = data.map(payload);
-    let lock = self.lock.clone();
     run(&self.queue, op, async move {
       let ok = lock.extend_with(ttl, data.as_ref()).await?;
       Ok(Value::Bool(ok))
@@ -145,30 +158,43 @@ impl NativeLock {
     Ok(())
   }
 
-  /// Releases the lock, optionally leaving data in the released record, or deleting the record
-  /// (DynamoDB); settles operation `op` with true, or false when it was already gone.
+  /// Releases lock `handle`, optionally leaving data in the released record, or deleting the
+  /// record (DynamoDB); settles operation `op` with true, or false when it was already gone.
   #[napi]
-  pub fn release(
+  pub fn lock_release(
     &self,
     op: u32,
+    handle: u32,
     data: Option<Either<String, Buffer>>,
     delete_record: Option<bool>,
   ) {
-    let lock = self.lock.clone();
+    let held = self.held.clone();
+    let lock = held.get(handle);
     let data = data.map(payload);
     run(&self.queue, op, async move {
+      let Some(lock) = lock else {
+        return Ok(Value::Bool(false));
+      };
       let ok = lock.release_with(data, delete_record).await?;
+      held.remove(handle);
       Ok(Value::Bool(ok))
     });
   }
 
-  /// Releases at once where the store allows it (memory): true or false, as `release`
-  /// settles; undefined when the store needs I/O (then call `release`).
+  /// Releases lock `handle` at once where the store allows it (memory): true or false, as
+  /// `lockRelease` settles; undefined when the store needs I/O (then call `lockRelease`).
   #[napi]
-  pub fn release_now(&self) -> napi::Result<Option<bool>> {
-    match self.lock.release_now() {
+  pub fn lock_release_now(&self, handle: u32) -> napi::Result<Option<bool>> {
+    let Some(lock) = self.held.get(handle) else {
+      return Ok(Some(false));
+    };
+    match lock.release_now() {
       None => Ok(None),
-      Some(done) => done.map(Some).map_err(to_napi),
+      Some(done) => {
+        let ok = done.map_err(to_napi)?;
+        self.held.remove(handle);
+        Ok(Some(ok))
+      }
     }
   }
 }

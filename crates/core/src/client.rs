@@ -135,6 +135,14 @@ fn check_options(opts: &AcquireOptions) -> Result<()> {
   Ok(())
 }
 
+/// A fresh owner token: a uuid v4 from the thread's CSPRNG (seeded once from the OS, so no
+/// system call per lock).
+fn new_token() -> String {
+  uuid::Builder::from_random_bytes(rand::rng().random())
+    .into_uuid()
+    .to_string()
+}
+
 /// Counters for leak checks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -219,7 +227,7 @@ impl LockManager {
     self.pending.fetch_add(1, Ordering::AcqRel);
     let _pending = PendingGuard(&self.pending);
 
-    let token = uuid::Uuid::new_v4().to_string();
+    let token = new_token();
     let waiting = opts.wait != Wait::No && opts.wait != Wait::For(Duration::ZERO);
     // Set when an attempt's outcome is unknown (a timeout, a dropped connection): it may have
     // taken the lock under our token.
@@ -397,7 +405,7 @@ impl LockManager {
     }
     // `close` in progress holds the gate: let the async path report it.
     let _gate = self.gate.try_read().ok()?;
-    let token = uuid::Uuid::new_v4().to_string();
+    let token = new_token();
     let owner = opts.owner.clone().unwrap_or_else(|| token.clone());
     let req = AcquireRequest {
       token: &token,

@@ -55,18 +55,25 @@ pub enum LeaseEvent {
 /// order (for example, one queue shared by every lock of a process).
 pub type EventSink = Arc<dyn Fn(LeaseEvent) + Send + Sync>;
 
+/// Where a lock's events go: kept until someone takes them (most locks never have any, so
+/// nothing is allocated for them up front), a stream, or the embedder's sink.
 enum EventOut {
+  Kept(Vec<LeaseEvent>),
   Channel(mpsc::UnboundedSender<LeaseEvent>),
   Sink(EventSink),
+  /// Taken and ended: nothing more goes anywhere.
+  Done,
 }
 
 impl EventOut {
-  fn send(&self, event: LeaseEvent) {
+  fn send(&mut self, event: LeaseEvent) {
     match self {
+      EventOut::Kept(kept) => kept.push(event),
       EventOut::Channel(tx) => {
         let _ = tx.send(event);
       }
       EventOut::Sink(sink) => sink(event),
+      EventOut::Done => {}
     }
   }
 }
@@ -82,7 +89,7 @@ struct State {
   valid_until: Instant,
   last_refresh: Instant,
   finished: bool,
-  events: Option<EventOut>,
+  events: EventOut,
 }
 
 pub(crate) struct LockInner {
@@ -93,7 +100,6 @@ pub(crate) struct LockInner {
   fence: u64,
   store: Arc<dyn LockStore>,
   state: Mutex<State>,
-  events_rx: Mutex<Option<mpsc::UnboundedReceiver<LeaseEvent>>>,
   stop: CancellationToken,
   /// Extends (heartbeat or manual) go one at a time, so the lease we record is the one the
   /// server applied last.
@@ -148,7 +154,6 @@ pub(crate) struct NewLock {
 
 impl Lock {
   pub(crate) fn start(new: NewLock, store: Arc<dyn LockStore>, registry: &Arc<Registry>) -> Lock {
-    let (tx, rx) = mpsc::unbounded_channel();
     // Validity counts from before the request was sent: the server's lease started later.
     // The store may take off a margin for clock drift (Redlock).
     let valid_until = new.started + store.validity(new.ttl);
@@ -166,9 +171,8 @@ impl Lock {
         valid_until,
         last_refresh: new.started,
         finished: false,
-        events: Some(EventOut::Channel(tx)),
+        events: EventOut::Kept(Vec::new()),
       }),
-      events_rx: Mutex::new(Some(rx)),
       stop: CancellationToken::new(),
       extending: AsyncMutex::new(()),
       reschedule: Notify::new(),
@@ -230,14 +234,36 @@ impl Lock {
     self.inner.state().ttl
   }
 
-  /// The event stream; `None` after the first call.
+  /// The event stream; `None` after the first call (or once `forward_events` took them).
   pub fn take_events(&self) -> Option<mpsc::UnboundedReceiver<LeaseEvent>> {
-    self
-      .inner
-      .events_rx
-      .lock()
-      .unwrap_or_else(|e| e.into_inner())
-      .take()
+    let mut st = self.inner.state();
+    let EventOut::Kept(kept) = &mut st.events else {
+      return None;
+    };
+    let (tx, rx) = mpsc::unbounded_channel();
+    for event in kept.drain(..) {
+      let _ = tx.send(event);
+    }
+    // A finished lock's stream ends after what it kept.
+    st.events = if st.finished {
+      EventOut::Done
+    } else {
+      EventOut::Channel(tx)
+    };
+    Some(rx)
+  }
+
+  /// Answers the heartbeat's liveness probe `n`.
+  pub fn ack_probe(&self, n: u64) {
+    if let Some(probe) = &self.inner.probe {
+      probe.send_if_modified(|v| {
+        let newer = n > *v;
+        if newer {
+          *v = n;
+        }
+        newer
+      });
+    }
   }
 
   /// A handle that does not keep this lock alive.
@@ -245,18 +271,21 @@ impl Lock {
     WeakLock(Arc::downgrade(&self.inner))
   }
 
-  /// Sends every event from now on to `sink` instead of the stream of `take_events` (which
-  /// then ends). Events already sent are passed on first, in order.
+  /// Sends every event from now on to `sink` instead of the stream of `take_events`. Events
+  /// kept until now are passed on first, in order. Does nothing once the events were taken.
   pub fn forward_events(&self, sink: EventSink) {
     let mut st = self.inner.state();
-    if let Some(mut rx) = self.take_events() {
-      while let Ok(event) = rx.try_recv() {
-        sink(event);
-      }
+    let EventOut::Kept(kept) = &mut st.events else {
+      return;
+    };
+    for event in kept.drain(..) {
+      sink(event);
     }
-    if st.events.is_some() {
-      st.events = Some(EventOut::Sink(sink));
-    }
+    st.events = if st.finished {
+      EventOut::Done
+    } else {
+      EventOut::Sink(sink)
+    };
   }
 
   /// `release` done at once on the caller's thread, where the store can (memory); `None`
@@ -274,19 +303,6 @@ impl Lock {
       self.inner.finish((!ok).then_some(LostReason::Gone));
     }
     Some(done)
-  }
-
-  /// Answers the heartbeat's liveness probe `n`.
-  pub fn ack_probe(&self, n: u64) {
-    if let Some(probe) = &self.inner.probe {
-      probe.send_if_modified(|v| {
-        let newer = n > *v;
-        if newer {
-          *v = n;
-        }
-        newer
-      });
-    }
   }
 
   /// Sets the lease to `ttl` from now. `Ok(false)` (and a `Lost` event) when the lock is no
@@ -351,8 +367,9 @@ impl LockInner {
   }
 
   fn emit(&self, event: LeaseEvent) {
-    if let Some(out) = &self.state().events {
-      out.send(event);
+    let mut st = self.state();
+    if !st.finished {
+      st.events.send(event);
     }
   }
 
@@ -387,11 +404,13 @@ impl LockInner {
       if lost.is_some() {
         self.lost_flag.store(true, Ordering::Release);
       }
-      if let Some(out) = st.events.take() {
-        out.send(match lost {
-          Some(reason) => LeaseEvent::Lost { reason },
-          None => LeaseEvent::Released,
-        });
+      st.events.send(match lost {
+        Some(reason) => LeaseEvent::Lost { reason },
+        None => LeaseEvent::Released,
+      });
+      // The stream ends here; kept events wait for whoever takes them.
+      if !matches!(st.events, EventOut::Kept(_)) {
+        st.events = EventOut::Done;
       }
     }
     self.stop.cancel();
