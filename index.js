@@ -702,7 +702,10 @@ class Lock extends EventEmitter {
       const { data, delete: del } = this.#dataOption(options, 'release')
       // Memory: done at once, in this call.
       let ok = data === undefined && del === undefined ? this.#native.releaseNow() : undefined
-      if (ok === undefined || ok === null) ok = await ops.submit((op) => this.#native.release(op, data, del))
+      if (ok === undefined) {
+        ok = await ops.submit((op) => this.#native.release(op, data, del))
+        this.#native.released(ok)
+      }
       if (ok) this.#finish('released')
       else this.#finish('lost', 'the lock was already gone when it was released')
       return ok

@@ -122,7 +122,14 @@ class HeldLock {
   /** true/false at once where the store allows it (memory), else undefined. */
   releaseNow() {
     const ok = this.#client.lockReleaseNow(this.handle)
-    return ok === null ? undefined : ok
+    if (ok === null || ok === undefined) return undefined
+    this.released(ok)
+    return ok
+  }
+  /** A release settled with `ok`: the binding let the lock go already. */
+  released(ok) {
+    this.#over = true
+    this.#lost = !ok
   }
   /** The lock is over for JS (`lost`: it was lost): the binding lets it go. */
   forget(lost) {
