@@ -6,10 +6,12 @@
 // namespace. ESM code gets the same names, and its default import (`import ferrolock from
 // 'ferrolock'`) is that whole function, exactly what index.mjs exports as default.
 
-/// <reference types="node" />
+// No dependency on @types/node: Buffer, AbortSignal and the EventEmitter methods come from
+// lib/host-types.d.ts or are declared here, so a project without Node's typings compiles too.
 
-import { EventEmitter } from 'node:events'
+/// <reference lib="esnext.disposable" />
 
+import type { AbortSignalType, BufferType } from './lib/host-types'
 import distLock = require('./compat/dist-lock')
 import dynamoLock = require('./compat/dynamo-lock')
 
@@ -66,7 +68,7 @@ declare namespace ferrolock {
   /** TLS settings of a Redis connection. */
   export interface RedisTlsOptions {
     /** PEM certificate(s) of the CA that signed the server's certificate. */
-    ca: string | Buffer
+    ca: string | BufferType
   }
 
   /** Options shared by every backend. */
@@ -229,9 +231,9 @@ declare namespace ferrolock {
     /** Owner name stored with the lock, at most 1024 bytes (default `hostname:pid`; DynamoDB: the client's `ownerName`). */
     owner?: string | undefined
     /** Data stored with the lock and shown by `inspect`: a string, or a Buffer (memory and dynamodb) (default none). */
-    data?: string | Buffer | undefined
+    data?: string | BufferType | undefined
     /** Cancels the wait when aborted: the acquire rejects with `ERR_ABORTED` (a held lock is unaffected). */
-    signal?: AbortSignal | undefined
+    signal?: AbortSignalType | undefined
     /**
      * Emit 'expiring' once less than this many ms of the lease are left without a renewal (default
      * one refresh interval). Also watches locks without auto-extend: they emit 'lost' when the lease ends.
@@ -250,7 +252,7 @@ declare namespace ferrolock {
   /** Options of `sendHeartbeat` (DynamoDB). */
   export interface DataOptions {
     /** DynamoDB: the data to store now (heartbeat) or leave in the released record (release). */
-    data?: string | Buffer | undefined
+    data?: string | BufferType | undefined
   }
 
   /** Options of `release` (DynamoDB). */
@@ -290,7 +292,7 @@ declare namespace ferrolock {
   /** A DynamoDB lock record, released or not, as returned by `get`. */
   export interface LockRecord {
     owner: string
-    data: string | Buffer | null
+    data: string | BufferType | null
     fence: bigint
     /** The holder's lease in ms. */
     leaseDuration: number
@@ -319,7 +321,7 @@ declare namespace ferrolock {
   export type DoneCallback = (err: Error | null, value?: unknown) => void
 
   /** The function `using` runs while it holds the lock; `signal` is aborted if the lock is lost. */
-  export type UsingFunction<T> = (signal: AbortSignal, lock: Lock) => T | PromiseLike<T>
+  export type UsingFunction<T> = (signal: AbortSignalType, lock: Lock) => T | PromiseLike<T>
 
   // ---- results -----------------------------------------------------------------------------------
 
@@ -332,7 +334,7 @@ declare namespace ferrolock {
     /** The fencing token of the current acquisition. */
     fence: bigint
     /** The stored data (a string, or a Buffer when given as one), or null. */
-    data: string | Buffer | null
+    data: string | BufferType | null
   }
 
   /** Counters for leak checks, as returned by `stats`. */
@@ -374,9 +376,11 @@ declare namespace ferrolock {
 
   /**
    * A held lock, obtained from `acquire`, `tryAcquire` or `using` (it cannot be constructed).
-   * Supports `await using` (released on scope exit).
+   * Supports `await using` (released on scope exit). At run time it is a Node.js `EventEmitter`;
+   * its typings list EventEmitter's methods themselves, so they need no @types/node (and a Lock
+   * still fits where Node's typings expect an EventEmitter, e.g. `events.once(lock, 'released')`).
    */
-  export class Lock extends EventEmitter {
+  export class Lock {
     private constructor()
     /** The resource name. */
     readonly name: string
@@ -391,7 +395,7 @@ declare namespace ferrolock {
     /** Epoch ms when the lease ends as this process counts it (now, once the lock is over). */
     get expiresAt(): number
     /** Aborted when the lock is lost (reason: a `LockLostError`) or released (code `ERR_LOCK_RELEASED`). */
-    get signal(): AbortSignal
+    get signal(): AbortSignalType
 
     /** Sets the lease to `ttl` ms from now; resolves false (and emits 'lost') if it is no longer ours. */
     extend(ttl: number): Promise<boolean>
@@ -450,6 +454,20 @@ declare namespace ferrolock {
     emit<E extends LockEventName>(event: E, ...args: LockEvents[E]): boolean
     /** Calls the listeners of any other event; true if there were any. */
     emit<E extends string | symbol>(event: OtherEvent<E>, ...args: any[]): boolean
+    /** Removes every listener, or those of one event. */
+    removeAllListeners(event?: string | symbol): this
+    /** Sets the listener count above which Node warns of a possible leak (default 10; 0: no limit). */
+    setMaxListeners(n: number): this
+    /** The listener count above which Node warns of a possible leak. */
+    getMaxListeners(): number
+    /** Copies of the listeners of an event. */
+    listeners(event: string | symbol): ((...args: any[]) => void)[]
+    /** Copies of the listeners of an event, including `once` wrappers. */
+    rawListeners(event: string | symbol): ((...args: any[]) => void)[]
+    /** The number of listeners of an event (of that listener only, when given). */
+    listenerCount(event: string | symbol, listener?: (...args: any[]) => void): number
+    /** The names of the events that have listeners. */
+    eventNames(): (string | symbol)[]
   }
 
   // ---- Client ------------------------------------------------------------------------------------
@@ -540,11 +558,18 @@ declare namespace ferrolock {
    */
   export function createClient(options?: ClientOptions): Client
   /**
-   * A string first: dynamo-lock's `createClient(lockTableName, params)` (see `ferrolock/dynamo-lock`),
+   * A `redis://` or `rediss://` URL first (the habit of ioredis users): one Redis server, the same as
+   * `createClient({ redis: url, ...options })`. A DynamoDB table name cannot contain `:` or `/`, so
+   * no dynamo-lock call is taken for this one. A URL typed only as `string` matches the dynamo-lock
+   * signature below in TypeScript: pass it as `{ redis: url }` then.
+   */
+  export function createClient(url: `redis://${string}` | `rediss://${string}`, options?: BaseClientOptions): Client
+  /**
+   * Any other string first: dynamo-lock's `createClient(lockTableName, params)` (see `ferrolock/dynamo-lock`),
    * so `dynamo-lock@npm:ferrolock` runs dynamo-lock code unchanged.
    */
-  export function createClient(
-    lockTableName: string,
+  export function createClient<Name extends string>(
+    lockTableName: Name extends `redis://${string}` | `rediss://${string}` ? never : Name,
     params?: dynamoLock.CreateClientParams | null,
   ): dynamoLock.LockerClient
 
@@ -569,10 +594,10 @@ declare namespace ferrolock {
 
   /** The base class of every ferrolock error; `name` is the class name and `cause` the backend's own error, if any. */
   export class LockError extends Error {
-    /** Creates an error with a message and a stable code. */
-    constructor(message: string, code: string, options?: LockErrorOptions)
-    /** A stable machine-readable code, one of `ErrorCode` for the errors ferrolock makes. */
-    readonly code: string
+    /** Creates an error with a message and one of the stable codes. */
+    constructor(message: string, code: ErrorCode, options?: LockErrorOptions)
+    /** A stable machine-readable code: `switch (err.code)` over `ErrorCode` is checked, a misspelt case does not compile. */
+    readonly code: ErrorCode
     /** The backend's own error, when there is one. */
     cause?: unknown
   }
