@@ -22,6 +22,9 @@ import dynamoLock = require('./compat/dynamo-lock')
  */
 declare function ferrolock(redisClient: distLock.RedisClient, options?: distLock.Options | null): distLock.DistLock
 
+/** Any event name except the `Lock` events (whose listeners are typed); not exported. */
+type OtherEvent<E> = E extends ferrolock.LockEventName ? never : E
+
 declare namespace ferrolock {
   // ---- options -----------------------------------------------------------------------------------
 
@@ -371,9 +374,6 @@ declare namespace ferrolock {
   /** A name of one of the `Lock` events. */
   export type LockEventName = keyof LockEvents
 
-  /** Any event name except the `Lock` events (whose listeners are typed); not exported. */
-  type OtherEvent<E> = E extends LockEventName ? never : E
-
   /**
    * A held lock, obtained from `acquire`, `tryAcquire` or `using` (it cannot be constructed).
    * Supports `await using` (released on scope exit). At run time it is a Node.js `EventEmitter`;
@@ -658,7 +658,7 @@ declare namespace ferrolock {
     readonly code: 'ERR_TABLE_NOT_FOUND'
   }
 
-  // Only the declarations marked `export` above are exports (no implicit exports in this file).
+  // Every member of this ambient namespace is an export; helpers that are not (OtherEvent) live outside it.
 }
 
 export = ferrolock

@@ -3,7 +3,7 @@
 // unused one), so a loosened type shows up here as an error.
 //
 // The package imports itself by name, through package.json "exports" (the "types" condition),
-// the way a TypeScript user would. This file is CommonJS-format (the package has no "type").
+// the way a TypeScript user would. This file is CommonJS-format (the package is "type": "commonjs").
 
 import { EventEmitter, once } from 'node:events'
 
