@@ -11,7 +11,7 @@
 
 /// <reference lib="esnext.disposable" />
 
-import type { AbortSignalType, BufferType } from './lib/host-types'
+import type { AbortSignalType, BufferType, EmitterMethods } from './lib/host-types'
 import distLock = require('./compat/dist-lock')
 import dynamoLock = require('./compat/dynamo-lock')
 
@@ -380,6 +380,8 @@ declare namespace ferrolock {
    * its typings list EventEmitter's methods themselves, so they need no @types/node (and a Lock
    * still fits where Node's typings expect an EventEmitter, e.g. `events.once(lock, 'released')`).
    */
+  // The interface merged below adds EventEmitter methods that the run-time class has (it extends EventEmitter).
+  // oxlint-disable-next-line typescript/no-unsafe-declaration-merging
   export class Lock {
     private constructor()
     /** The resource name. */
@@ -454,21 +456,9 @@ declare namespace ferrolock {
     emit<E extends LockEventName>(event: E, ...args: LockEvents[E]): boolean
     /** Calls the listeners of any other event; true if there were any. */
     emit<E extends string | symbol>(event: OtherEvent<E>, ...args: any[]): boolean
-    /** Removes every listener, or those of one event. */
-    removeAllListeners(event?: string | symbol): this
-    /** Sets the listener count above which Node warns of a possible leak (default 10; 0: no limit). */
-    setMaxListeners(n: number): this
-    /** The listener count above which Node warns of a possible leak. */
-    getMaxListeners(): number
-    /** Copies of the listeners of an event. */
-    listeners(event: string | symbol): ((...args: any[]) => void)[]
-    /** Copies of the listeners of an event, including `once` wrappers. */
-    rawListeners(event: string | symbol): ((...args: any[]) => void)[]
-    /** The number of listeners of an event (of that listener only, when given). */
-    listenerCount(event: string | symbol, listener?: (...args: any[]) => void): number
-    /** The names of the events that have listeners. */
-    eventNames(): (string | symbol)[]
   }
+  /** The rest of EventEmitter's methods (removeAllListeners, listeners, listenerCount, ...). */
+  export interface Lock extends EmitterMethods {}
 
   // ---- Client ------------------------------------------------------------------------------------
 

@@ -3,7 +3,7 @@
 
 // No dependency on @types/node: the timer type comes from ../lib/host-types.d.ts and the
 // EventEmitter methods are listed on the class (at run time it is an EventEmitter).
-import type { IntervalType } from '../lib/host-types'
+import type { EmitterMethods, IntervalType } from '../lib/host-types'
 
 declare namespace ExclusiveLock {
   /** A pino-like logger. Every method is optional: only those present are called. */
@@ -116,14 +116,9 @@ declare class ExclusiveLock {
   prependListener(event: string | symbol, listener: (...args: any[]) => void): this
   prependOnceListener(event: string | symbol, listener: (...args: any[]) => void): this
   removeListener(event: string | symbol, listener: (...args: any[]) => void): this
-  removeAllListeners(event?: string | symbol): this
   emit(event: string | symbol, ...args: any[]): boolean
-  setMaxListeners(n: number): this
-  getMaxListeners(): number
-  listeners(event: string | symbol): ((...args: any[]) => void)[]
-  rawListeners(event: string | symbol): ((...args: any[]) => void)[]
-  listenerCount(event: string | symbol, listener?: (...args: any[]) => void): number
-  eventNames(): (string | symbol)[]
 }
+/** The rest of EventEmitter's methods (removeAllListeners, listeners, listenerCount, ...). */
+interface ExclusiveLock extends EmitterMethods {}
 
 export = ExclusiveLock

@@ -37,3 +37,25 @@ export interface TimerStandIn {
 
 /** What `setInterval` returns (`NodeJS.Timeout` with @types/node), else `TimerStandIn`. */
 export type IntervalType = typeof globalThis extends { setInterval(...args: any[]): infer T } ? T : TimerStandIn
+
+/**
+ * The methods of Node's EventEmitter that do not depend on the event names, for classes that are
+ * EventEmitters at run time; their typings declare these rather than extend `EventEmitter` from
+ * 'node:events', which needs @types/node.
+ */
+export interface EmitterMethods {
+  /** Removes every listener, or those of one event. */
+  removeAllListeners(event?: string | symbol): this
+  /** Sets the listener count above which Node warns of a possible leak (default 10; 0: no limit). */
+  setMaxListeners(n: number): this
+  /** The listener count above which Node warns of a possible leak. */
+  getMaxListeners(): number
+  /** Copies of the listeners of an event. */
+  listeners(event: string | symbol): ((...args: any[]) => void)[]
+  /** Copies of the listeners of an event, including `once` wrappers. */
+  rawListeners(event: string | symbol): ((...args: any[]) => void)[]
+  /** The number of listeners of an event (of that listener only, when given). */
+  listenerCount(event: string | symbol, listener?: (...args: any[]) => void): number
+  /** The names of the events that have listeners. */
+  eventNames(): (string | symbol)[]
+}
