@@ -1,5 +1,6 @@
-// Hand-written typings for the public API in index.js (CommonJS) and index.mjs (its ESM wrapper).
-// binding.d.ts is generated and describes the native layer only; nothing here depends on it.
+// Hand-written typings for the public API in index.js (CommonJS). index.d.mts re-exports them for
+// index.mjs (its ESM wrapper). binding.d.ts is generated and describes the native layer only;
+// nothing here depends on it.
 //
 // `module.exports` is a function, dist-lock's factory (`require('ferrolock')(redisClient,
 // options)`), carrying the API as properties: hence `export =` of a function merged with a
