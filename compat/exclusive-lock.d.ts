@@ -1,8 +1,9 @@
 // Types of `ferrolock/exclusive-lock`: the `ExclusiveLock` class of @logdna/exclusive-lock 2.0.0
 // (see COMPAT.md section 4).
 
-// No dependency on @types/node: the timer type comes from ../lib/host-types.d.ts and the
-// EventEmitter methods are listed on the class (at run time it is an EventEmitter).
+// No dependency on @types/node: the timer type comes from ../lib/host-types.d.ts, and the class
+// lists EventEmitter's methods (the event-independent ones through EmitterMethods) instead of
+// extending `EventEmitter` from 'node:events'; at run time it is an EventEmitter.
 import type { EmitterMethods, IntervalType } from '../lib/host-types'
 
 declare namespace ExclusiveLock {
