@@ -4,7 +4,7 @@
 //    ESM) and bundler resolution;
 //  - publint --strict has nothing to say about the tarball;
 //  - a consumer project without @types/node compiles against the typings with `tsc --strict`,
-//    as CommonJS and as ESM;
+//    as CommonJS and as ESM, under NodeNext and (with the DOM's typings) Bundler resolution;
 //  - every named export that an entry's typings declare (read with the TypeScript compiler API,
 //    for the "require" and the "import" condition) exists at run time under `require` and `import`.
 // The unpacked package has no native addon (platform packages bring it); the run-time check points
@@ -99,7 +99,7 @@ test('publint --strict has nothing to say about the tarball', async () => {
   )
 })
 
-test('the typings compile with tsc --strict in a project without @types/node (CommonJS and ESM)', async () => {
+test('the typings compile with tsc --strict without @types/node: CommonJS and ESM, NodeNext and Bundler', async () => {
   const config = {
     compilerOptions: {
       strict: true,
@@ -113,7 +113,6 @@ test('the typings compile with tsc --strict in a project without @types/node (Co
     },
     files: ['cjs.cts', 'esm.mts', 'no-node.ts'],
   }
-  await writeFile(join(consumer, 'tsconfig.json'), JSON.stringify(config, null, 2))
   await writeFile(join(consumer, 'package.json'), JSON.stringify({ name: 'consumer', private: true }))
   await writeFile(
     join(consumer, 'cjs.cts'),
@@ -137,8 +136,6 @@ export async function main(): Promise<void> {
   }
   const ex = new ExclusiveLock({ name: 'init', cache_connection: { set: async () => 'OK' } })
   ex.on('error', (e) => log(e.message))
-  const timer = ex.refresh_timer
-  if (timer !== null) timer.unref()
   const held = await Lock.create({ type: 'inMemory' }).lock('k')
   await held.unlock()
   void [distLock, dynamoLock.createClient('Locks'), schemas.instantiation_options, libSchemas]
@@ -176,9 +173,24 @@ declare function log(...args: unknown[]): void
 export type NodeBuffer = Buffer
 `,
   )
-  const result = await run(process.execPath, [TSC, '-p', consumer], { cwd: consumer }).catch((e) => e)
-  assert.equal(`${result.stdout}${result.stderr}`, '')
-  assert.equal(result.code ?? 0, 0)
+  // Without Node's or the DOM's typings, the timer is ferrolock's stand-in, which can be unref'd.
+  await writeFile(
+    join(consumer, 'timer.cts'),
+    `import ExclusiveLock = require('ferrolock/exclusive-lock')
+export function stop(ex: ExclusiveLock): void {
+  ex.refresh_timer?.unref()
+}
+`,
+  )
+  await writeFile(join(consumer, 'tsconfig.json'), JSON.stringify({ ...config, files: [...config.files, 'timer.cts'] }))
+  // Again as a bundler project that has the DOM's typings (its AbortSignal) but not Node's.
+  const bundler = { ...config.compilerOptions, module: 'Preserve', moduleResolution: 'Bundler', lib: ['ES2022', 'DOM'] }
+  await writeFile(join(consumer, 'tsconfig.bundler.json'), JSON.stringify({ ...config, compilerOptions: bundler }))
+  for (const project of ['tsconfig.json', 'tsconfig.bundler.json']) {
+    const result = await run(process.execPath, [TSC, '-p', project], { cwd: consumer }).catch((e) => e)
+    assert.equal(`${result.stdout}${result.stderr}`, '', project)
+    assert.equal(result.code ?? 0, 0, project)
+  }
 })
 
 // Which target `exports[entry]` gives under these conditions (first matching key wins, like Node).
