@@ -1,15 +1,18 @@
-// Hand-written typings for the public API in index.js (CommonJS) and index.mjs (its ESM wrapper).
-// binding.d.ts is generated and describes the native layer only; nothing here depends on it.
+// Hand-written typings for the public API in index.js (CommonJS). index.d.mts re-exports them for
+// index.mjs (its ESM wrapper). binding.d.ts is generated and describes the native layer only;
+// nothing here depends on it.
 //
 // `module.exports` is a function, dist-lock's factory (`require('ferrolock')(redisClient,
 // options)`), carrying the API as properties: hence `export =` of a function merged with a
 // namespace. ESM code gets the same names, and its default import (`import ferrolock from
 // 'ferrolock'`) is that whole function, exactly what index.mjs exports as default.
 
-/// <reference types="node" />
+// No dependency on @types/node: Buffer, AbortSignal and the EventEmitter methods come from
+// lib/host-types.d.ts or are declared here, so a project without Node's typings compiles too.
 
-import { EventEmitter } from 'node:events'
+/// <reference lib="esnext.disposable" />
 
+import type { AbortSignalType, BufferType, EmitterMethods } from './lib/host-types'
 import distLock = require('./compat/dist-lock')
 import dynamoLock = require('./compat/dynamo-lock')
 
@@ -19,6 +22,9 @@ import dynamoLock = require('./compat/dynamo-lock')
  * dist-lock code unchanged.
  */
 declare function ferrolock(redisClient: distLock.RedisClient, options?: distLock.Options | null): distLock.DistLock
+
+/** Any event name except the `Lock` events (whose listeners are typed); not exported. */
+type OtherEvent<E> = E extends ferrolock.LockEventName ? never : E
 
 declare namespace ferrolock {
   // ---- options -----------------------------------------------------------------------------------
@@ -66,7 +72,7 @@ declare namespace ferrolock {
   /** TLS settings of a Redis connection. */
   export interface RedisTlsOptions {
     /** PEM certificate(s) of the CA that signed the server's certificate. */
-    ca: string | Buffer
+    ca: string | BufferType
   }
 
   /** Options shared by every backend. */
@@ -229,9 +235,9 @@ declare namespace ferrolock {
     /** Owner name stored with the lock, at most 1024 bytes (default `hostname:pid`; DynamoDB: the client's `ownerName`). */
     owner?: string | undefined
     /** Data stored with the lock and shown by `inspect`: a string, or a Buffer (memory and dynamodb) (default none). */
-    data?: string | Buffer | undefined
+    data?: string | BufferType | undefined
     /** Cancels the wait when aborted: the acquire rejects with `ERR_ABORTED` (a held lock is unaffected). */
-    signal?: AbortSignal | undefined
+    signal?: AbortSignalType | undefined
     /**
      * Emit 'expiring' once less than this many ms of the lease are left without a renewal (default
      * one refresh interval). Also watches locks without auto-extend: they emit 'lost' when the lease ends.
@@ -250,7 +256,7 @@ declare namespace ferrolock {
   /** Options of `sendHeartbeat` (DynamoDB). */
   export interface DataOptions {
     /** DynamoDB: the data to store now (heartbeat) or leave in the released record (release). */
-    data?: string | Buffer | undefined
+    data?: string | BufferType | undefined
   }
 
   /** Options of `release` (DynamoDB). */
@@ -290,7 +296,7 @@ declare namespace ferrolock {
   /** A DynamoDB lock record, released or not, as returned by `get`. */
   export interface LockRecord {
     owner: string
-    data: string | Buffer | null
+    data: string | BufferType | null
     fence: bigint
     /** The holder's lease in ms. */
     leaseDuration: number
@@ -319,7 +325,7 @@ declare namespace ferrolock {
   export type DoneCallback = (err: Error | null, value?: unknown) => void
 
   /** The function `using` runs while it holds the lock; `signal` is aborted if the lock is lost. */
-  export type UsingFunction<T> = (signal: AbortSignal, lock: Lock) => T | PromiseLike<T>
+  export type UsingFunction<T> = (signal: AbortSignalType, lock: Lock) => T | PromiseLike<T>
 
   // ---- results -----------------------------------------------------------------------------------
 
@@ -332,7 +338,7 @@ declare namespace ferrolock {
     /** The fencing token of the current acquisition. */
     fence: bigint
     /** The stored data (a string, or a Buffer when given as one), or null. */
-    data: string | Buffer | null
+    data: string | BufferType | null
   }
 
   /** Counters for leak checks, as returned by `stats`. */
@@ -369,14 +375,15 @@ declare namespace ferrolock {
   /** A name of one of the `Lock` events. */
   export type LockEventName = keyof LockEvents
 
-  /** Any event name except the `Lock` events (whose listeners are typed); not exported. */
-  type OtherEvent<E> = E extends LockEventName ? never : E
-
   /**
    * A held lock, obtained from `acquire`, `tryAcquire` or `using` (it cannot be constructed).
-   * Supports `await using` (released on scope exit).
+   * Supports `await using` (released on scope exit). At run time it is a Node.js `EventEmitter`;
+   * its typings list EventEmitter's methods themselves, so they need no @types/node (and a Lock
+   * still fits where Node's typings expect an EventEmitter, e.g. `events.once(lock, 'released')`).
    */
-  export class Lock extends EventEmitter {
+  // The interface merged below adds EventEmitter methods that the run-time class has (it extends EventEmitter).
+  // oxlint-disable-next-line typescript/no-unsafe-declaration-merging
+  export class Lock {
     private constructor()
     /** The resource name. */
     readonly name: string
@@ -391,7 +398,7 @@ declare namespace ferrolock {
     /** Epoch ms when the lease ends as this process counts it (now, once the lock is over). */
     get expiresAt(): number
     /** Aborted when the lock is lost (reason: a `LockLostError`) or released (code `ERR_LOCK_RELEASED`). */
-    get signal(): AbortSignal
+    get signal(): AbortSignalType
 
     /** Sets the lease to `ttl` ms from now; resolves false (and emits 'lost') if it is no longer ours. */
     extend(ttl: number): Promise<boolean>
@@ -451,6 +458,8 @@ declare namespace ferrolock {
     /** Calls the listeners of any other event; true if there were any. */
     emit<E extends string | symbol>(event: OtherEvent<E>, ...args: any[]): boolean
   }
+  /** The rest of EventEmitter's methods (removeAllListeners, listeners, listenerCount, ...). */
+  export interface Lock extends EmitterMethods {}
 
   // ---- Client ------------------------------------------------------------------------------------
 
@@ -540,11 +549,18 @@ declare namespace ferrolock {
    */
   export function createClient(options?: ClientOptions): Client
   /**
-   * A string first: dynamo-lock's `createClient(lockTableName, params)` (see `ferrolock/dynamo-lock`),
+   * A `redis://` or `rediss://` URL first (the habit of ioredis users): one Redis server, the same as
+   * `createClient({ redis: url, ...options })`. A DynamoDB table name cannot contain `:` or `/`, so
+   * no dynamo-lock call is taken for this one. A URL typed only as `string` matches the dynamo-lock
+   * signature below in TypeScript: pass it as `{ redis: url }` then.
+   */
+  export function createClient(url: `redis://${string}` | `rediss://${string}`, options?: BaseClientOptions): Client
+  /**
+   * Any other string first: dynamo-lock's `createClient(lockTableName, params)` (see `ferrolock/dynamo-lock`),
    * so `dynamo-lock@npm:ferrolock` runs dynamo-lock code unchanged.
    */
-  export function createClient(
-    lockTableName: string,
+  export function createClient<Name extends string>(
+    lockTableName: Name extends `redis://${string}` | `rediss://${string}` ? never : Name,
     params?: dynamoLock.CreateClientParams | null,
   ): dynamoLock.LockerClient
 
@@ -569,10 +585,10 @@ declare namespace ferrolock {
 
   /** The base class of every ferrolock error; `name` is the class name and `cause` the backend's own error, if any. */
   export class LockError extends Error {
-    /** Creates an error with a message and a stable code. */
-    constructor(message: string, code: string, options?: LockErrorOptions)
-    /** A stable machine-readable code, one of `ErrorCode` for the errors ferrolock makes. */
-    readonly code: string
+    /** Creates an error with a message and one of the stable codes. */
+    constructor(message: string, code: ErrorCode, options?: LockErrorOptions)
+    /** A stable machine-readable code: `switch (err.code)` over `ErrorCode` is checked, a misspelt case does not compile. */
+    readonly code: ErrorCode
     /** The backend's own error, when there is one. */
     cause?: unknown
   }
@@ -633,7 +649,7 @@ declare namespace ferrolock {
     readonly code: 'ERR_TABLE_NOT_FOUND'
   }
 
-  // Only the declarations marked `export` above are exports (no implicit exports in this file).
+  // Every member of this ambient namespace is an export; helpers that are not (OtherEvent) live outside it.
 }
 
 export = ferrolock

@@ -931,7 +931,15 @@ class Client {
  * node_redis): ferrolock sends every command through its methods.
  */
 function createClient(options) {
-  // A string first: dynamo-lock's createClient(lockTableName, params) (the drop-in).
+  // A string first: a redis:// or rediss:// URL (a DynamoDB table name cannot hold ':' or '/'),
+  // then client options without a backend; any other string is dynamo-lock's
+  // createClient(lockTableName, params) (the drop-in).
+  if (typeof options === 'string' && /^rediss?:\/\//i.test(options)) {
+    const more = arguments[1] === undefined ? {} : arguments[1]
+    checkKeys(more, CLIENT_KEYS, 'options')
+    if (more.redis !== undefined) throw invalid('options.redis: the Redis URL is the first argument already')
+    return createClient({ ...more, redis: options })
+  }
   if (typeof options === 'string') return require('./compat/dynamo-lock.js').createClient(...arguments)
   const o = options === undefined ? {} : options
   checkKeys(o, CLIENT_KEYS, 'options')

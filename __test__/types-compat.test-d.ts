@@ -1,6 +1,8 @@
 // Type tests for the drop-in entries' typings: never executed, only checked by `tsc`. Each
 // entry is imported by its package subpath, the way a migrating user's code would.
 
+import { EventEmitter, once } from 'node:events'
+
 import ExclusiveLock = require('ferrolock/exclusive-lock')
 import schemas = require('ferrolock/exclusive-lock/schemas')
 import dynamoLock = require('ferrolock/dynamo-lock')
@@ -12,6 +14,11 @@ const ex = new ExclusiveLock({ name: 'app', cache_connection: cache as any, lock
 const acquired: Promise<boolean> = ex.acquire()
 const key: string = ex.key
 ex.on('refreshed', ({ lock_ttl_ms }) => lock_ttl_ms.toFixed())
+// With @types/node, an ExclusiveLock is Node's EventEmitter and its timer Node's Timeout.
+const emitter: EventEmitter = ex
+const timer: NodeJS.Timeout | null = ex.refresh_timer
+void once(ex, 'acquired')
+void [emitter, timer]
 void acquired
 void key
 const required: string[] = schemas.instantiation_options.required

@@ -3,9 +3,9 @@
 // unused one), so a loosened type shows up here as an error.
 //
 // The package imports itself by name, through package.json "exports" (the "types" condition),
-// the way a TypeScript user would. This file is CommonJS-format (the package has no "type").
+// the way a TypeScript user would. This file is CommonJS-format (the package is "type": "commonjs").
 
-import { EventEmitter } from 'node:events'
+import { EventEmitter, once } from 'node:events'
 
 import * as ferrolock from 'ferrolock'
 import {
@@ -63,7 +63,20 @@ function clients(): Client[] {
     createClient({ redis: undefined }),
     createClient(options),
     createClient(undefined),
+    createClient('redis://127.0.0.1:6379'),
+    createClient('rediss://:secret@db.internal:6380/1', { keyPrefix: 'jobs:', logger: console }),
   ]
+  // A string that is not a redis:// or rediss:// URL is dynamo-lock's table name.
+  const locker: { getLock(name: string, ttl: number, cb: (err: string | null) => void): void } = createClient('Locks', {
+    awsConfig: { region: 'eu-west-1' },
+  })
+  // @ts-expect-error a dynamo-lock client has no acquire
+  createClient('Locks').acquire('x')
+  // @ts-expect-error a Redis URL takes client options, no second backend
+  createClient('redis://127.0.0.1:6379', { redis: 'redis://127.0.0.1:6380' })
+  // @ts-expect-error nor dynamo-lock's params
+  createClient('redis://127.0.0.1:6379', { awsConfig: {} })
+  void locker
 
   // @ts-expect-error redis is a URL string or an options object
   createClient({ redis: 42 })
@@ -319,6 +332,9 @@ async function lockApi(locks: Client): Promise<void> {
   const fence: bigint = lock.fence
   const asString: string = String(lock.fence)
   const emitter: EventEmitter = lock
+  // Node's own helpers take a Lock as the EventEmitter it is at run time.
+  const releasedOnce: Promise<unknown[]> = once(lock, 'released')
+  void releasedOnce
 
   // @ts-expect-error the fence is a bigint, not a number
   const asNumber: number = lock.fence
@@ -421,8 +437,18 @@ async function errors(locks: Client): Promise<void> {
       expectType<string>(err.message)
       expectType<unknown>(err.cause)
     } else if (err instanceof LockError) {
-      expectType<string>(err.code)
+      expectType<ErrorCode>(err.code)
       expectType<Error>(err)
+      switch (err.code) {
+        case 'ERR_LOCK_LOST':
+          expectType<ErrorCode>(err.code)
+          break
+        // @ts-expect-error a misspelt code is not an ErrorCode, so the case does not compile
+        case 'ERR_LOK_LOST':
+          break
+      }
+      // @ts-expect-error the same for a comparison
+      if (err.code === 'ERR_LOCK_NOT_AQUIRED') return
     }
   }
 
@@ -447,8 +473,10 @@ async function errors(locks: Client): Promise<void> {
     new AbortedError('aborted').code,
     'ERR_LOCK_RELEASED',
   ]
-  const base = new LockError('custom', 'ERR_CUSTOM', { cause: 'a reason' })
+  const base = new LockError('custom', 'ERR_BACKEND_UNAVAILABLE', { cause: 'a reason' })
   const isError: Error = base
+  // @ts-expect-error a LockError's code is one of the ErrorCode strings
+  new LockError('custom', 'ERR_CUSTOM')
 
   // @ts-expect-error each subclass has its own literal code
   const wrongCode: 'ERR_LOCK_LOST' = new AbortedError('aborted').code

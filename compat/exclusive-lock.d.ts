@@ -1,7 +1,10 @@
 // Types of `ferrolock/exclusive-lock`: the `ExclusiveLock` class of @logdna/exclusive-lock 2.0.0
 // (see COMPAT.md section 4).
 
-import { EventEmitter } from 'node:events'
+// No dependency on @types/node: the timer type comes from ../lib/host-types.d.ts, and the class
+// lists EventEmitter's methods (the event-independent ones through EmitterMethods) instead of
+// extending `EventEmitter` from 'node:events'; at run time it is an EventEmitter.
+import type { EmitterMethods, IntervalType } from '../lib/host-types'
 
 declare namespace ExclusiveLock {
   /** A pino-like logger. Every method is optional: only those present are called. */
@@ -71,7 +74,7 @@ declare namespace ExclusiveLock {
   }
 }
 
-declare class ExclusiveLock extends EventEmitter {
+declare class ExclusiveLock {
   /** @throws {ExclusiveLock.ValidationError} `Error`, `TypeError` or `RangeError`, `code: 'EINVAL'` */
   constructor(options: ExclusiveLock.Options)
 
@@ -86,7 +89,7 @@ declare class ExclusiveLock extends EventEmitter {
   /** While true, refresh ticks are skipped. */
   is_refreshing: boolean
   /** The refresh interval while the lock is held (keeps the process alive), else null. */
-  refresh_timer: NodeJS.Timeout | null
+  refresh_timer: IntervalType | null
   /** `<slug(key_prefix)>:<slug(name)>` */
   readonly key: string
   readonly [Symbol.toStringTag]: 'ExclusiveLock'
@@ -110,6 +113,13 @@ declare class ExclusiveLock extends EventEmitter {
   off(event: 'refreshed', listener: (payload: ExclusiveLock.RefreshedEvent) => void): this
   off(event: 'error', listener: (err: Error) => void): this
   off(event: string | symbol, listener: (...args: any[]) => void): this
+  addListener(event: string | symbol, listener: (...args: any[]) => void): this
+  prependListener(event: string | symbol, listener: (...args: any[]) => void): this
+  prependOnceListener(event: string | symbol, listener: (...args: any[]) => void): this
+  removeListener(event: string | symbol, listener: (...args: any[]) => void): this
+  emit(event: string | symbol, ...args: any[]): boolean
 }
+/** The rest of EventEmitter's methods (removeAllListeners, listeners, listenerCount, ...). */
+interface ExclusiveLock extends EmitterMethods {}
 
 export = ExclusiveLock

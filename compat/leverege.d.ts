@@ -1,5 +1,5 @@
 // Typings of `require('ferrolock/leverege')`: @leverege/lock's `Lock` on ferrolock.
-import { LockError as FerrolockError, LockErrorOptions, RedisOptions } from '../index'
+import { ErrorCode, LockError as FerrolockError, LockErrorOptions, RedisOptions } from '../index'
 
 declare namespace Lock {
   /** Redlock's settings (type 'redis'); the defaults are Redlock 4's. */
@@ -68,7 +68,7 @@ declare namespace Lock {
 
   /** Redlock 4's error: `name` 'LockError', `attempts` made, and ferrolock's `code`. */
   class LockError extends FerrolockError {
-    constructor(message: string, attempts?: number, code?: string, options?: LockErrorOptions)
+    constructor(message: string, attempts?: number, code?: ErrorCode, options?: LockErrorOptions)
     /** Attempts made (acquire), 0 (extend after expiry) or undefined (unlock). */
     readonly attempts: number | undefined
   }
