@@ -28,7 +28,10 @@ function unhold() {
   if (--holds === 0) keepAlive.unref()
 }
 
+let batches = 0 // calls of onReady, for tests of the coalescing
+
 function onReady(batch) {
+  batches++
   for (let i = 0; i < batch.length; i += 3) {
     const id = batch[i]
     const value = batch[i + 2]
@@ -150,4 +153,7 @@ function promised(native) {
   }
 }
 
-module.exports = { queue, submit, listen, unlisten, promised, HeldLock }
+/** Counters for tests: wake-ups so far, operations and lock listeners in flight. */
+const counters = () => ({ batches, pending: pending.size, listeners: listeners.size, early: early.size })
+
+module.exports = { queue, submit, listen, unlisten, promised, HeldLock, counters }

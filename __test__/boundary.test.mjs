@@ -1,0 +1,150 @@
+// The native boundary: the memory fast path (a free lock taken and released inside the JS call)
+// beside waiters that go the long way, results coalesced through the one completion queue, and
+// cancellation racing a grant.
+import assert from 'node:assert/strict'
+import { createRequire } from 'node:module'
+import { after, before, describe, test } from 'node:test'
+
+import { createClient } from '../index.js'
+import { startRedis } from './support/servers.mjs'
+
+const require = createRequire(import.meta.url)
+const ops = require('../lib/ops.js')
+
+let seq = 0
+const unique = (p) => `${p}-${process.pid}-${++seq}`
+
+describe('memory fast path', () => {
+  test('a free lock is granted and released in the call itself: no turn of the event loop', async () => {
+    const locks = createClient()
+    const name = unique('now')
+    let turned = false
+    setImmediate(() => (turned = true))
+    const lock = await locks.acquire(name, { autoExtend: false })
+    assert.equal(await lock.release(), true)
+    const again = await locks.tryAcquire(name)
+    assert.ok(again)
+    assert.equal(await locks.tryAcquire(name), null, 'held: a single attempt answers null at once')
+    await again.release()
+    assert.equal(turned, false, 'every step settled before the event loop turned')
+    await locks.close()
+  })
+
+  test('fast-path holders and waiting acquires exclude each other; fences increase; events in order', async () => {
+    const locks = createClient()
+    const name = unique('mixed')
+    let inside = 0
+    let overlaps = 0
+    const grants = [] // fences in the order the critical sections ran
+    const events = []
+    const worker = async (w) => {
+      for (let i = 0; i < 25; i++) {
+        const lock = await locks.acquire(name, { ttl: 10_000, autoExtend: w % 2 === 0 })
+        const seen = []
+        events.push(seen)
+        lock.on('acquired', () => seen.push('acquired'))
+        lock.on('released', () => seen.push('released'))
+        inside++
+        if (inside > 1) overlaps++
+        grants.push(lock.fence)
+        // Half the holds end in the same turn (the next acquirer may take the fast path), half
+        // after a turn of the event loop (the waiters queue and are woken).
+        if (i % 2) await new Promise((resolve) => setImmediate(resolve))
+        inside--
+        assert.equal(await lock.release(), true)
+      }
+    }
+    await Promise.all(Array.from({ length: 8 }, (_, w) => worker(w)))
+    assert.equal(overlaps, 0)
+    assert.equal(grants.length, 200)
+    for (let i = 1; i < grants.length; i++) assert.ok(grants[i] > grants[i - 1], `fence ${i} increases`)
+    await new Promise((resolve) => setImmediate(resolve))
+    for (const seen of events) assert.deepEqual(seen, ['acquired', 'released'])
+    assert.deepEqual(locks.stats(), { pending: 0, held: 0, watched: 0 })
+    await locks.close()
+  })
+
+  test('a lock released before its first turn still emits acquired, then released, once each', async () => {
+    const locks = createClient()
+    const lock = await locks.acquire(unique('early'), { autoExtend: false })
+    const seen = []
+    lock.on('acquired', () => seen.push('acquired')).on('released', () => seen.push('released'))
+    await lock.release()
+    assert.deepEqual(seen, ['acquired', 'released'])
+    await new Promise((resolve) => setImmediate(resolve))
+    assert.deepEqual(seen, ['acquired', 'released'])
+    assert.equal(lock.signal.aborted, true)
+    assert.equal(lock.signal.reason.code, 'ERR_LOCK_RELEASED')
+    await locks.close()
+  })
+})
+
+describe('completion queue', () => {
+  let server
+  before(async () => {
+    server = await startRedis()
+  })
+  after(async () => {
+    await server.stop()
+  })
+
+  test('10,000 concurrent operations settle with their own results, coalesced into fewer wake-ups', async () => {
+    const locks = createClient({ redis: server.url })
+    const names = Array.from({ length: 10_000 }, (_, i) => unique(`c${i}`))
+    const before = ops.counters().batches
+    const granted = await Promise.all(names.map((n) => locks.tryAcquire(n, { autoExtend: false })))
+    const woke = ops.counters().batches - before
+    assert.ok(
+      granted.every((l, i) => l && l.name === names[i]),
+      'each acquire settled with its own lock',
+    )
+    assert.ok(woke < names.length, `10,000 results came in ${woke} wake-ups`)
+    const infos = await Promise.all(names.map((n) => locks.inspect(n)))
+    assert.ok(infos.every((info, i) => info && info.fence === granted[i].fence))
+    const released = await Promise.all(granted.map((l) => l.release()))
+    assert.ok(released.every((ok) => ok === true))
+    assert.deepEqual(locks.stats(), { pending: 0, held: 0, watched: 0 })
+    assert.equal(ops.counters().pending, 0)
+    await locks.close()
+  })
+
+  for (const backend of ['memory', 'redis']) {
+    test(`${backend}: an abort racing the grant either wins or leaves the lock held, never both or neither`, async () => {
+      const locks = backend === 'memory' ? createClient() : createClient({ redis: server.url })
+      const name = unique('race')
+      let aborted = 0
+      let won = 0
+      for (let i = 0; i < 100; i++) {
+        const holder = await locks.acquire(name, { autoExtend: false })
+        const ac = new AbortController()
+        const waiting = locks.acquire(name, { signal: ac.signal, autoExtend: false, retryDelay: 5 }).then(
+          (lock) => lock,
+          (err) => err,
+        )
+        // Let the waiter reach the store (queued / subscribed), then release and abort at once.
+        while (locks.stats().pending === 0) await new Promise((resolve) => setImmediate(resolve))
+        const releasing = holder.release()
+        if (i % 2) await new Promise((resolve) => setImmediate(resolve))
+        ac.abort()
+        await releasing
+        const outcome = await waiting
+        if (outcome instanceof Error) {
+          assert.equal(outcome.code, 'ERR_ABORTED')
+          aborted++
+          assert.equal(locks.stats().held, 0, 'an aborted waiter holds nothing')
+        } else {
+          won++
+          assert.equal(locks.stats().held, 1)
+          assert.equal(await outcome.release(), true)
+        }
+        assert.equal(locks.stats().pending, 0)
+      }
+      assert.equal(aborted + won, 100)
+      // Nothing is left behind: the name is free for a single attempt.
+      const last = await locks.tryAcquire(name, { autoExtend: false })
+      assert.ok(last)
+      await last.release()
+      await locks.close()
+    })
+  }
+})
