@@ -513,12 +513,15 @@ const kClientClosed = Symbol('clientClosed')
 // 'acquired' comes first, once the caller had a chance to attach listeners: in one
 // setImmediate for every lock made in the same turn.
 let toAnnounce = []
+let announcing = false // an announceAll is scheduled
 function announceAll() {
+  announcing = false
   const locks = toAnnounce
   toAnnounce = []
   for (const lock of locks) lock[kAnnounce]()
 }
 const kAnnounce = Symbol('announce')
+const kAnnounced = Symbol('announced')
 
 class Lock extends EventEmitter {
   #native
@@ -547,8 +550,19 @@ class Lock extends EventEmitter {
     // they come through the completion queue, and keep the process alive while the lock is held.
     this.#events = events
     if (events) ops.listen(nativeLock.handle, (ev) => this.#onEvent(ev))
-    if (toAnnounce.length === 0) setImmediate(announceAll)
+    if (!announcing) {
+      announcing = true
+      setImmediate(announceAll)
+    } else if (toAnnounce.length >= 1024) {
+      // A loop that never yields to the event loop keeps adding: drop the locks that ended
+      // (and so announced) already, so they are not kept until the next turn.
+      toAnnounce = toAnnounce.filter((lock) => !lock[kAnnounced])
+    }
     toAnnounce.push(this)
+  }
+
+  get [kAnnounced]() {
+    return this.#announced
   }
 
   [kAnnounce]() {
@@ -642,6 +656,7 @@ class Lock extends EventEmitter {
     this.#native.forget(kind === 'lost')
     this.#onOver(this)
     this[kAnnounce]()
+    if (toAnnounce[toAnnounce.length - 1] === this) toAnnounce.pop()
     if (kind === 'lost') {
       const err = new LockLostError(`lock "${this.name}" was lost: ${reason}`)
       call(this.#logger, 'warn', { lock: this.name, fence: String(this.fence) }, err.message)
