@@ -20,6 +20,9 @@ pub enum LostReason {
   Gone,
   /// The lease ran out before a heartbeat could renew it.
   Expired,
+  /// `release()` failed: the server did not confirm the delete. The key expires by its lease
+  /// (a later `release()` tries the delete again).
+  Unconfirmed,
 }
 
 impl LostReason {
@@ -28,6 +31,9 @@ impl LostReason {
     match self {
       LostReason::Gone => "the lock was deleted or taken by another owner",
       LostReason::Expired => "the lease ran out before it could be refreshed",
+      LostReason::Unconfirmed => {
+        "its release was not confirmed by the server; the key expires by its lease"
+      }
     }
   }
 }
@@ -109,6 +115,9 @@ pub(crate) struct LockInner {
   probe: Option<watch::Sender<u64>>,
   registry: Weak<Registry>,
   lost_flag: AtomicBool,
+  /// Set when a release failed: the lock is over for its holder, but a later release may still
+  /// try the delete.
+  unconfirmed: AtomicBool,
   auto_extend: bool,
   /// Report `Expiring` when less than this is left (default: one refresh interval).
   safe_time: Option<Duration>,
@@ -179,6 +188,7 @@ impl Lock {
       probe: new.probe.then(|| watch::channel(0).0),
       registry: Arc::downgrade(registry),
       lost_flag: AtomicBool::new(false),
+      unconfirmed: AtomicBool::new(false),
       auto_extend: new.auto_extend,
       safe_time: new.safe_time,
       delete_on_release: new.delete_on_release,
@@ -291,7 +301,7 @@ impl Lock {
   /// `release` done at once on the caller's thread, where the store can (memory); `None`
   /// otherwise (then call `release`).
   pub fn release_now(&self) -> Option<Result<bool>> {
-    if self.is_finished() {
+    if self.is_finished() && !self.inner.unconfirmed.load(Ordering::Acquire) {
       return Some(Ok(false));
     }
     let done = self
@@ -342,8 +352,13 @@ impl Lock {
 
   /// `release`, leaving `data` in the released record where the store keeps one (DynamoDB),
   /// and deleting the record or not (default: as acquired, `delete_on_release`).
+  ///
+  /// A release the server does not confirm (an error) ends the lock for its holder all the
+  /// same: `Lost` with `Unconfirmed`, and the key expires by its lease. A later release tries
+  /// the delete once more, with no more events.
   pub async fn release_with(&self, data: Option<Payload>, delete: Option<bool>) -> Result<bool> {
-    if self.is_finished() {
+    let retry = self.inner.unconfirmed.load(Ordering::Acquire);
+    if self.is_finished() && !retry {
       return Ok(false);
     }
     self.inner.stop.cancel();
@@ -351,13 +366,23 @@ impl Lock {
       delete: delete.unwrap_or(self.inner.delete_on_release),
       data,
     };
-    let ok = self
+    let done = self
       .inner
       .store
       .release_with(&self.inner.name, &self.inner.token, &opts)
-      .await?;
-    self.inner.finish((!ok).then_some(LostReason::Gone));
-    Ok(ok)
+      .await;
+    match done {
+      Ok(ok) => {
+        self.inner.unconfirmed.store(false, Ordering::Release);
+        self.inner.finish((!ok).then_some(LostReason::Gone));
+        Ok(ok)
+      }
+      Err(err) => {
+        self.inner.unconfirmed.store(true, Ordering::Release);
+        self.inner.finish(Some(LostReason::Unconfirmed));
+        Err(err)
+      }
+    }
   }
 }
 
