@@ -1,0 +1,118 @@
+// redis-server CPU per uncontended acquire + release cycle, from the server's own accounting
+// (INFO commandstats), for ferrolock and the peers, on one redis-server that this script starts
+// (on a free port) and stops.
+//
+//   node bench/server-cpu.mjs [--cycles N] [--write] [peer ...]   (default: ferrolock raw)
+//
+// Per library: one client, one key, a warm-up (connections, script loading), CONFIG RESETSTAT,
+// then N sequential acquire + release cycles, then INFO commandstats. Reported per cycle:
+// - all usec: the `usec` of every command summed. A script's own `usec` includes the commands
+//   it runs, and those are counted again under their own names, so this counts the work inside
+//   scripts twice (for every library alike: raw's compare-and-delete is a script too);
+// - top usec: only what clients sent (the script calls, and raw's SET), each once;
+// - the commands per cycle, by name (calls / cycles).
+// Counts, not times, decide the ratio's noise: both figures are the server's busy time, which
+// does not include waiting for the network, so a slow loopback does not change them.
+// `--write` puts the table into bench/RESULTS.md between the SERVER-CPU markers (inside the
+// notes block that bench/run.mjs keeps).
+import { readFileSync, writeFileSync, existsSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { startRedis } from '../__test__/support/servers.mjs'
+import { openPeer } from './peers.mjs'
+
+const args = process.argv.slice(2)
+const take = (flag) => {
+  const i = args.indexOf(flag)
+  if (i < 0) return undefined
+  const [, value] = args.splice(i, 2)
+  return value
+}
+const CYCLES = Number(take('--cycles') ?? 20_000)
+const write = args.includes('--write')
+const peers = args.filter((a) => !a.startsWith('--'))
+if (peers.length === 0) peers.push('ferrolock', 'raw')
+if (!Number.isInteger(CYCLES) || CYCLES < 100) throw new Error('--cycles: an integer of at least 100')
+const WARM = 500
+
+// The commands a client sends (the rest run inside scripts).
+const TOP = new Set(['evalsha', 'eval', 'evalsha_ro', 'eval_ro', 'fcall', 'set'])
+
+/** INFO commandstats as { name: { calls, usec } } (subcommands as `config|resetstat`). */
+function commandstats(text) {
+  const stats = {}
+  for (const line of text.split('\r\n')) {
+    const m = /^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/.exec(line)
+    if (m) stats[m[1]] = { calls: Number(m[2]), usec: Number(m[3]) }
+  }
+  return stats
+}
+
+async function measure(name, redis, info) {
+  const peer = await openPeer(name, redis.port)
+  try {
+    const key = `server-cpu-${name}`
+    for (let i = 0; i < WARM; i++) await peer.release(await peer.acquire(key))
+    await info.call('config', 'resetstat')
+    for (let i = 0; i < CYCLES; i++) await peer.release(await peer.acquire(key))
+    const stats = commandstats(await info.call('info', 'commandstats'))
+    delete stats['config|resetstat']
+    delete stats.info
+    let all = 0
+    let top = 0
+    const perCycle = []
+    for (const [cmd, { calls, usec }] of Object.entries(stats)) {
+      all += usec
+      // raw's SET is sent by the client; ferrolock's SET runs inside a script.
+      if (TOP.has(cmd) && !(cmd === 'set' && stats.evalsha && name !== 'raw')) top += usec
+      perCycle.push(`${cmd} ${(calls / CYCLES).toFixed(2).replace(/\.00$/, '')}`)
+    }
+    return { name, all: all / CYCLES, top: top / CYCLES, commands: perCycle.join(', ') }
+  } finally {
+    await peer.close()
+  }
+}
+
+const { createRequire } = await import('node:module')
+const Redis = createRequire(import.meta.url)('ioredis')
+const redis = await startRedis()
+const info = new Redis({ host: '127.0.0.1', port: redis.port })
+const rows = []
+try {
+  const version = /redis_version:(\S+)/.exec(await info.info('server'))[1]
+  for (const name of peers) rows.push(await measure(name, redis, info))
+  const raw = rows.find((r) => r.name === 'raw')
+  const ratio = (r, field) => (raw ? `${(r[field] / raw[field]).toFixed(2)}×` : '–')
+  const table = [
+    `redis-server ${version}, ${CYCLES} sequential cycles per library (one key, ttl 10 s, no auto-extend),`,
+    `measured ${new Date().toISOString()} with \`node bench/server-cpu.mjs\`.`,
+    '',
+    '| library | all usec / cycle | vs raw | top usec / cycle | vs raw | commands per cycle |',
+    '|---|---:|---:|---:|---:|---|',
+    ...rows.map(
+      (r) =>
+        `| ${r.name} | ${r.all.toFixed(2)} | ${ratio(r, 'all')} | ${r.top.toFixed(2)} | ${ratio(r, 'top')} | ${r.commands} |`,
+    ),
+  ]
+  console.log(table.join('\n'))
+  if (write) writeSection(table)
+} finally {
+  info.disconnect()
+  await redis.stop()
+}
+
+function writeSection(table) {
+  const file = fileURLToPath(new URL('./RESULTS.md', import.meta.url))
+  const START = '<!-- SERVER-CPU: written by bench/server-cpu.mjs -->'
+  const END = '<!-- /SERVER-CPU -->'
+  const block = [START, '', '### redis-server CPU per uncontended cycle', '', ...table, '', END].join('\n')
+  let text = existsSync(file) ? readFileSync(file, 'utf8') : ''
+  const a = text.indexOf(START)
+  const b = text.indexOf(END)
+  if (a >= 0 && b > a) text = text.slice(0, a) + block + text.slice(b + END.length)
+  else {
+    // Inside the notes block, which bench/run.mjs keeps when it rewrites the file.
+    const notesEnd = text.indexOf('<!-- /NOTES -->')
+    text = notesEnd >= 0 ? `${text.slice(0, notesEnd)}${block}\n\n${text.slice(notesEnd)}` : `${text}\n${block}\n`
+  }
+  writeFileSync(file, text)
+}
