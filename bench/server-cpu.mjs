@@ -2,10 +2,13 @@
 // (INFO commandstats), for ferrolock and the peers, on one redis-server that this script starts
 // (on a free port) and stops.
 //
-//   node bench/server-cpu.mjs [--cycles N] [--write] [peer ...]   (default: ferrolock raw)
+//   node bench/server-cpu.mjs [--cycles N] [--port P] [--write] [peer ...]
 //
-// Per library: one client, one key, a warm-up (connections, script loading), CONFIG RESETSTAT,
-// then N sequential acquire + release cycles, then INFO commandstats. Reported per cycle:
+// Peers default to ferrolock and raw. `--port` measures on a redis-server that is already
+// running there (e.g. to compare two builds on one server) instead of starting one.
+// Per library and mode (sequential: one loop on one key; 64 keys: 64 concurrent loops on 64
+// keys, the same total of cycles): one client, a warm-up (connections, script loading),
+// CONFIG RESETSTAT, the cycles, then INFO commandstats. Reported per cycle:
 // - all usec: the `usec` of every command summed. A script's own `usec` includes the commands
 //   it runs, and those are counted again under their own names, so this counts the work inside
 //   scripts twice (for every library alike: raw's compare-and-delete is a script too);
@@ -28,6 +31,7 @@ const take = (flag) => {
   return value
 }
 const CYCLES = Number(take('--cycles') ?? 20_000)
+const PORT = take('--port')
 const write = args.includes('--write')
 const peers = args.filter((a) => !a.startsWith('--'))
 if (peers.length === 0) peers.push('ferrolock', 'raw')
@@ -47,13 +51,26 @@ function commandstats(text) {
   return stats
 }
 
-async function measure(name, redis, info) {
-  const peer = await openPeer(name, redis.port)
+const MODES = [
+  ['sequential', 1],
+  ['64 keys', 64],
+]
+
+/** `total` cycles spread over `loops` concurrent loops, each on a key of its own. */
+async function run(peer, name, loops, total) {
+  const loop = async (k) => {
+    const key = `server-cpu-${name}-${k}`
+    for (let i = k; i < total; i += loops) await peer.release(await peer.acquire(key))
+  }
+  await Promise.all(Array.from({ length: loops }, (_, k) => loop(k)))
+}
+
+async function measure(name, [mode, loops], port, info) {
+  const peer = await openPeer(name, port)
   try {
-    const key = `server-cpu-${name}`
-    for (let i = 0; i < WARM; i++) await peer.release(await peer.acquire(key))
+    await run(peer, name, loops, WARM)
     await info.call('config', 'resetstat')
-    for (let i = 0; i < CYCLES; i++) await peer.release(await peer.acquire(key))
+    await run(peer, name, loops, CYCLES)
     const stats = commandstats(await info.call('info', 'commandstats'))
     delete stats['config|resetstat']
     delete stats.info
@@ -66,7 +83,7 @@ async function measure(name, redis, info) {
       if (TOP.has(cmd) && !(cmd === 'set' && stats.evalsha && name !== 'raw')) top += usec
       perCycle.push(`${cmd} ${(calls / CYCLES).toFixed(2).replace(/\.00$/, '')}`)
     }
-    return { name, all: all / CYCLES, top: top / CYCLES, commands: perCycle.join(', ') }
+    return { name, mode, all: all / CYCLES, top: top / CYCLES, commands: perCycle.join(', ') }
   } finally {
     await peer.close()
   }
@@ -74,30 +91,35 @@ async function measure(name, redis, info) {
 
 const { createRequire } = await import('node:module')
 const Redis = createRequire(import.meta.url)('ioredis')
-const redis = await startRedis()
-const info = new Redis({ host: '127.0.0.1', port: redis.port })
+const redis = PORT ? null : await startRedis()
+const port = PORT ? Number(PORT) : redis.port
+const info = new Redis({ host: '127.0.0.1', port })
 const rows = []
 try {
   const version = /redis_version:(\S+)/.exec(await info.info('server'))[1]
-  for (const name of peers) rows.push(await measure(name, redis, info))
-  const raw = rows.find((r) => r.name === 'raw')
-  const ratio = (r, field) => (raw ? `${(r[field] / raw[field]).toFixed(2)}×` : '–')
+  // Libraries take turns within each mode, so a burst of outside load hits one mode, not one
+  // library.
+  for (const mode of MODES) for (const name of peers) rows.push(await measure(name, mode, port, info))
+  const ratio = (r, field) => {
+    const raw = rows.find((x) => x.name === 'raw' && x.mode === r.mode)
+    return raw ? `${(r[field] / raw[field]).toFixed(2)}×` : '–'
+  }
   const table = [
-    `redis-server ${version}, ${CYCLES} sequential cycles per library (one key, ttl 10 s, no auto-extend),`,
-    `measured ${new Date().toISOString()} with \`node bench/server-cpu.mjs\`.`,
+    `redis-server ${version}, ${CYCLES} acquire + release cycles per library and mode (ttl 10 s, no`,
+    `auto-extend), measured ${new Date().toISOString()} with \`node bench/server-cpu.mjs\`.`,
     '',
-    '| library | all usec / cycle | vs raw | top usec / cycle | vs raw | commands per cycle |',
-    '|---|---:|---:|---:|---:|---|',
+    '| library | mode | all usec / cycle | vs raw | top usec / cycle | vs raw | commands per cycle |',
+    '|---|---|---:|---:|---:|---:|---|',
     ...rows.map(
       (r) =>
-        `| ${r.name} | ${r.all.toFixed(2)} | ${ratio(r, 'all')} | ${r.top.toFixed(2)} | ${ratio(r, 'top')} | ${r.commands} |`,
+        `| ${r.name} | ${r.mode} | ${r.all.toFixed(2)} | ${ratio(r, 'all')} | ${r.top.toFixed(2)} | ${ratio(r, 'top')} | ${r.commands} |`,
     ),
   ]
   console.log(table.join('\n'))
   if (write) writeSection(table)
 } finally {
   info.disconnect()
-  await redis.stop()
+  await redis?.stop()
 }
 
 function writeSection(table) {

@@ -130,5 +130,9 @@ if last and tonumber(last) >= now then
   redis.call('INCR', KEYS[2]) -- exact for any 64-bit counter
   fence = redis.call('GET', KEYS[2])
   keep_counter(fence)
+elseif last then
+  -- The clock has passed it: no longer needed (e.g. left by an older version, which kept its
+  -- counters for 7 days). Without it the next grant takes the short path again.
+  redis.call('DEL', KEYS[2])
 end
 return grant(fence, redis.call('EXISTS', KEYS[3], KEYS[4]) > 0)
