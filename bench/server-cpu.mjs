@@ -4,8 +4,12 @@
 //
 //   node bench/server-cpu.mjs [--cycles N] [--port P] [--write] [peer ...]
 //
-// Peers default to ferrolock and raw. `--port` measures on a redis-server that is already
-// running there (e.g. to compare two builds on one server) instead of starting one.
+// Peers default to ferrolock, ferrolock-scripts and raw (any name of bench/peers.mjs works).
+// `ferrolock-scripts` sends ferrolock's own Lua scripts (crates/core/src/store/redis), with the
+// keys and arguments ferrolock sends, through one ioredis client like raw's: the server-side
+// cost of ferrolock's protocol at raw's pace, whatever the speed of ferrolock's client.
+// `--port` measures on a redis-server that is already running there (e.g. to compare two
+// builds on one server) instead of starting one.
 // Per library and mode (sequential: one loop on one key; 64 keys: 64 concurrent loops on 64
 // keys, the same total of cycles): one client, a warm-up (connections, script loading),
 // CONFIG RESETSTAT, the cycles, then INFO commandstats. Reported per cycle:
@@ -14,14 +18,21 @@
 //   scripts twice (for every library alike: raw's compare-and-delete is a script too);
 // - top usec: only what clients sent (the script calls, and raw's SET), each once;
 // - the commands per cycle, by name (calls / cycles).
-// Counts, not times, decide the ratio's noise: both figures are the server's busy time, which
-// does not include waiting for the network, so a slow loopback does not change them.
+// Both figures are the server's busy time, without waiting for the network. They still depend
+// on the client's pace: a server that sleeps between requests runs each one on colder caches,
+// so a slower client makes the same commands cost more (compare ferrolock-scripts with
+// ferrolock), and outside load on the machine does the same. Compare rows of one run.
 // `--write` puts the table into bench/RESULTS.md between the SERVER-CPU markers (inside the
 // notes block that bench/run.mjs keeps).
 import { readFileSync, writeFileSync, existsSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { startRedis } from '../__test__/support/servers.mjs'
-import { openPeer } from './peers.mjs'
+import { openPeer as openBenchPeer, TTL } from './peers.mjs'
+import { createRequire } from 'node:module'
+import { randomUUID } from 'node:crypto'
+
+const require = createRequire(import.meta.url)
+const Redis = require('ioredis')
 
 const args = process.argv.slice(2)
 const take = (flag) => {
@@ -34,7 +45,7 @@ const CYCLES = Number(take('--cycles') ?? 20_000)
 const PORT = take('--port')
 const write = args.includes('--write')
 const peers = args.filter((a) => !a.startsWith('--'))
-if (peers.length === 0) peers.push('ferrolock', 'raw')
+if (peers.length === 0) peers.push('ferrolock', 'ferrolock-scripts', 'raw')
 if (!Number.isInteger(CYCLES) || CYCLES < 100) throw new Error('--cycles: an integer of at least 100')
 const WARM = 500
 
@@ -50,6 +61,31 @@ function commandstats(text) {
   }
   return stats
 }
+
+// ferrolock's scripts through ioredis, as ferrolock's Redis store sends them (see redis.rs).
+const SCRIPTS = new URL('../crates/core/src/store/redis/', import.meta.url)
+const lua = (name) => readFileSync(new URL(`${name}.lua`, SCRIPTS), 'utf8')
+async function openScripts(port) {
+  const redis = new Redis({ host: '127.0.0.1', port })
+  redis.defineCommand('lockAcquire', { numberOfKeys: 4, lua: lua('acquire') })
+  redis.defineCommand('lockRelease', { numberOfKeys: 3, lua: lua('release') })
+  const keep = 60_000
+  return {
+    async acquire(name) {
+      const lock = `bench:ferrolock-scripts:${name}`
+      const base = `{${lock}}`
+      const token = randomUUID()
+      const keys = [lock, `${base}:fence`, `${base}:queue`, `${base}:waiters`]
+      // A fence (a number) when granted; never held here (one loop per key).
+      const fence = await redis.lockAcquire(...keys, token, token, TTL, 0, keep)
+      if (typeof fence !== 'number') throw new Error(`not granted: ${JSON.stringify(fence)}`)
+      return { keys, token, channel: `${base}:released` }
+    },
+    release: ({ keys, token, channel }) => redis.lockRelease(keys[0], keys[1], keys[2], token, keep, channel, '0'),
+    close: () => redis.quit(),
+  }
+}
+const openPeer = (name, port) => (name === 'ferrolock-scripts' ? openScripts(port) : openBenchPeer(name, port))
 
 const MODES = [
   ['sequential', 1],
@@ -89,8 +125,6 @@ async function measure(name, [mode, loops], port, info) {
   }
 }
 
-const { createRequire } = await import('node:module')
-const Redis = createRequire(import.meta.url)('ioredis')
 const redis = PORT ? null : await startRedis()
 const port = PORT ? Number(PORT) : redis.port
 const info = new Redis({ host: '127.0.0.1', port })

@@ -69,11 +69,12 @@ local function enqueue()
     redis.call('ZADD', KEYS[3], 'NX', now, ARGV[1])
   end
   redis.call('ZADD', KEYS[4], now_ms + ms, ARGV[1])
+  -- Each key lives as long as its longest-polling waiter needs (PTTL -1: none yet).
   if redis.call('PTTL', KEYS[4]) < ms then
     redis.call('PEXPIRE', KEYS[4], ms)
-    if wait_ms > 0 then
-      redis.call('PEXPIRE', KEYS[3], ms)
-    end
+  end
+  if wait_ms > 0 and redis.call('PTTL', KEYS[3]) < ms then
+    redis.call('PEXPIRE', KEYS[3], ms)
   end
 end
 
@@ -81,7 +82,7 @@ end
 -- never touched.
 local kind = redis.call('TYPE', KEYS[1]).ok
 if kind == 'hash' then
-  local h = redis.call('HMGET', KEYS[1], 'id', 'owner', 'fence')
+  local h = redis.call('HMGET', KEYS[1], 'id', 'owner', 'fence', 'waiting')
   if h[1] == ARGV[1] then
     -- Ours already: an earlier attempt ran although its reply was lost (a timeout). Take it.
     if h[3] and tonumber(h[3]) >= now then
@@ -93,7 +94,7 @@ if kind == 'hash' then
   if wait_ms ~= 0 then
     drop_stale()
     enqueue()
-    if h[3] then
+    if h[3] and not h[4] then
       redis.call('HSET', KEYS[1], 'waiting', '1') -- ours (it has a fence): its release wakes
     end
   end
