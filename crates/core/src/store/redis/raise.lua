@@ -5,9 +5,13 @@
 local t = redis.call('TIME')
 local now = t[1] * 1000000 + t[2]
 local fence = tonumber(ARGV[2])
+-- Whether decimal integer `a` is below `b`, exactly (doubles are not beyond 2^53).
+local function below(a, b)
+  return #a < #b or (#a == #b and a < b)
+end
 if fence >= now then
   local last = redis.call('GET', KEYS[2])
-  if not last or tonumber(last) < fence then
+  if not last or below(last, ARGV[2]) then
     local px = math.floor(fence / 1000) - math.floor(now / 1000) + tonumber(ARGV[3])
     redis.call('SET', KEYS[2], ARGV[2], 'PX', px)
   end
