@@ -653,16 +653,10 @@ impl RedisStore {
     reply.map_err(|e| self.error(what, e))
   }
 
-  /// Raises the fence counter of `name` to at least `fence` and records `fence` in our lock
-  /// (Redlock: the fence the majority agreed on). `false` when the lock is not ours here.
-  pub(crate) async fn raise_fence(
-    &self,
-    name: &str,
-    token: &str,
-    fence: u64,
-    ttl: Duration,
-  ) -> Result<bool> {
-    let _ = ttl; // the counter is kept by the fence's time, not the lease
+  /// Records `fence` in our lock (Redlock: the fence the majority agreed on) and makes sure the
+  /// next fence of `name` here is higher: when `fence` is not below this server's clock, the
+  /// counter keeps it. `false` when the lock is not ours here.
+  pub(crate) async fn raise_fence(&self, name: &str, token: &str, fence: u64) -> Result<bool> {
     let keys = Keys::new(&self.prefix, name);
     let keep = millis(self.fence_keep);
     let reply = self

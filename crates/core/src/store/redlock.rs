@@ -366,10 +366,10 @@ impl LockStore for RedlockStore {
           .request_timeout
           .min(validity.saturating_sub(started.elapsed()));
         let raises = lower.into_iter().map(|m| {
-          let (name, token, ttl) = (name.to_owned(), req.token.to_owned(), req.ttl);
+          let (name, token) = (name.to_owned(), req.token.to_owned());
           async move {
             matches!(
-              tokio::time::timeout(limit, m.raise_fence(&name, &token, fence, ttl)).await,
+              tokio::time::timeout(limit, m.raise_fence(&name, &token, fence)).await,
               Ok(Ok(_))
             )
           }
