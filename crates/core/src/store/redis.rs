@@ -844,7 +844,7 @@ impl LockStore for RedisStore {
     if let Some(data) = data {
       inv.arg(data);
     }
-    // Granted: the fence. Held: [owner or nil, remaining ms].
+    // Granted: the fence (a decimal string). Held: [owner or nil, remaining ms].
     match self.eval("acquire", &mut inv).await? {
       Value::Array(items) => Ok(Acquire::Held(Holder {
         owner: items.first().and_then(as_string),

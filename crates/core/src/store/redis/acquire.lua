@@ -4,8 +4,8 @@
 -- ARGV: 1 token, 2 owner, 3 ttl ms, 4 wait ms (0: the caller does not wait; > 0: it waits in
 --       the FIFO queue; < 0: it waits without queueing, Redlock), 5 counter keep ms,
 --       6 data (absent: none)
--- Reply: the fence (granted), or {owner or false, remaining ms or -3 (free, but an older
--- waiter is first in line)}.
+-- Reply: the fence (granted; a decimal string), or {owner or false, remaining ms or -3 (free,
+-- but an older waiter is first in line)}.
 --
 -- The fence is the server's clock in µs, or one more than the counter when the counter is not
 -- below the clock. The counter exists only while a later clock reading could be at or below the
@@ -28,10 +28,16 @@ local function grant(fence, waiting)
   return fence
 end
 
+-- A TIME reply as µs, a decimal string: built from its two strings, which is cheaper than
+-- formatting a Lua number (a double) when it is passed to HSET.
+local function clock(t)
+  local us = t[2]
+  return t[1] .. string.rep('0', 6 - #us) .. us
+end
+
 -- The common case: no lock, nobody waiting, no counter. One look, then the grant.
 if redis.call('EXISTS', KEYS[1], KEYS[3], KEYS[2]) == 0 then
-  local t = redis.call('TIME')
-  return grant(t[1] * 1000000 + t[2], false)
+  return grant(clock(redis.call('TIME')), false)
 end
 
 local t = redis.call('TIME')
@@ -125,7 +131,7 @@ if head then
 end
 
 -- The fence: the clock, unless the counter is not below it.
-local fence = now
+local fence = clock(t)
 local last = redis.call('GET', KEYS[2])
 if last and tonumber(last) >= now then
   redis.call('INCR', KEYS[2]) -- exact for any 64-bit counter
