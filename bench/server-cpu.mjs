@@ -76,9 +76,9 @@ async function openScripts(port) {
       const base = `{${lock}}`
       const token = randomUUID()
       const keys = [lock, `${base}:fence`, `${base}:queue`, `${base}:waiters`]
-      // A fence (a number) when granted; never held here (one loop per key).
+      // The fence (a decimal string) when granted; never held here (one loop per key).
       const fence = await redis.lockAcquire(...keys, token, token, TTL, 0, keep)
-      if (typeof fence !== 'number') throw new Error(`not granted: ${JSON.stringify(fence)}`)
+      if (Array.isArray(fence)) throw new Error(`not granted: ${JSON.stringify(fence)}`)
       return { keys, token, channel: `${base}:released` }
     },
     release: ({ keys, token, channel }) => redis.lockRelease(keys[0], keys[1], keys[2], token, keep, channel, '0'),
