@@ -6,8 +6,17 @@
 //! PUBLISH/SUBSCRIBE on servers without it.
 //!
 //! Layout (readable by dist-lock 2.x): a hash at `prefix + name` with `id` (our token),
-//! `owner`, `fence` and optional `data`, expiring by PEXPIRE. Beside it, keys that share its
-//! hash slot: `{prefix+name}:fence` (counter), `:queue` and `:waiters` (FIFO of waiters).
+//! `owner`, `fence`, optional `data` and `waiting` (set when someone waits, so the release
+//! knows to wake them), expiring by PEXPIRE. Beside it, keys that share its hash slot, each only
+//! while it is needed: `{prefix+name}:queue` and `:waiters` (the FIFO of waiters and their
+//! liveness deadlines) expire at most a few seconds after the last waiter polled, and
+//! `{prefix+name}:fence` (the fence counter) exists only in the rare case described in
+//! [`RedisStore`]'s fence notes, at most `FENCE_KEEP` past that fence's time. No key outlives its
+//! lock or its queue by more than 60 s; a free lock that nobody waits for leaves no key.
+//!
+//! Cost: on a free lock that nobody waits for, acquire is one script of four commands (EXISTS,
+//! TIME, HSET, PEXPIRE); release is one script of three (HMGET, DEL, TIME) and publishes only
+//! when the lock is marked `waiting`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -61,8 +70,9 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long `watch` waits for SUBSCRIBE before falling back to polling.
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(1);
-/// The fence counter is kept at least this long after the last acquisition.
-const FENCE_KEEP: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How long past a fence's own time (its µs read as a server clock reading) the fence counter
+/// keeps it, when it is kept at all (see [`RedisStore`]).
+pub(crate) const FENCE_KEEP: Duration = Duration::from_secs(60);
 
 /// The Redis key names of one lock.
 struct Keys {
@@ -170,6 +180,25 @@ enum Conn {
 }
 
 /// The Redis store.
+///
+/// # Fences
+///
+/// A grant's fence is the server's clock (`TIME`) in microseconds, or one more than the fence
+/// counter when the counter exists and is not below the clock. The counter is written only when
+/// a later clock reading could otherwise be at or below the last fence: when a release, an
+/// extend or a grant finds the clock not past that lock's fence (the clock did not advance or
+/// was stepped back), and by Redlock's fence raise. It then keeps that fence until the server
+/// clock has passed the fence by `FENCE_KEEP` (60 s). A lock that expires instead of being
+/// released needs no counter: Redis expires it by the same clock, after the clock has passed
+/// the fence.
+///
+/// Guarantee: per lock name on one server, every fence is strictly greater than every earlier
+/// one, unless the server clock is set back, while no key of that lock exists, to a reading at
+/// or before the last fence (more than the time since that lock was released or expired, when
+/// the clock was right before). A clock set back while the lock is held or its counter exists is
+/// covered (keys expire by that same clock, so they live on until it has caught up). A server
+/// that loses its data (a restart without persistence, a failover to a replica that missed the
+/// last writes) falls back to its clock the same way. `docs/fences.md` has the details.
 pub struct RedisStore {
   target: Target,
   tls_ca: Option<Vec<u8>>,
@@ -187,6 +216,11 @@ pub struct RedisStore {
   sub_tx: mpsc::UnboundedSender<SubCmd>,
   sub_rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<SubCmd>>>,
   closed: AtomicBool,
+  /// How long past a fence's time the counter keeps it (`FENCE_KEEP`; shorter in tests).
+  fence_keep: Duration,
+  /// Whether waiters queue in FIFO order here (false for a Redlock master: its waiters are only
+  /// listed as alive, so that a release wakes them).
+  queue: bool,
 }
 
 /// The message for a URL that does not parse; never includes the URL (it may hold a password).
@@ -331,7 +365,34 @@ impl RedisStore {
       sub_tx,
       sub_rx: std::sync::Mutex::new(Some(sub_rx)),
       closed: AtomicBool::new(false),
+      fence_keep: FENCE_KEEP,
+      queue: true,
     })
+  }
+
+  /// Internal (tests): keep a fence counter this long past its fence's time instead of
+  /// `FENCE_KEEP` (60 s), so that its expiry can be observed quickly. At least 1 ms.
+  #[doc(hidden)]
+  pub fn with_fence_keep(mut self, keep: Duration) -> Self {
+    self.fence_keep = keep.max(Duration::from_millis(1));
+    self
+  }
+
+  /// A Redlock master: waiters are not queued (see `redlock.rs`), only listed as waiting.
+  pub(crate) fn without_queue(mut self) -> Self {
+    self.queue = false;
+    self
+  }
+
+  /// The wait argument of the acquire script: 0 when the caller does not wait, `queue` ms when
+  /// it waits in the FIFO queue, minus that when it waits without a queue (Redlock).
+  fn wait_arg(&self, queue_for: Option<Duration>) -> i64 {
+    let ms = queue_for.map_or(0, |d| millis(d).min(60_000) as i64);
+    if self.queue {
+      ms
+    } else {
+      -ms
+    }
   }
 
   fn manager_config() -> ConnectionManagerConfig {
@@ -592,17 +653,12 @@ impl RedisStore {
     reply.map_err(|e| self.error(what, e))
   }
 
-  /// Raises the fence counter of `name` to at least `fence` and records `fence` in our lock
-  /// (Redlock: the fence the majority agreed on). `false` when the lock is not ours here.
-  pub(crate) async fn raise_fence(
-    &self,
-    name: &str,
-    token: &str,
-    fence: u64,
-    ttl: Duration,
-  ) -> Result<bool> {
+  /// Records `fence` in our lock (Redlock: the fence the majority agreed on) and makes sure the
+  /// next fence of `name` here is higher: when `fence` is not below this server's clock, the
+  /// counter keeps it. `false` when the lock is not ours here.
+  pub(crate) async fn raise_fence(&self, name: &str, token: &str, fence: u64) -> Result<bool> {
     let keys = Keys::new(&self.prefix, name);
-    let keep = millis(FENCE_KEEP).max(millis(ttl).saturating_mul(2));
+    let keep = millis(self.fence_keep);
     let reply = self
       .eval(
         "raise fence",
@@ -714,6 +770,16 @@ fn as_i64(v: &Value) -> Option<i64> {
   }
 }
 
+/// A fence: an integer reply, or a decimal string (counters beyond 2^53 stay strings in Lua).
+fn as_u64(v: &Value) -> Option<u64> {
+  match v {
+    Value::Int(i) => u64::try_from(*i).ok(),
+    Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok(),
+    Value::SimpleString(s) => s.parse().ok(),
+    _ => None,
+  }
+}
+
 fn as_string(v: &Value) -> Option<String> {
   match v {
     Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
@@ -764,45 +830,30 @@ impl LockStore for RedisStore {
     };
     self.check_cluster_key(name)?;
     let keys = Keys::new(&self.prefix, name);
-    let queue_ms = req.queue_for.map(millis).unwrap_or(0);
-    let keep = millis(FENCE_KEEP).max(millis(req.ttl).saturating_mul(2));
-    let reply = self
-      .eval(
-        "acquire",
-        self
-          .scripts
-          .acquire
-          .key(&keys.lock)
-          .key(&keys.fence)
-          .key(&keys.queue)
-          .key(&keys.waiters)
-          .arg(req.token)
-          .arg(req.owner)
-          .arg(millis(req.ttl))
-          .arg(if data.is_some() { "1" } else { "0" })
-          .arg(data.unwrap_or(""))
-          .arg(queue_ms)
-          .arg(keep),
-      )
-      .await?;
-    let Value::Array(items) = reply else {
-      return Err(unexpected("acquire"));
-    };
-    match items.first().and_then(as_i64) {
-      Some(1) => {
-        let fence = items
-          .get(1)
-          .and_then(as_i64)
-          .ok_or_else(|| unexpected("acquire"))?;
-        Ok(Acquire::Granted(Grant {
-          fence: fence as u64,
-        }))
-      }
-      Some(0) => Ok(Acquire::Held(Holder {
-        owner: items.get(1).and_then(as_string),
-        remaining: remaining(items.get(2).and_then(as_i64)),
+    let mut inv = self.scripts.acquire.prepare_invoke();
+    inv
+      .key(&keys.lock)
+      .key(&keys.fence)
+      .key(&keys.queue)
+      .key(&keys.waiters)
+      .arg(req.token)
+      .arg(req.owner)
+      .arg(millis(req.ttl))
+      .arg(self.wait_arg(req.queue_for))
+      .arg(millis(self.fence_keep));
+    if let Some(data) = data {
+      inv.arg(data);
+    }
+    // Granted: the fence (a decimal string). Held: [owner or nil, remaining ms].
+    match self.eval("acquire", &mut inv).await? {
+      Value::Array(items) => Ok(Acquire::Held(Holder {
+        owner: items.first().and_then(as_string),
+        remaining: remaining(items.get(1).and_then(as_i64)),
       })),
-      _ => Err(unexpected("acquire")),
+      fence => match as_u64(&fence) {
+        Some(fence) => Ok(Acquire::Granted(Grant { fence })),
+        None => Err(unexpected("acquire")),
+      },
     }
   }
 
@@ -815,8 +866,10 @@ impl LockStore for RedisStore {
           .scripts
           .extend
           .key(&keys.lock)
+          .key(&keys.fence)
           .arg(token)
-          .arg(millis(ttl)),
+          .arg(millis(ttl))
+          .arg(millis(self.fence_keep)),
       )
       .await?;
     Ok(as_i64(&reply) == Some(1))
@@ -831,8 +884,10 @@ impl LockStore for RedisStore {
           .scripts
           .release
           .key(&keys.lock)
+          .key(&keys.fence)
           .key(&keys.queue)
           .arg(token)
+          .arg(millis(self.fence_keep))
           .arg(&keys.channel)
           .arg(self.sharded()),
       )

@@ -6,13 +6,16 @@
 //!   validity, ttl − elapsed − drift, is still positive; otherwise it releases on every master
 //!   at once and reports `Held` (the manager retries after its jittered delay).
 //! - No FIFO queue: independent per-master queues can disagree on who is first and block each
-//!   other for ever, so waiters are never queued (`queue_for` is ignored).
+//!   other for ever, so waiters are never queued. A waiting attempt (`queue_for`) is only
+//!   listed on each master as alive and waiting, so that the release there wakes it.
 //! - Fence: the largest per-master fence among the granting masters. Before the grant is
 //!   reported, granting masters with a lower counter are raised to it, and the grant counts
 //!   only when a majority's counters reached it (else it is undone): the next owner's majority
-//!   shares at least one master with ours, so it gets a larger fence there. This holds while
-//!   masters keep their counters (persistence); a master restarted empty falls back to its
-//!   clock (microseconds), so fences then also depend on the masters' clocks.
+//!   shares at least one master with ours, so it gets a larger fence there: each master's next
+//!   fence exceeds every fence recorded there (see [`RedisStore`]'s fence notes; a raised fence
+//!   ahead of that master's clock is kept in its counter until the clock has passed it). This
+//!   holds while masters keep their data; a master restarted empty falls back to its clock
+//!   (microseconds), so fences then also depend on the masters' clocks.
 //! - Every request has its own timeout: a master that stalls counts as down.
 
 use std::collections::{HashMap, HashSet};
@@ -130,8 +133,9 @@ impl RedlockStore {
         ..master
       };
       let (tx, rx) = mpsc::unbounded_channel();
-      let store =
-        RedisStore::with_hub(master, hub.clone(), tx.clone(), rx).map_err(|e| match e {
+      let store = RedisStore::with_hub(master, hub.clone(), tx.clone(), rx)
+        .map(RedisStore::without_queue)
+        .map_err(|e| match e {
           LockError::InvalidArg(msg) => {
             LockError::InvalidArg(msg.replace("options.redis", &format!("options.redlock[{i}]")))
           }
@@ -279,6 +283,7 @@ struct OwnedRequest {
   owner: String,
   ttl: Duration,
   data: Option<Payload>,
+  queue_for: Option<Duration>,
 }
 
 #[async_trait]
@@ -306,18 +311,20 @@ impl LockStore for RedlockStore {
       owner: req.owner.to_owned(),
       ttl: req.ttl,
       data: req.data.cloned(),
+      queue_for: req.queue_for,
     });
     let limit = self.request_timeout.min(validity);
     let mut calls = self.spawn_all(limit, |m| {
       let r = owned.clone();
       async move {
-        // No queue under Redlock (see the module docs).
+        // No queue under Redlock (see the module docs): a master without a queue only lists
+        // a waiting caller as waiting.
         let single = AcquireRequest {
           token: &r.token,
           owner: &r.owner,
           ttl: r.ttl,
           data: r.data.as_ref(),
-          queue_for: None,
+          queue_for: r.queue_for,
           extras: &NO_EXTRAS,
         };
         m.try_acquire(&r.name, &single).await
@@ -359,10 +366,10 @@ impl LockStore for RedlockStore {
           .request_timeout
           .min(validity.saturating_sub(started.elapsed()));
         let raises = lower.into_iter().map(|m| {
-          let (name, token, ttl) = (name.to_owned(), req.token.to_owned(), req.ttl);
+          let (name, token) = (name.to_owned(), req.token.to_owned());
           async move {
             matches!(
-              tokio::time::timeout(limit, m.raise_fence(&name, &token, fence, ttl)).await,
+              tokio::time::timeout(limit, m.raise_fence(&name, &token, fence)).await,
               Ok(Ok(_))
             )
           }
@@ -500,8 +507,16 @@ impl LockStore for RedlockStore {
     Ok(None)
   }
 
-  async fn leave_queue(&self, _name: &str, _token: &str) -> Result<()> {
-    Ok(()) // never queued
+  async fn leave_queue(&self, name: &str, token: &str) -> Result<()> {
+    // Never queued, but listed as waiting on the masters: say we are gone (best effort; the
+    // entries also lapse by themselves within a few seconds).
+    let (name, token) = (Arc::<str>::from(name), Arc::<str>::from(token));
+    let calls = self.spawn_all(self.request_timeout, |m| {
+      let (name, token) = (name.clone(), token.clone());
+      async move { m.leave_queue(&name, &token).await }
+    });
+    calls.collect::<Vec<_>>().await;
+    Ok(())
   }
 
   async fn watch(&self, name: &str) -> Result<Option<Watch>> {
