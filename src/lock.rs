@@ -10,7 +10,7 @@ use napi_derive::napi;
 
 use crate::completion::{run, Queue, Value};
 use crate::error::to_napi;
-use crate::options::{ms_arg, payload};
+use crate::options::{ms, payload};
 
 /// One lease event for JS.
 #[napi(object)]
@@ -29,10 +29,12 @@ pub struct NativeLock {
   lock: Lock,
   queue: Arc<Queue>,
   handle: u32,
+  events: bool,
 }
 
 impl NativeLock {
-  /// Wraps `lock`; with `events`, its lease events go to `queue` from now on.
+  /// Wraps `lock`; with `events` (it has heartbeats or a session monitor), its lease events
+  /// go to `queue` from now on.
   pub fn new(lock: Lock, queue: Arc<Queue>, events: bool) -> Self {
     static NEXT: AtomicU32 = AtomicU32::new(1);
     let handle = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -45,6 +47,7 @@ impl NativeLock {
       lock,
       queue,
       handle,
+      events,
     }
   }
 }
@@ -117,6 +120,13 @@ impl NativeLock {
     self.lock.valid_for().as_millis() as f64
   }
 
+  /// Whether the lock reports events of its own (heartbeats, the session monitor): then they
+  /// come through the completion queue under `handle` until the lock is over.
+  #[napi(getter)]
+  pub fn events(&self) -> bool {
+    self.events
+  }
+
   /// The number its events carry in the completion queue.
   #[napi(getter)]
   pub fn handle(&self) -> u32 {
@@ -133,7 +143,7 @@ impl NativeLock {
     data: Option<Either<String, Buffer>>,
   ) -> napi::Result<()> {
     let ttl = match ttl {
-      Some(t) => ms_arg(t, "ttl")?,
+      Some(t) => ms(t, "ttl", 1)?,
       None => self.lock.ttl(),
     };
     let data = data.map(payload);
