@@ -116,16 +116,11 @@ function clientAddress(c) {
 }
 
 /**
- * Redlock: at least 2 distinct masters (1 is refused: use `redis`; 3 or 5 tolerate 1 or 2
- * failures), each a URL, single-server options or a client object, plus the quorum settings.
+ * Redlock: distinct masters (the core wants at least 2; 3 or 5 tolerate 1 or 2 failures), each
+ * a URL, single-server options or a client object, plus the quorum settings.
  */
 function redlockOptions(o) {
   if (!Array.isArray(o.redlock)) throw invalid('options.redlock must be an array of master URLs or options')
-  if (o.redlock.length < 2) {
-    throw invalid(
-      `options.redlock must list at least 2 masters (got ${o.redlock.length}); for one server use options.redis`,
-    )
-  }
   const seen = new Map()
   const masters = o.redlock.map((master, i) => {
     const what = `options.redlock[${i}]`
