@@ -56,6 +56,25 @@ describe('modules', () => {
   })
 })
 
+describe('Lock', () => {
+  test('the signal is aborted on release with ERR_LOCK_RELEASED, asked for before or after', async () => {
+    const locks = createClient()
+    const early = await locks.acquire('early', { autoExtend: false })
+    const signal = early.signal
+    assert.equal(signal.aborted, false)
+    await early.release()
+    assert.equal(signal.aborted, true)
+    assert.equal(signal.reason.code, 'ERR_LOCK_RELEASED')
+    const late = await locks.acquire('late', { autoExtend: false })
+    await late.release()
+    assert.equal(late.signal.aborted, true)
+    assert.equal(late.signal.reason.code, 'ERR_LOCK_RELEASED')
+    assert.match(late.signal.reason.message, /lock "late" was released/)
+    assert.equal(late.signal.reason, late.signal.reason)
+    await locks.close()
+  })
+})
+
 describe('capabilities', () => {
   test('the native client says what its store can do', async () => {
     const { NativeClient, Completions } = require('../binding.js')

@@ -33,7 +33,7 @@ class Lock extends EventEmitter {
   #logger
   #controller = null // made on first use of `signal`: most locks never need one
   #over = false
-  #endReason = null // the abort reason once the lock is over
+  #endReason = null // the abort reason once the lock is over (once lost; made on demand once released)
   #announced = false
   #backlog = null // events that came before 'acquired' was emitted
   #events // whether the lock's events are listened to (heartbeats, the session monitor)
@@ -82,7 +82,7 @@ class Lock extends EventEmitter {
   get signal() {
     if (!this.#controller) {
       this.#controller = new AbortController()
-      if (this.#over) this.#controller.abort(this.#endReason)
+      if (this.#over) this.#controller.abort(this.#reason())
     }
     return this.#controller.signal
   }
@@ -151,10 +151,18 @@ class Lock extends EventEmitter {
       if (this.#controller) this.#controller.abort(err)
       this.emit('lost', err)
     } else {
-      this.#endReason = new LockError(`lock "${this.name}" was released`, 'ERR_LOCK_RELEASED')
-      if (this.#controller) this.#controller.abort(this.#endReason)
+      if (this.#controller) this.#controller.abort(this.#reason())
       this.emit('released')
     }
+  }
+
+  // Why the signal is aborted. An Error costs a stack trace: a released lock makes its reason
+  // only when `signal` is asked for.
+  #reason() {
+    if (this.#endReason === null) {
+      this.#endReason = new LockError(`lock "${this.name}" was released`, 'ERR_LOCK_RELEASED')
+    }
+    return this.#endReason
   }
 
   /** Sets the lease to `ttl` ms from now. Resolves false (and emits 'lost') if it is no longer ours. */
