@@ -114,7 +114,7 @@ class Client {
       }
     }
     if (!nativeLock) return null
-    const lock = new Lock(nativeLock, this.#logger, this.#forget, this.#capabilities)
+    const lock = new Lock(nativeLock, name, this.#logger, this.#forget, this.#capabilities)
     this.#locks.add(lock)
     return lock
   }

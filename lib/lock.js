@@ -41,14 +41,17 @@ class Lock extends EventEmitter {
   #onOver
   #capabilities
 
-  /** Made by the client (a held lock); `onOver(lock)` is called once when it ends. */
-  constructor(nativeLock, logger, onOver, capabilities) {
+  /**
+   * Made by the client for `nativeLock`, a held lock of `name` (known here: one crossing fewer);
+   * `onOver(lock)` is called once when it ends.
+   */
+  constructor(nativeLock, name, logger, onOver, capabilities) {
     super()
     this.#native = nativeLock
     this.#logger = logger
     this.#onOver = onOver
     this.#capabilities = capabilities
-    this.name = nativeLock.name
+    this.name = name
     this.token = nativeLock.token
     this.owner = nativeLock.owner
     this.fence = nativeLock.fence
