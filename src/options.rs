@@ -8,7 +8,10 @@ use ferrolock_core::{
   AcquireExtras, AcquireOptions, Billing, DynamoClientObject, DynamoOptions, Payload,
   RedisClientObject, RedisOptions, RedlockOptions, StaticCredentials, TableOptions, Wait,
 };
-use napi::bindgen_prelude::{Buffer, Either};
+use std::ptr;
+
+use napi::bindgen_prelude::{Buffer, Either, FromNapiValue, ValidateNapiValue};
+use napi::{check_status, sys};
 use napi_derive::napi;
 
 use crate::error::invalid;
@@ -21,7 +24,7 @@ const MAX_OWNER_BYTES: usize = 1024;
 
 /// Acquire options as the caller gave them (all durations in ms); absent ones take the client's
 /// defaults.
-#[napi(object)]
+#[napi(object, object_from_js = false)]
 pub struct NativeAcquireOptions {
   pub ttl: Option<f64>,
   /// `true` or absent: until acquired; `false` or 0: one attempt; otherwise a deadline in ms.
@@ -45,6 +48,69 @@ pub struct NativeAcquireOptions {
   /// Wait until the holder's lease could have run out, plus this (ms); excludes `wait`.
   pub additional_time_to_wait: Option<f64>,
 }
+
+// Read from the caller's own options object, key by key: an acquire usually gives one or two
+// options, and looking up each of the fourteen names would cost more than the acquire.
+impl FromNapiValue for NativeAcquireOptions {
+  unsafe fn from_napi_value(env: sys::napi_env, value: sys::napi_value) -> napi::Result<Self> {
+    let mut out = NativeAcquireOptions::empty();
+    // SAFETY: `env` and `value` are the arguments of this napi call, and every napi_value made
+    // below is used within its handle scope; `name` is a stack buffer whose length is passed.
+    unsafe {
+      let mut keys = ptr::null_mut();
+      check_status!(sys::napi_get_all_property_names(
+        env,
+        value,
+        sys::KeyCollectionMode::own_only,
+        sys::KeyFilter::enumerable | sys::KeyFilter::skip_symbols,
+        sys::KeyConversion::numbers_to_strings,
+        &mut keys,
+      ))?;
+      let mut len = 0;
+      check_status!(sys::napi_get_array_length(env, keys, &mut len))?;
+      let mut name = [0u8; 32];
+      for i in 0..len {
+        let mut key = ptr::null_mut();
+        check_status!(sys::napi_get_element(env, keys, i, &mut key))?;
+        let mut written = 0;
+        check_status!(sys::napi_get_value_string_utf8(
+          env,
+          key,
+          name.as_mut_ptr().cast(),
+          name.len(),
+          &mut written,
+        ))?;
+        let mut field = ptr::null_mut();
+        check_status!(sys::napi_get_property(env, value, key, &mut field))?;
+        let v = field;
+        match &name[..written] {
+          b"ttl" => out.ttl = FromNapiValue::from_napi_value(env, v)?,
+          b"wait" => out.wait = FromNapiValue::from_napi_value(env, v)?,
+          b"retryDelay" => out.retry_delay = FromNapiValue::from_napi_value(env, v)?,
+          b"retryJitter" => out.retry_jitter = FromNapiValue::from_napi_value(env, v)?,
+          b"maxRetries" => out.max_retries = FromNapiValue::from_napi_value(env, v)?,
+          b"autoExtend" => out.auto_extend = FromNapiValue::from_napi_value(env, v)?,
+          b"refreshInterval" => out.refresh_interval = FromNapiValue::from_napi_value(env, v)?,
+          b"owner" => out.owner = FromNapiValue::from_napi_value(env, v)?,
+          b"data" => out.data = FromNapiValue::from_napi_value(env, v)?,
+          b"safeTime" => out.safe_time = FromNapiValue::from_napi_value(env, v)?,
+          b"replaceData" => out.replace_data = FromNapiValue::from_napi_value(env, v)?,
+          b"deleteOnRelease" => out.delete_on_release = FromNapiValue::from_napi_value(env, v)?,
+          b"additionalAttributes" => {
+            out.additional_attributes = FromNapiValue::from_napi_value(env, v)?
+          }
+          b"additionalTimeToWait" => {
+            out.additional_time_to_wait = FromNapiValue::from_napi_value(env, v)?
+          }
+          _ => {} // not the binding's (signal), or longer than any of its names
+        }
+      }
+    }
+    Ok(out)
+  }
+}
+
+impl ValidateNapiValue for NativeAcquireOptions {}
 
 /// Settings of a client that every acquire starts from: `owner`, and Redlock's `retryCount`,
 /// `retryDelay` and `retryJitter` (DynamoDB's lease and heartbeat are in its own options).
