@@ -20,14 +20,20 @@ export declare class Completions {
 }
 
 export declare class NativeClient {
-  /** The in-process store, shared by every memory client of this process. */
-  static memory(completions: Completions): NativeClient
+  /**
+   * The in-process store, shared by every memory client of this process.
+   * `defaults`: the client's own acquire defaults (`owner`, Redlock's retry settings).
+   */
+  static memory(completions: Completions, defaults?: NativeClientOptions | undefined | null): NativeClient
   /** One Redis server, or a Redis Cluster (`options.cluster`); connects on first use. */
-  static redis(completions: Completions, options: NativeRedisOptions): NativeClient
+  static redis(completions: Completions, options: NativeRedisOptions, defaults?: NativeClientOptions | undefined | null): NativeClient
   /** Redlock over independent masters; connects on first use. */
-  static redlock(completions: Completions, options: NativeRedlockOptions): NativeClient
-  /** One DynamoDB table; the SDK client is made on first use. */
-  static dynamodb(completions: Completions, options: NativeDynamoOptions): NativeClient
+  static redlock(completions: Completions, options: NativeRedlockOptions, defaults?: NativeClientOptions | undefined | null): NativeClient
+  /**
+   * One DynamoDB table; the SDK client is made on first use. Locks default to its
+   * `leaseDuration` and `heartbeatPeriod`.
+   */
+  static dynamodb(completions: Completions, options: NativeDynamoOptions, defaults?: NativeClientOptions | undefined | null): NativeClient
   /**
    * Creates the lock table and waits until it is ACTIVE; settles `op` with false when it
    * existed.
@@ -40,20 +46,26 @@ export declare class NativeClient {
   deleteLockTable(op: number, timeout?: number | undefined | null): void
   /** The record of `name`, released or not (DynamoDB). */
   get(op: number, name: string): void
+  /** What this client's store can do. */
+  get capabilities(): NativeCapabilities
   get kind(): string
   /**
-   * Acquires `name`; settles `op` with the lock, or null only for a single attempt (`wait`
-   * 0) that found the lock held. `cancel(op)` aborts it. With `events`, the lock's lease
-   * events go to the completion queue.
+   * Acquires `name` (`tryOnly`: one attempt); settles `op` with the lock, or null only for a
+   * single attempt that found the lock held. `cancel(op)` aborts it. Bad input throws at
+   * once.
    */
-  acquire(op: number, name: string, options: NativeAcquireOptions, events: boolean): void
+  acquire(op: number, name: string, options: NativeAcquireOptions | undefined | null, tryOnly: boolean): void
   /**
-   * One attempt done at once, where the store allows it (memory): the grant, or null when it
-   * is held and `wait` is 0; undefined when it cannot be decided now (then call `acquire`).
+   * One attempt done at once, where the store allows it (memory): the lock, or null when it
+   * is held and it is a single attempt; undefined when it cannot be decided now (then call
+   * `acquire`).
    */
-  acquireNow(name: string, options: NativeAcquireOptions, events: boolean): any
-  /** Whether `acquireNow` can decide (the store works without I/O). */
-  get immediate(): boolean
+  acquireNow(name: string, options: NativeAcquireOptions | undefined | null, tryOnly: boolean): any
+  /**
+   * Checks `name` and `options` as `acquire` would, and does nothing else: throws what
+   * `acquire` would throw for them.
+   */
+  check(name: string, options: NativeAcquireOptions | undefined | null, tryOnly: boolean): void
   /**
    * Registers the cancellation handle of acquire `op` before the acquire starts, so a
    * `cancel(op)` right after the call is never missed.
@@ -103,16 +115,19 @@ export declare class NativeClient {
   lockReleaseNow(handle: number): boolean | null
 }
 
-/** Acquire options as index.js passes them (all durations in ms). */
+/**
+ * Acquire options as the caller gave them (all durations in ms); absent ones take the client's
+ * defaults.
+ */
 export interface NativeAcquireOptions {
-  ttl: number
-  /** Absent: wait until acquired; 0: one attempt; otherwise the deadline in ms. */
-  wait?: number
-  retryDelay: number
-  retryJitter: number
-  /** Absent: unlimited. */
+  ttl?: number
+  /** `true` or absent: until acquired; `false` or 0: one attempt; otherwise a deadline in ms. */
+  wait?: boolean | number
+  retryDelay?: number
+  retryJitter?: number
+  /** Retries after the first attempt; absent or Infinity: unlimited. */
   maxRetries?: number
-  autoExtend: boolean
+  autoExtend?: boolean
   refreshInterval?: number
   owner?: string
   data?: string | Buffer
@@ -124,8 +139,31 @@ export interface NativeAcquireOptions {
   deleteOnRelease?: boolean
   /** DynamoDB only: a JSON object of more attributes to store. */
   additionalAttributes?: string
-  /** Wait until the holder's lease could have run out, plus this (ms); `wait` is then absent. */
+  /** Wait until the holder's lease could have run out, plus this (ms); excludes `wait`. */
   additionalTimeToWait?: number
+}
+
+/** What a client's store can do, so that JS never compares backend names. */
+export interface NativeCapabilities {
+  /** Lock data may be a Buffer (else only a string). */
+  binaryData: boolean
+  /** The DynamoDB acquire, heartbeat and release options apply. */
+  dynamoOptions: boolean
+  /** The lock table methods apply: `createLockTable`, `deleteLockTable`, `get`. */
+  tables: boolean
+  /** A free lock is taken and released inside the JS call (`acquireNow`, `releaseNow`). */
+  immediate: boolean
+}
+
+/**
+ * Settings of a client that every acquire starts from: `owner`, and Redlock's `retryCount`,
+ * `retryDelay` and `retryJitter` (DynamoDB's lease and heartbeat are in its own options).
+ */
+export interface NativeClientOptions {
+  owner?: string
+  retryCount?: number
+  retryDelay?: number
+  retryJitter?: number
 }
 
 /** DynamoDB client options. */
@@ -141,6 +179,10 @@ export interface NativeDynamoOptions {
   sortKeyValue?: string
   ttlAttribute?: string
   requestTimeout?: number
+  /** The lease of every lock (ms, default 20000: cirello's and Amazon's). */
+  leaseDuration?: number
+  /** Heartbeats renew the lease this often (ms, default 5000); 0: no automatic heartbeats. */
+  heartbeatPeriod?: number
   /** A caller's client object, by the number `registerTransport` gave its send function. */
   client?: number
 }
@@ -170,7 +212,10 @@ export interface NativeEvent {
 export interface NativeGrant {
   handle: number
   token: string
+  owner: string
   fence: bigint
+  /** Whether the lock reports events of its own (heartbeats, the session monitor). */
+  events: boolean
 }
 
 /** A read-only view of a lock. */

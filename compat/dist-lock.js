@@ -4,7 +4,7 @@
 // shapes, messages, results and Redis layout (a hash at keyPrefix + name with `id` and
 // `owner`, expiring by PEXPIRE), so old and new processes exclude each other.
 //
-// Each attempt is decided in Rust (`claim`, `extendToken`, `releaseToken` of the internal hook),
+// Each attempt is decided in Rust (`claim`, `extendToken`, `releaseToken` of lib/client.js),
 // whose scripts go through the caller's own client object, looked up at call time. This file
 // keeps dist-lock's observable contract in JS: argument checks, the fixed-delay retry loop,
 // the lock objects and the callbacks.
@@ -17,17 +17,17 @@
 const crypto = require('node:crypto')
 
 const { isRedisClient } = require('../lib/transport.js')
+const { redisNative } = require('../lib/client.js')
+const { deliver } = require('../lib/callbacks.js')
+const { MAX_MS } = require('../lib/options/shape.js')
 
 const DEFAULTS = { ttl: 30000, retryDelay: 50, maxRetries: -1, keyPrefix: 'lock:' }
-const MAX_MS = 2 ** 31 - 1 // the native core's limit (about 24.8 days)
 const ID_LENGTH = 25
 const BASE36 = '0123456789abcdefghijklmnopqrstuvwxyz'
 // Keep client objects we listen on: one `error` listener each, however many factories.
 const listening = new WeakSet()
 const ignoreError = () => {}
 
-// Required on first use, not at load: index.js re-exports this module (a require cycle).
-const internal = () => require('../index.js')._internal
 const { kClientCause, lift } = require('../lib/errors.js')
 
 /** A lock id like dist-lock's cuids: 'c' and 24 lowercase base36 characters, from a CSPRNG. */
@@ -88,12 +88,7 @@ function fromNative(err) {
 
 // Settles `promise` into `callback(err, value)` on a later tick, outside the promise chain, so
 // an exception thrown by the callback is uncaught, as it was from the client's reply handler.
-function settle(promise, callback) {
-  promise.then(
-    (value) => process.nextTick(callback, null, value),
-    (err) => process.nextTick(callback, fromNative(err)),
-  )
-}
+const settle = (promise, callback) => deliver(promise, callback, fromNative)
 
 // HMGET key id owner through the caller's client: callback API (node_redis <= 3, node_redis 4
 // legacy mode, ioredis), else node_redis 4's hmGet promise.
@@ -143,7 +138,7 @@ module.exports = function distLock(redis, options) {
   const nativeFor = (prefix) => {
     let native = natives.get(prefix)
     if (!native) {
-      native = internal().redisNative(redis, prefix, 'send_command')
+      native = redisNative(redis, prefix, 'send_command')
       natives.set(prefix, native)
     }
     return native

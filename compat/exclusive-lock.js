@@ -11,11 +11,11 @@
 
 const { EventEmitter } = require('node:events')
 const { instantiation_options } = require('../lib/schemas/index.js')
+const { MAX_MS } = require('../lib/options/shape.js')
 
 // A snapshot, as ajv compiles the schema once when the original module loads.
 const SCHEMA = structuredClone(instantiation_options)
 const REQUIRED_MIN_MS_DIFF = 500
-const MAX_TIMER_MS = 2 ** 31 - 1 // setInterval runs every 1 ms above this
 
 const noop = () => {}
 // The default logger, like abstract-logging: every level does nothing.
@@ -130,11 +130,10 @@ class ExclusiveLock extends EventEmitter {
         meta: { lock_ttl_ms, lock_refresh_ms },
       })
     }
-    if (!(lock_refresh_ms > 0 && lock_refresh_ms <= MAX_TIMER_MS)) {
-      throw einval(
-        new RangeError(`lock_refresh_ms must be a positive number of milliseconds, at most ${MAX_TIMER_MS}`),
-        { meta: { lock_ttl_ms, lock_refresh_ms } },
-      )
+    if (!(lock_refresh_ms > 0 && lock_refresh_ms <= MAX_MS)) {
+      throw einval(new RangeError(`lock_refresh_ms must be a positive number of milliseconds, at most ${MAX_MS}`), {
+        meta: { lock_ttl_ms, lock_refresh_ms },
+      })
     }
 
     this.cache_connection = cache_connection

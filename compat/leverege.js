@@ -5,9 +5,11 @@
 // waiting, retries, TTLs and fences stay in the Rust core. README.md ("Migrating from @leverege/lock") lists every
 // decision taken where the old README was silent.
 
-const ferrolock = require('../index.js')
+const { openClient: createClient } = require('../lib/client.js')
+const errors = require('../lib/errors.js')
+const { MAX_MS, show, invalid, isPlainObject, checkKeys } = require('../lib/options/shape.js')
 
-const { createClient, InvalidArgumentError } = ferrolock
+const { InvalidArgumentError } = errors
 
 // Redlock 4's defaults (lockOptions of type 'redis').
 const REDLOCK_DEFAULTS = { driftFactor: 0.01, retryCount: 10, retryDelay: 200, retryJitter: 100 }
@@ -15,23 +17,9 @@ const REDLOCK_DEFAULTS = { driftFactor: 0.01, retryCount: 10, retryDelay: 200, r
 const MEMORY_DEFAULTS = { retry: 10, delay: 200 }
 // The lease when lock()/lockNs() get no ttl (ferrolock's default ttl).
 const DEFAULT_TTL = 30_000
-const MAX_MS = 2 ** 31 - 1
 const TYPES = ['redis', 'inMemory']
 // Settings allowed at the top level and in lockConfig (lockConfig wins, field by field).
 const SETTINGS = ['type', 'namespace', 'connection', 'lockOptions', 'retry', 'delay']
-
-const show = (v) => (typeof v === 'string' ? JSON.stringify(v) : typeof v === 'bigint' ? `${v}n` : String(v))
-const invalid = (message) => new InvalidArgumentError(message)
-const isPlainObject = (v) => v !== null && typeof v === 'object' && !Array.isArray(v)
-
-function checkKeys(obj, allowed, what) {
-  if (!isPlainObject(obj)) throw invalid(`${what} must be an object (got ${show(obj)})`)
-  for (const key of Object.keys(obj)) {
-    if (!allowed.includes(key)) {
-      throw invalid(`${what}: unknown option ${show(key)} (expected one of ${allowed.join(', ')})`)
-    }
-  }
-}
 
 function checkInt(value, what, min) {
   if (!Number.isInteger(value) || value < min || value > MAX_MS) {
@@ -43,7 +31,7 @@ function checkInt(value, what, min) {
 const defined = (obj) => Object.fromEntries(Object.entries(obj).filter(([, v]) => v !== undefined))
 
 /** Redlock 4's error: `name` 'LockError', the attempts made, plus ferrolock's stable `code`. */
-class LockError extends ferrolock.LockError {
+class LockError extends errors.LockError {
   constructor(message, attempts, code = 'ERR_LOCK_NOT_ACQUIRED', options) {
     super(message, code, options)
     this.attempts = attempts
@@ -68,7 +56,7 @@ function readLockConfig(config) {
     if (!isPlainObject(value))
       throw invalid('lockConfig: the JSON string must hold an object, e.g. {"type":"inMemory"}')
   }
-  checkKeys(value, SETTINGS, 'lockConfig')
+  checkKeys(value, SETTINGS, 'lockConfig', true)
   return defined(value)
 }
 
@@ -89,7 +77,7 @@ function memorySettings(s) {
 // 0..retryJitter, so the range is shifted down).
 function redisSettings(s) {
   const given = s.lockOptions === undefined ? {} : s.lockOptions
-  checkKeys(given, Object.keys(REDLOCK_DEFAULTS), 'lockOptions')
+  checkKeys(given, Object.keys(REDLOCK_DEFAULTS), 'lockOptions', true)
   const o = { ...REDLOCK_DEFAULTS, ...defined(given) }
   const { driftFactor, retryCount, retryDelay, retryJitter } = o
   if (!(typeof driftFactor === 'number' && driftFactor >= 0 && driftFactor < 0.5)) {
@@ -149,7 +137,7 @@ function openClient(options) {
 function ttlOf(ttlOrOptions) {
   if (ttlOrOptions === undefined) return DEFAULT_TTL
   if (!isPlainObject(ttlOrOptions)) return ttlOrOptions // a number; ferrolock validates it
-  checkKeys(ttlOrOptions, ['ttl'], 'lock options')
+  checkKeys(ttlOrOptions, ['ttl'], 'lock options', true)
   return ttlOrOptions.ttl === undefined ? DEFAULT_TTL : ttlOrOptions.ttl
 }
 
@@ -214,7 +202,7 @@ class Lock {
 
   constructor(options) {
     const o = options === undefined ? {} : options
-    checkKeys(o, [...SETTINGS, 'lockConfig'], 'Lock.create options')
+    checkKeys(o, [...SETTINGS, 'lockConfig'], 'Lock.create options', true)
     const { lockConfig, ...top } = o
     const s = { ...defined(top), ...readLockConfig(lockConfig) }
     if (!TYPES.includes(s.type)) {

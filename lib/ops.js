@@ -94,20 +94,21 @@ function unlisten(handle) {
 
 /**
  * A held lock as the binding keeps it: a handle into its client's table of held locks, plus
- * what JS reads often (name, owner, token, fence), so reading them costs no native call.
+ * what JS reads often (owner, token, fence, whether it has events), so reading them costs no
+ * native call.
  */
 class HeldLock {
   #client
   #over = false
   #lost = false
 
-  constructor(client, grant, name, owner) {
+  constructor(client, grant) {
     this.#client = client
     this.handle = grant.handle
     this.token = grant.token
+    this.owner = grant.owner
     this.fence = grant.fence
-    this.name = name
-    this.owner = owner === undefined ? grant.token : owner
+    this.events = grant.events
   }
 
   get lost() {

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use std::time::Duration;
 
-use ferrolock_core::LockError;
+use ferrolock_core::{AcquireOptions, LockError};
 use ferrolock_core::{DynamoStore, LockManager, MemoryStore, RedisStore, RedlockStore};
 use napi::bindgen_prelude::{BigInt, Buffer, Either};
 use napi_derive::napi;
@@ -15,8 +15,8 @@ use crate::completion::{run, Completions, Queue, Value};
 use crate::error::to_napi;
 use crate::lock::Held;
 use crate::options::{
-  ms_arg, to_js, NativeAcquireOptions, NativeDynamoOptions, NativeRedisOptions,
-  NativeRedlockOptions, NativeTableOptions,
+  ms, to_js, AcquireDefaults, NativeAcquireOptions, NativeClientOptions, NativeDynamoOptions,
+  NativeRedisOptions, NativeRedlockOptions, NativeTableOptions,
 };
 
 /// A read-only view of a lock.
@@ -43,6 +43,20 @@ pub struct NativeRecord {
   pub attributes: String,
 }
 
+/// What a client's store can do, so that JS never compares backend names.
+#[napi(object)]
+#[derive(Clone, Copy)]
+pub struct NativeCapabilities {
+  /// Lock data may be a Buffer (else only a string).
+  pub binary_data: bool,
+  /// The DynamoDB acquire, heartbeat and release options apply.
+  pub dynamo_options: bool,
+  /// The lock table methods apply: `createLockTable`, `deleteLockTable`, `get`.
+  pub tables: bool,
+  /// A free lock is taken and released inside the JS call (`acquireNow`, `releaseNow`).
+  pub immediate: bool,
+}
+
 /// Leak-check counters.
 #[napi(object)]
 pub struct NativeStats {
@@ -51,6 +65,14 @@ pub struct NativeStats {
   pub watched: u32,
   pub cancellable: u32,
 }
+
+/// Redis, Redis Cluster and Redlock: text data, no tables, every decision over the network.
+const REDIS: NativeCapabilities = NativeCapabilities {
+  binary_data: false,
+  dynamo_options: false,
+  tables: false,
+  immediate: false,
+};
 
 #[napi]
 pub struct NativeClient {
@@ -63,6 +85,9 @@ pub struct NativeClient {
   pub(crate) queue: Arc<Queue>,
   /// The locks held through this client, by handle.
   pub(crate) held: Held,
+  /// What acquires default to.
+  defaults: AcquireDefaults,
+  capabilities: NativeCapabilities,
 }
 
 struct CancelGuard {
@@ -80,6 +105,12 @@ impl Drop for CancelGuard {
   }
 }
 
+/// Whether a lock acquired with `options` reports events of its own: heartbeats, or the
+/// session monitor of `safeTime`.
+fn has_events(options: &AcquireOptions) -> bool {
+  options.auto_extend || options.safe_time.is_some()
+}
+
 /// Operations of this client that a closed client refuses.
 fn open(manager: &LockManager) -> Result<(), LockError> {
   if manager.is_closed() {
@@ -91,30 +122,80 @@ fn open(manager: &LockManager) -> Result<(), LockError> {
 #[napi]
 impl NativeClient {
   /// The in-process store, shared by every memory client of this process.
+  /// `defaults`: the client's own acquire defaults (`owner`, Redlock's retry settings).
   #[napi(factory)]
-  pub fn memory(completions: &Completions) -> Self {
-    Self::with(LockManager::new(MemoryStore::shared()), completions)
+  pub fn memory(
+    completions: &Completions,
+    defaults: Option<NativeClientOptions>,
+  ) -> napi::Result<Self> {
+    let capabilities = NativeCapabilities {
+      binary_data: true,
+      dynamo_options: false,
+      tables: false,
+      immediate: true,
+    };
+    Ok(Self::with(
+      LockManager::new(MemoryStore::shared()),
+      completions,
+      AcquireDefaults::from_options(defaults)?,
+      capabilities,
+    ))
   }
 
   /// One Redis server, or a Redis Cluster (`options.cluster`); connects on first use.
   #[napi(factory)]
-  pub fn redis(completions: &Completions, options: NativeRedisOptions) -> napi::Result<Self> {
-    let store = RedisStore::new(options.into_core()?).map_err(to_napi)?;
-    Ok(Self::with(LockManager::new(Arc::new(store)), completions))
+  pub fn redis(
+    completions: &Completions,
+    options: NativeRedisOptions,
+    defaults: Option<NativeClientOptions>,
+  ) -> napi::Result<Self> {
+    let store = RedisStore::new(options.into_core("options.redis")?).map_err(to_napi)?;
+    Ok(Self::with(
+      LockManager::new(Arc::new(store)),
+      completions,
+      AcquireDefaults::from_options(defaults)?,
+      REDIS,
+    ))
   }
 
   /// Redlock over independent masters; connects on first use.
   #[napi(factory)]
-  pub fn redlock(completions: &Completions, options: NativeRedlockOptions) -> napi::Result<Self> {
+  pub fn redlock(
+    completions: &Completions,
+    options: NativeRedlockOptions,
+    defaults: Option<NativeClientOptions>,
+  ) -> napi::Result<Self> {
     let store = RedlockStore::new(options.into_core()?).map_err(to_napi)?;
-    Ok(Self::with(LockManager::new(Arc::new(store)), completions))
+    Ok(Self::with(
+      LockManager::new(Arc::new(store)),
+      completions,
+      AcquireDefaults::from_options(defaults)?,
+      REDIS,
+    ))
   }
 
-  /// One DynamoDB table; the SDK client is made on first use.
+  /// One DynamoDB table; the SDK client is made on first use. Locks default to its
+  /// `leaseDuration` and `heartbeatPeriod`.
   #[napi(factory)]
-  pub fn dynamodb(completions: &Completions, options: NativeDynamoOptions) -> napi::Result<Self> {
+  pub fn dynamodb(
+    completions: &Completions,
+    options: NativeDynamoOptions,
+    defaults: Option<NativeClientOptions>,
+  ) -> napi::Result<Self> {
+    let defaults = options.defaults(AcquireDefaults::from_options(defaults)?)?;
     let store = Arc::new(DynamoStore::new(options.into_core()?).map_err(to_napi)?);
-    let mut client = Self::with(LockManager::new(store.clone()), completions);
+    let capabilities = NativeCapabilities {
+      binary_data: true,
+      dynamo_options: true,
+      tables: true,
+      immediate: false,
+    };
+    let mut client = Self::with(
+      LockManager::new(store.clone()),
+      completions,
+      defaults,
+      capabilities,
+    );
     client.dynamo = Some(store);
     Ok(client)
   }
@@ -145,7 +226,7 @@ impl NativeClient {
   #[napi]
   pub fn delete_lock_table(&self, op: u32, timeout: Option<f64>) -> napi::Result<()> {
     let timeout = match timeout {
-      Some(t) => crate::options::ms_arg(t, "options.timeout")?,
+      Some(t) => ms(t, "deleteLockTable options.timeout", 1)?,
       None => Duration::from_secs(300),
     };
     let store = self.dynamo()?;
@@ -182,14 +263,40 @@ impl NativeClient {
     Ok(())
   }
 
-  fn with(manager: LockManager, completions: &Completions) -> Self {
+  fn with(
+    manager: LockManager,
+    completions: &Completions,
+    defaults: AcquireDefaults,
+    capabilities: NativeCapabilities,
+  ) -> Self {
     NativeClient {
       manager: Arc::new(manager),
       dynamo: None,
       cancels: Arc::new(Mutex::new(HashMap::new())),
       queue: completions.queue(),
       held: Held::default(),
+      defaults,
+      capabilities,
     }
+  }
+
+  /// `name` and `options` checked and resolved against this client's defaults.
+  fn options(
+    &self,
+    name: &str,
+    options: Option<NativeAcquireOptions>,
+    try_only: bool,
+  ) -> napi::Result<AcquireOptions> {
+    ferrolock_core::client::check_name(name).map_err(to_napi)?;
+    options
+      .unwrap_or_else(NativeAcquireOptions::empty)
+      .into_core(&self.defaults, try_only)
+  }
+
+  /// What this client's store can do.
+  #[napi(getter)]
+  pub fn capabilities(&self) -> NativeCapabilities {
+    self.capabilities
   }
 
   #[napi(getter)]
@@ -197,18 +304,19 @@ impl NativeClient {
     self.manager.kind().to_owned()
   }
 
-  /// Acquires `name`; settles `op` with the lock, or null only for a single attempt (`wait`
-  /// 0) that found the lock held. `cancel(op)` aborts it. With `events`, the lock's lease
-  /// events go to the completion queue.
+  /// Acquires `name` (`tryOnly`: one attempt); settles `op` with the lock, or null only for a
+  /// single attempt that found the lock held. `cancel(op)` aborts it. Bad input throws at
+  /// once.
   #[napi]
   pub fn acquire(
     &self,
     op: u32,
     name: String,
-    options: NativeAcquireOptions,
-    events: bool,
+    options: Option<NativeAcquireOptions>,
+    try_only: bool,
   ) -> napi::Result<()> {
-    let options = options.into_core()?;
+    let options = self.options(&name, options, try_only)?;
+    let events = has_events(&options);
     let cancel = self
       .cancels
       .lock()
@@ -234,16 +342,18 @@ impl NativeClient {
     Ok(())
   }
 
-  /// One attempt done at once, where the store allows it (memory): the grant, or null when it
-  /// is held and `wait` is 0; undefined when it cannot be decided now (then call `acquire`).
+  /// One attempt done at once, where the store allows it (memory): the lock, or null when it
+  /// is held and it is a single attempt; undefined when it cannot be decided now (then call
+  /// `acquire`).
   #[napi]
   pub fn acquire_now(
     &self,
     name: String,
-    options: NativeAcquireOptions,
-    events: bool,
+    options: Option<NativeAcquireOptions>,
+    try_only: bool,
   ) -> napi::Result<Value> {
-    let options = options.into_core()?;
+    let options = self.options(&name, options, try_only)?;
+    let events = has_events(&options);
     let outcome = crate::runtime::enter(|| self.manager.acquire_now(&name, &options));
     match outcome {
       None => Ok(Value::Undefined),
@@ -253,10 +363,16 @@ impl NativeClient {
     }
   }
 
-  /// Whether `acquireNow` can decide (the store works without I/O).
-  #[napi(getter)]
-  pub fn immediate(&self) -> bool {
-    self.manager.kind() == "memory"
+  /// Checks `name` and `options` as `acquire` would, and does nothing else: throws what
+  /// `acquire` would throw for them.
+  #[napi]
+  pub fn check(
+    &self,
+    name: String,
+    options: Option<NativeAcquireOptions>,
+    try_only: bool,
+  ) -> napi::Result<()> {
+    self.options(&name, options, try_only).map(drop)
   }
 
   /// Registers the cancellation handle of acquire `op` before the acquire starts, so a
@@ -312,7 +428,7 @@ impl NativeClient {
     owner: String,
     ttl: f64,
   ) -> napi::Result<()> {
-    let ttl = ms_arg(ttl, "ttl")?;
+    let ttl = ms(ttl, "ttl", 1)?;
     let manager = self.manager.clone();
     run(&self.queue, op, async move {
       Ok(match manager.claim(&name, &token, &owner, ttl).await? {
@@ -326,7 +442,7 @@ impl NativeClient {
   /// Renews `name` if held under `token`.
   #[napi]
   pub fn extend_token(&self, op: u32, name: String, token: String, ttl: f64) -> napi::Result<()> {
-    let ttl = ms_arg(ttl, "ttl")?;
+    let ttl = ms(ttl, "ttl", 1)?;
     let manager = self.manager.clone();
     run(&self.queue, op, async move {
       Ok(Value::Bool(manager.extend_token(&name, &token, ttl).await?))

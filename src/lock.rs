@@ -13,7 +13,7 @@ use napi_derive::napi;
 use crate::client::NativeClient;
 use crate::completion::{run, Queue, Value};
 use crate::error::to_napi;
-use crate::options::{ms_arg, payload};
+use crate::options::{ms, payload};
 
 /// One lease event for JS.
 #[napi(object)]
@@ -33,7 +33,10 @@ pub struct NativeEvent {
 pub struct NativeGrant {
   pub handle: u32,
   pub token: String,
+  pub owner: String,
   pub fence: BigInt,
+  /// Whether the lock reports events of its own (heartbeats, the session monitor).
+  pub events: bool,
 }
 
 /// The held locks of one client, by handle. A lock leaves the table when its release
@@ -55,7 +58,9 @@ impl Held {
     let grant = NativeGrant {
       handle,
       token: lock.token().to_owned(),
+      owner: lock.owner().to_owned(),
       fence: BigInt::from(lock.fence()),
+      events,
     };
     self.table().insert(handle, lock);
     grant
@@ -147,7 +152,7 @@ impl NativeClient {
       return Ok(());
     };
     let ttl = match ttl {
-      Some(t) => ms_arg(t, "ttl")?,
+      Some(t) => ms(t, "ttl", 1)?,
       None => lock.ttl(),
     };
     let data = data.map(payload);

@@ -1,4 +1,6 @@
-//! JS option objects (validated in index.js first; checked again here where it matters).
+//! JS option objects into core options. index.js and lib/ check shapes (types, unknown keys)
+//! only; every range here, every relation between values in the core (`check_options`), each
+//! once, with the option names a JS caller wrote.
 
 use std::time::Duration;
 
@@ -6,22 +8,32 @@ use ferrolock_core::{
   AcquireExtras, AcquireOptions, Billing, DynamoClientObject, DynamoOptions, Payload,
   RedisClientObject, RedisOptions, RedlockOptions, StaticCredentials, TableOptions, Wait,
 };
-use napi::bindgen_prelude::{Buffer, Either};
+use std::ptr;
+
+use napi::bindgen_prelude::{Buffer, Either, FromNapiValue, ValidateNapiValue};
+use napi::{check_status, sys};
 use napi_derive::napi;
 
 use crate::error::invalid;
 
-/// Acquire options as index.js passes them (all durations in ms).
-#[napi(object)]
+/// The longest duration in ms (2^31 - 1, about 24.8 days).
+const MAX_MS: f64 = i32::MAX as f64;
+
+/// Owner names: at most this many bytes.
+const MAX_OWNER_BYTES: usize = 1024;
+
+/// Acquire options as the caller gave them (all durations in ms); absent ones take the client's
+/// defaults.
+#[napi(object, object_from_js = false)]
 pub struct NativeAcquireOptions {
-  pub ttl: f64,
-  /// Absent: wait until acquired; 0: one attempt; otherwise the deadline in ms.
-  pub wait: Option<f64>,
-  pub retry_delay: f64,
-  pub retry_jitter: f64,
-  /// Absent: unlimited.
+  pub ttl: Option<f64>,
+  /// `true` or absent: until acquired; `false` or 0: one attempt; otherwise a deadline in ms.
+  pub wait: Option<Either<bool, f64>>,
+  pub retry_delay: Option<f64>,
+  pub retry_jitter: Option<f64>,
+  /// Retries after the first attempt; absent or Infinity: unlimited.
   pub max_retries: Option<f64>,
-  pub auto_extend: bool,
+  pub auto_extend: Option<bool>,
   pub refresh_interval: Option<f64>,
   pub owner: Option<String>,
   pub data: Option<Either<String, Buffer>>,
@@ -33,8 +45,306 @@ pub struct NativeAcquireOptions {
   pub delete_on_release: Option<bool>,
   /// DynamoDB only: a JSON object of more attributes to store.
   pub additional_attributes: Option<String>,
-  /// Wait until the holder's lease could have run out, plus this (ms); `wait` is then absent.
+  /// Wait until the holder's lease could have run out, plus this (ms); excludes `wait`.
   pub additional_time_to_wait: Option<f64>,
+}
+
+// Read from the caller's own options object, key by key: an acquire usually gives one or two
+// options, and looking up each of the fourteen names would cost more than the acquire.
+impl FromNapiValue for NativeAcquireOptions {
+  unsafe fn from_napi_value(env: sys::napi_env, value: sys::napi_value) -> napi::Result<Self> {
+    let mut out = NativeAcquireOptions::empty();
+    // SAFETY: `env` and `value` are the arguments of this napi call, and every napi_value made
+    // below is used within its handle scope; `name` is a stack buffer whose length is passed.
+    unsafe {
+      let mut keys = ptr::null_mut();
+      check_status!(sys::napi_get_all_property_names(
+        env,
+        value,
+        sys::KeyCollectionMode::own_only,
+        sys::KeyFilter::enumerable | sys::KeyFilter::skip_symbols,
+        sys::KeyConversion::numbers_to_strings,
+        &mut keys,
+      ))?;
+      let mut len = 0;
+      check_status!(sys::napi_get_array_length(env, keys, &mut len))?;
+      let mut name = [0u8; 32];
+      for i in 0..len {
+        let mut key = ptr::null_mut();
+        check_status!(sys::napi_get_element(env, keys, i, &mut key))?;
+        let mut written = 0;
+        check_status!(sys::napi_get_value_string_utf8(
+          env,
+          key,
+          name.as_mut_ptr().cast(),
+          name.len(),
+          &mut written,
+        ))?;
+        let mut field = ptr::null_mut();
+        check_status!(sys::napi_get_property(env, value, key, &mut field))?;
+        let v = field;
+        match &name[..written] {
+          b"ttl" => out.ttl = FromNapiValue::from_napi_value(env, v)?,
+          b"wait" => out.wait = FromNapiValue::from_napi_value(env, v)?,
+          b"retryDelay" => out.retry_delay = FromNapiValue::from_napi_value(env, v)?,
+          b"retryJitter" => out.retry_jitter = FromNapiValue::from_napi_value(env, v)?,
+          b"maxRetries" => out.max_retries = FromNapiValue::from_napi_value(env, v)?,
+          b"autoExtend" => out.auto_extend = FromNapiValue::from_napi_value(env, v)?,
+          b"refreshInterval" => out.refresh_interval = FromNapiValue::from_napi_value(env, v)?,
+          b"owner" => out.owner = FromNapiValue::from_napi_value(env, v)?,
+          b"data" => out.data = FromNapiValue::from_napi_value(env, v)?,
+          b"safeTime" => out.safe_time = FromNapiValue::from_napi_value(env, v)?,
+          b"replaceData" => out.replace_data = FromNapiValue::from_napi_value(env, v)?,
+          b"deleteOnRelease" => out.delete_on_release = FromNapiValue::from_napi_value(env, v)?,
+          b"additionalAttributes" => {
+            out.additional_attributes = FromNapiValue::from_napi_value(env, v)?
+          }
+          b"additionalTimeToWait" => {
+            out.additional_time_to_wait = FromNapiValue::from_napi_value(env, v)?
+          }
+          _ => {} // not the binding's (signal), or longer than any of its names
+        }
+      }
+    }
+    Ok(out)
+  }
+}
+
+impl ValidateNapiValue for NativeAcquireOptions {}
+
+/// Settings of a client that every acquire starts from: `owner`, and Redlock's `retryCount`,
+/// `retryDelay` and `retryJitter` (DynamoDB's lease and heartbeat are in its own options).
+#[napi(object)]
+pub struct NativeClientOptions {
+  pub owner: Option<String>,
+  pub retry_count: Option<f64>,
+  pub retry_delay: Option<f64>,
+  pub retry_jitter: Option<f64>,
+}
+
+/// What a client's acquires default to.
+#[derive(Debug, Clone)]
+pub struct AcquireDefaults {
+  ttl: Duration,
+  retry_delay: Duration,
+  retry_jitter: Duration,
+  max_retries: Option<u64>,
+  auto_extend: bool,
+  /// Used where the ttl is longer (DynamoDB's heartbeat period).
+  refresh_interval: Option<Duration>,
+  owner: Option<String>,
+}
+
+impl Default for AcquireDefaults {
+  fn default() -> Self {
+    let core = AcquireOptions::default();
+    AcquireDefaults {
+      ttl: core.ttl,
+      retry_delay: core.retry_delay,
+      retry_jitter: core.retry_jitter,
+      max_retries: core.max_retries,
+      auto_extend: core.auto_extend,
+      refresh_interval: None,
+      owner: None,
+    }
+  }
+}
+
+impl AcquireDefaults {
+  /// The defaults of a client made with `options` (absent: the built-in ones).
+  pub fn from_options(options: Option<NativeClientOptions>) -> napi::Result<Self> {
+    let mut out = AcquireDefaults::default();
+    let Some(o) = options else {
+      return Ok(out);
+    };
+    if let Some(d) = o.retry_delay {
+      out.retry_delay = ms(d, "options.retryDelay", 0)?;
+    }
+    if let Some(j) = o.retry_jitter {
+      out.retry_jitter = ms(j, "options.retryJitter", 0)?;
+    }
+    if let Some(n) = o.retry_count {
+      out.max_retries = retries(n, "options.retryCount")?;
+    }
+    out.owner = o
+      .owner
+      .map(|owner| check_owner(owner, "options.owner"))
+      .transpose()?;
+    Ok(out)
+  }
+}
+
+/// A number as JavaScript's `String(n)` shows it, for messages.
+pub fn js_number(n: f64) -> String {
+  if n.is_nan() {
+    return "NaN".into();
+  }
+  if n.is_infinite() {
+    return if n > 0.0 { "Infinity" } else { "-Infinity" }.into();
+  }
+  if n == 0.0 {
+    return "0".into();
+  }
+  if n.abs() >= 1e21 || n.abs() < 1e-6 {
+    let s = format!("{n:e}");
+    return match s.split_once('e') {
+      Some((mantissa, exp)) if !exp.starts_with('-') => format!("{mantissa}e+{exp}"),
+      _ => s,
+    };
+  }
+  format!("{n}")
+}
+
+/// A duration in whole ms from `min` to 2^31-1; `what` names it in the message.
+pub fn ms(value: f64, what: &str, min: u32) -> napi::Result<Duration> {
+  if !(value.is_finite() && value.fract() == 0.0 && value >= f64::from(min) && value <= MAX_MS) {
+    return Err(invalid(format!(
+      "{what} must be an integer number of milliseconds from {min} to {} (got {})",
+      MAX_MS,
+      js_number(value)
+    )));
+  }
+  Ok(Duration::from_millis(value as u64))
+}
+
+/// A retry count: a non-negative integer, or Infinity (`None`: unlimited).
+fn retries(value: f64, what: &str) -> napi::Result<Option<u64>> {
+  if value == f64::INFINITY {
+    return Ok(None);
+  }
+  if value.is_finite() && value >= 0.0 && value.fract() == 0.0 && value <= 2f64.powi(53) {
+    return Ok(Some(value as u64));
+  }
+  Err(invalid(format!(
+    "{what} must be a non-negative integer or Infinity (got {})",
+    js_number(value)
+  )))
+}
+
+fn check_owner(owner: String, what: &str) -> napi::Result<String> {
+  if owner.len() > MAX_OWNER_BYTES {
+    return Err(invalid(format!(
+      "{what} must be a string of at most {MAX_OWNER_BYTES} bytes (got {} bytes)",
+      owner.len()
+    )));
+  }
+  Ok(owner)
+}
+
+impl NativeAcquireOptions {
+  /// Absent options: every value from `defaults`.
+  pub fn empty() -> Self {
+    NativeAcquireOptions {
+      ttl: None,
+      wait: None,
+      retry_delay: None,
+      retry_jitter: None,
+      max_retries: None,
+      auto_extend: None,
+      refresh_interval: None,
+      owner: None,
+      data: None,
+      safe_time: None,
+      replace_data: None,
+      delete_on_release: None,
+      additional_attributes: None,
+      additional_time_to_wait: None,
+    }
+  }
+
+  /// Core options over `defaults`; `try_only` makes one attempt whatever `wait` says. Checks
+  /// every range here and every relation (`check_options`), before any I/O.
+  pub fn into_core(
+    self,
+    defaults: &AcquireDefaults,
+    try_only: bool,
+  ) -> napi::Result<AcquireOptions> {
+    let ttl = match self.ttl {
+      Some(t) => ms(t, "options.ttl", 1)?,
+      None => defaults.ttl,
+    };
+    let retry_delay = match self.retry_delay {
+      Some(d) => ms(d, "options.retryDelay", 0)?,
+      None => defaults.retry_delay,
+    };
+    let retry_jitter = match self.retry_jitter {
+      Some(j) => ms(j, "options.retryJitter", 0)?,
+      None => defaults.retry_jitter,
+    };
+    let after_lease = match self.additional_time_to_wait {
+      Some(extra) => {
+        let extra = ms(extra, "options.additionalTimeToWait", 0)?;
+        if self.wait.is_some() {
+          return Err(invalid(
+            "options.wait and options.additionalTimeToWait exclude each other",
+          ));
+        }
+        Some(extra)
+      }
+      None => None,
+    };
+    let wait = match self.wait {
+      _ if try_only => Wait::No,
+      Some(Either::A(false)) => Wait::No,
+      Some(Either::A(true)) | None => match after_lease {
+        Some(extra) => Wait::AfterLease(extra),
+        None => Wait::Forever,
+      },
+      Some(Either::B(w)) => match ms(w, "options.wait", 0)? {
+        d if d.is_zero() => Wait::No,
+        d => Wait::For(d),
+      },
+    };
+    let max_retries = match self.max_retries {
+      Some(n) => retries(n, "options.maxRetries")?,
+      None => defaults.max_retries,
+    };
+    let refresh_interval = match self.refresh_interval {
+      Some(r) => Some(ms(r, "options.refreshInterval", 1)?),
+      // The client's period, where this ttl leaves room for it.
+      None => defaults.refresh_interval.filter(|r| *r < ttl),
+    };
+    let safe_time = self
+      .safe_time
+      .map(|s| ms(s, "options.safeTime", 1))
+      .transpose()?;
+    let owner = match self.owner {
+      Some(owner) => Some(check_owner(owner, "options.owner")?),
+      None => defaults.owner.clone(),
+    };
+    let attributes = match self.additional_attributes {
+      None => None,
+      Some(json) => match serde_json::from_str(&json) {
+        Ok(serde_json::Value::Object(map)) => Some(map),
+        _ => {
+          return Err(invalid(
+            "options.additionalAttributes must be a plain object of JSON values",
+          ))
+        }
+      },
+    };
+    let options = AcquireOptions {
+      ttl,
+      wait,
+      retry_delay,
+      retry_jitter,
+      max_retries,
+      auto_extend: self.auto_extend.unwrap_or(defaults.auto_extend),
+      refresh_interval,
+      owner,
+      data: self.data.map(payload),
+      safe_time,
+      extras: AcquireExtras {
+        replace_data: self.replace_data.unwrap_or(false),
+        delete_on_release: self.delete_on_release.unwrap_or(false),
+        attributes,
+      },
+      // Heartbeats wait for the JS thread: a blocked event loop must lose the lock.
+      probe: true,
+    };
+    ferrolock_core::client::check_options(&options).map_err(crate::error::to_napi)?;
+    Ok(options)
+  }
 }
 
 /// DynamoDB client options.
@@ -51,6 +361,10 @@ pub struct NativeDynamoOptions {
   pub sort_key_value: Option<String>,
   pub ttl_attribute: Option<String>,
   pub request_timeout: Option<f64>,
+  /// The lease of every lock (ms, default 20000: cirello's and Amazon's).
+  pub lease_duration: Option<f64>,
+  /// Heartbeats renew the lease this often (ms, default 5000); 0: no automatic heartbeats.
+  pub heartbeat_period: Option<f64>,
   /// A caller's client object, by the number `registerTransport` gave its send function.
   pub client: Option<u32>,
 }
@@ -72,10 +386,10 @@ pub struct NativeTableOptions {
 pub struct NativeRedisOptions {
   pub url: Option<String>,
   pub host: Option<String>,
-  pub port: Option<u32>,
+  pub port: Option<f64>,
   pub username: Option<String>,
   pub password: Option<String>,
-  pub db: Option<u32>,
+  pub db: Option<f64>,
   pub key_prefix: Option<String>,
   /// Use TLS (also implied by rediss://).
   pub tls: Option<bool>,
@@ -104,69 +418,31 @@ pub struct NativeRedlockOptions {
   pub key_prefix: Option<String>,
 }
 
-fn ms(value: f64, what: &str) -> napi::Result<Duration> {
-  if !value.is_finite() || value < 0.0 || value.fract() != 0.0 || value > i32::MAX as f64 {
-    return Err(invalid(format!(
-      "{what} must be a whole number of milliseconds from 0 to 2147483647"
-    )));
-  }
-  Ok(Duration::from_millis(value as u64))
-}
-
-impl NativeAcquireOptions {
-  pub fn into_core(self) -> napi::Result<AcquireOptions> {
-    Ok(AcquireOptions {
-      ttl: ms(self.ttl, "options.ttl")?,
-      wait: match (self.wait, self.additional_time_to_wait) {
-        (None, Some(extra)) => Wait::AfterLease(ms(extra, "options.additionalTimeToWait")?),
-        (w, _) => match w {
-          None => Wait::Forever,
-          Some(0.0) => Wait::No,
-          Some(w) => Wait::For(ms(w, "options.wait")?),
-        },
-      },
-      retry_delay: ms(self.retry_delay, "options.retryDelay")?,
-      retry_jitter: ms(self.retry_jitter, "options.retryJitter")?,
-      max_retries: match self.max_retries {
-        None => None,
-        Some(n) if n.is_finite() && n >= 0.0 && n.fract() == 0.0 => Some(n as u64),
-        Some(_) => return Err(invalid("options.maxRetries must be a non-negative integer")),
-      },
-      auto_extend: self.auto_extend,
-      refresh_interval: self
-        .refresh_interval
-        .map(|r| ms(r, "options.refreshInterval"))
-        .transpose()?,
-      owner: self.owner,
-      data: self.data.map(payload),
-      safe_time: self
-        .safe_time
-        .map(|s| ms(s, "options.safeTime"))
-        .transpose()?,
-      extras: AcquireExtras {
-        replace_data: self.replace_data.unwrap_or(false),
-        delete_on_release: self.delete_on_release.unwrap_or(false),
-        attributes: match self.additional_attributes {
-          None => None,
-          Some(json) => match serde_json::from_str(&json) {
-            Ok(serde_json::Value::Object(map)) => Some(map),
-            _ => {
-              return Err(invalid(
-                "options.additionalAttributes must be a plain object of JSON values",
-              ))
-            }
-          },
-        },
-      },
-      // Heartbeats wait for the JS thread: a blocked event loop must lose the lock.
-      probe: true,
-    })
-  }
-}
-
 impl NativeRedisOptions {
-  pub fn into_core(self) -> napi::Result<RedisOptions> {
+  /// Core options; `what` names these options in messages (`options.redis`,
+  /// `options.redlock[1]`).
+  pub fn into_core(self, what: &str) -> napi::Result<RedisOptions> {
     let o = self;
+    let port = match o.port {
+      None => None,
+      Some(p) if p.fract() == 0.0 && (1.0..=65535.0).contains(&p) => Some(p as u16),
+      Some(p) => {
+        return Err(invalid(format!(
+          "{what}.port must be an integer from 1 to 65535 (got {})",
+          js_number(p)
+        )))
+      }
+    };
+    let db = match o.db {
+      None => None,
+      Some(d) if d.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&d) => Some(d as i64),
+      Some(d) => {
+        return Err(invalid(format!(
+          "{what}.db must be a non-negative integer (got {})",
+          js_number(d)
+        )))
+      }
+    };
     let client = match o.client {
       Some(id) => Some(RedisClientObject {
         transport: crate::transport::take_transport(id)?,
@@ -177,10 +453,10 @@ impl NativeRedisOptions {
     Ok(RedisOptions {
       url: o.url,
       host: o.host,
-      port: o.port.and_then(|p| u16::try_from(p).ok()),
+      port,
       username: o.username,
       password: o.password,
-      db: o.db.map(i64::from),
+      db,
       key_prefix: o.key_prefix,
       tls: o.tls.unwrap_or(false),
       tls_ca: o.tls_ca.map(String::into_bytes),
@@ -197,25 +473,21 @@ impl NativeRedlockOptions {
       masters: self
         .masters
         .into_iter()
-        .map(NativeRedisOptions::into_core)
+        .enumerate()
+        .map(|(i, m)| m.into_core(&format!("options.redlock[{i}]")))
         .collect::<napi::Result<_>>()?,
       drift_factor: self.drift_factor.unwrap_or(defaults.drift_factor),
       clock_drift: match self.clock_drift_ms {
-        Some(d) => ms(d, "options.clockDriftMs")?,
+        Some(d) => ms(d, "options.clockDriftMs", 0)?,
         None => defaults.clock_drift,
       },
       request_timeout: match self.request_timeout {
-        Some(t) => ms(t, "options.requestTimeout")?,
+        Some(t) => ms(t, "options.requestTimeout", 1)?,
         None => defaults.request_timeout,
       },
       key_prefix: self.key_prefix,
     })
   }
-}
-
-/// A duration argument in ms (for `extend`).
-pub fn ms_arg(value: f64, what: &str) -> napi::Result<Duration> {
-  ms(value, what)
 }
 
 /// A string or a Buffer as lock data.
@@ -235,9 +507,40 @@ pub fn to_js(data: Payload) -> Either<String, Buffer> {
 }
 
 impl NativeDynamoOptions {
+  /// The acquire defaults of a DynamoDB client over `base`: a lease of `leaseDuration`,
+  /// renewed every `heartbeatPeriod` (0: only by hand, `sendHeartbeat`).
+  pub fn defaults(&self, base: AcquireDefaults) -> napi::Result<AcquireDefaults> {
+    let lease = ms(
+      self.lease_duration.unwrap_or(20_000.0),
+      "options.dynamodb.leaseDuration",
+      1,
+    )?;
+    let heartbeat = ms(
+      self.heartbeat_period.unwrap_or(5_000.0),
+      "options.dynamodb.heartbeatPeriod",
+      0,
+    )?;
+    if heartbeat >= lease {
+      return Err(invalid(format!(
+        "options.dynamodb.heartbeatPeriod ({}) must be less than options.dynamodb.leaseDuration ({})",
+        heartbeat.as_millis(),
+        lease.as_millis()
+      )));
+    }
+    Ok(AcquireDefaults {
+      ttl: lease,
+      refresh_interval: (!heartbeat.is_zero()).then_some(heartbeat),
+      auto_extend: !heartbeat.is_zero(),
+      ..base
+    })
+  }
+
   pub fn into_core(self) -> napi::Result<DynamoOptions> {
     let o = self;
     let mut out = DynamoOptions::new(o.table);
+    if let Some(t) = o.request_timeout {
+      out.request_timeout = ms(t, "options.dynamodb.requestTimeout", 1)?;
+    }
     if let Some(id) = o.client {
       out.client = Some(DynamoClientObject {
         transport: crate::transport::take_transport(id)?,
@@ -259,9 +562,6 @@ impl NativeDynamoOptions {
       out.sort_key = Some((name, value));
     }
     out.ttl_attribute = o.ttl_attribute;
-    if let Some(t) = o.request_timeout.filter(|t| t.is_finite() && *t >= 1.0) {
-      out.request_timeout = Duration::from_millis(t as u64);
-    }
     Ok(out)
   }
 }
@@ -272,26 +572,35 @@ impl NativeTableOptions {
       if v.is_finite() && v >= 1.0 && v.fract() == 0.0 && v <= 1e12 {
         Ok(v as i64)
       } else {
-        Err(invalid(format!("{what} must be a positive integer")))
+        Err(invalid(format!(
+          "createLockTable options.{what} must be a positive integer (got {})",
+          js_number(v)
+        )))
       }
     };
     let billing = match (self.read_capacity, self.write_capacity) {
       (None, None) => Billing::OnDemand,
       (Some(r), Some(w)) => Billing::Provisioned {
-        read: capacity(r, "options.readCapacity")?,
-        write: capacity(w, "options.writeCapacity")?,
+        read: capacity(r, "readCapacity")?,
+        write: capacity(w, "writeCapacity")?,
       },
-      _ => {
+      (r, w) => {
+        r.map(|r| capacity(r, "readCapacity")).transpose()?;
+        w.map(|w| capacity(w, "writeCapacity")).transpose()?;
         return Err(invalid(
-          "options.readCapacity and options.writeCapacity go together",
-        ))
+          "createLockTable options.readCapacity and options.writeCapacity go together",
+        ));
       }
     };
     let mut tags = Vec::new();
     for pair in self.tags.unwrap_or_default() {
       match <[String; 2]>::try_from(pair) {
         Ok([k, v]) => tags.push((k, v)),
-        Err(_) => return Err(invalid("options.tags must map strings to strings")),
+        Err(_) => {
+          return Err(invalid(
+            "createLockTable options.tags must map strings to strings",
+          ))
+        }
       }
     }
     let mut out = TableOptions {
@@ -301,7 +610,7 @@ impl NativeTableOptions {
       ..TableOptions::default()
     };
     if let Some(t) = self.timeout {
-      out.timeout = ms(t, "options.timeout")?;
+      out.timeout = ms(t, "createLockTable options.timeout", 1)?;
     }
     Ok(out)
   }

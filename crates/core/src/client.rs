@@ -104,28 +104,38 @@ pub fn check_ttl(ttl: Duration, what: &str) -> Result<()> {
     || !ttl.subsec_nanos().is_multiple_of(1_000_000)
   {
     return Err(LockError::InvalidArg(format!(
-      "{what} must be a whole number of milliseconds from 1 to {}",
+      "{what} must be an integer number of milliseconds from 1 to {}",
       MAX_TTL.as_millis()
     )));
   }
   Ok(())
 }
 
-fn check_options(opts: &AcquireOptions) -> Result<()> {
+/// Checks acquire options and the relations between them: the one place these rules live.
+/// Messages use the option names of the JavaScript API (`options.refreshInterval`).
+pub fn check_options(opts: &AcquireOptions) -> Result<()> {
   check_ttl(opts.ttl, "options.ttl")?;
-  if let Some(r) = opts.refresh_interval {
-    if r.is_zero() || r >= opts.ttl {
-      return Err(LockError::InvalidArg(
-        "options.refreshInterval must be positive and less than options.ttl".into(),
-      ));
+  let below_ttl = |value: Duration, what: &str| {
+    if value.is_zero() {
+      return Err(LockError::InvalidArg(format!(
+        "{what} must be an integer number of milliseconds from 1 to {} (got 0)",
+        MAX_TTL.as_millis()
+      )));
     }
+    if value >= opts.ttl {
+      return Err(LockError::InvalidArg(format!(
+        "{what} ({}) must be less than options.ttl ({})",
+        value.as_millis(),
+        opts.ttl.as_millis()
+      )));
+    }
+    Ok(())
+  };
+  if let Some(r) = opts.refresh_interval {
+    below_ttl(r, "options.refreshInterval")?;
   }
   if let Some(s) = opts.safe_time {
-    if s.is_zero() || s >= opts.ttl {
-      return Err(LockError::InvalidArg(
-        "options.safeTime must be positive and less than options.ttl".into(),
-      ));
-    }
+    below_ttl(s, "options.safeTime")?;
   }
   if opts.retry_delay > MAX_TTL || opts.retry_jitter > MAX_TTL {
     return Err(LockError::InvalidArg(

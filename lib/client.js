@@ -1,0 +1,308 @@
+'use strict'
+// The lock client: acquire, tryAcquire, using, inspect, DynamoDB's table methods, close. Each
+// call crosses into Rust once; results come back through the completion queue (lib/ops.js).
+// Also what index.js and compat/ share to make one: openClient, and redisNative for the compat
+// entries' own client objects.
+
+const os = require('node:os')
+const { NativeClient } = require('../binding.js')
+const { LockNotAcquiredError, LockLostError, ClientClosedError, AbortedError, lift } = require('./errors.js')
+const { settle, splitCallback } = require('./callbacks.js')
+const { show, invalid, isPlainObject, shape } = require('./options/shape.js')
+const { acquireOptions } = require('./options/acquire.js')
+const { redisOptions, nativeRedis, redlockOptions } = require('./options/redis.js')
+const { dynamoOptions, nativeDynamo } = require('./options/dynamodb.js')
+const { isRedisCluster } = require('./transport.js')
+const { Lock, kClientClosed } = require('./lock.js')
+const ops = require('./ops.js')
+
+const REDLOCK_KEYS = ['driftFactor', 'clockDriftMs', 'requestTimeout', 'retryCount', 'retryDelay', 'retryJitter']
+const checkClient = shape({
+  memory: 'any',
+  redis: 'any',
+  redlock: 'any',
+  dynamodb: 'any',
+  keyPrefix: 'string',
+  logger: 'any',
+  driftFactor: 'number',
+  clockDriftMs: 'number',
+  requestTimeout: 'number',
+  retryCount: 'number',
+  retryDelay: 'number',
+  retryJitter: 'number',
+})
+const checkTableOptions = shape({
+  readCapacity: 'number',
+  writeCapacity: 'number',
+  tags: 'object',
+  ttl: 'boolean',
+  timeout: 'number',
+})
+// Who holds a lock when no owner is given.
+const DEFAULT_OWNER = `${os.hostname()}:${process.pid}`
+
+class Client {
+  #native
+  #logger
+  #closed = false
+  #locks = new Set() // Lock objects not over yet, to end them on close()
+  #forget = (lock) => this.#locks.delete(lock)
+
+  #table // DynamoDB: the lock table's name
+  #capabilities // what the store can do: { binaryData, dynamoOptions, tables, immediate }
+
+  /** Made by createClient() over a native client. */
+  constructor(nativeClient, logger, table) {
+    this.#native = nativeClient
+    this.#logger = logger
+    this.#table = table
+    this.#capabilities = nativeClient.capabilities
+  }
+
+  /** 'memory', 'redis', 'redis-cluster', 'redlock' or 'dynamodb'. */
+  get backend() {
+    return this.#native.kind
+  }
+
+  /** Acquires `name`, waiting by default. Rejects ERR_LOCK_NOT_ACQUIRED at the deadline. */
+  acquire(...input) {
+    const { args, callback } = splitCallback(input, 2)
+    return settle(callback, async () => {
+      const lock = await this.#acquire(args[0], args[1], false)
+      if (!lock) throw new LockNotAcquiredError(`lock "${args[0]}" is held by another owner`)
+      return lock
+    })
+  }
+
+  /** One attempt: a Lock, or null when another owner holds it. */
+  tryAcquire(...input) {
+    const { args, callback } = splitCallback(input, 2)
+    return settle(callback, () => this.#acquire(args[0], args[1], true))
+  }
+
+  async #acquire(name, options, tryOnly) {
+    if (typeof name !== 'string') throw invalid(`name must be a non-empty string (got ${show(name)})`)
+    const opts = acquireOptions(options, this.#capabilities)
+    const signal = options === undefined ? undefined : options.signal
+    const native = this.#native
+    let nativeLock
+    try {
+      if (this.#closed || (signal && signal.aborted)) {
+        native.check(name, opts, tryOnly) // bad input is reported first
+        if (this.#closed) throw new ClientClosedError('the lock client is closed')
+        throw new AbortedError(`acquiring lock "${name}" was aborted`)
+      }
+      // Memory: a free lock is taken at once, in this call. The binding checks ranges.
+      if (this.#capabilities.immediate) nativeLock = native.acquireNow(name, opts, tryOnly)
+    } catch (err) {
+      throw lift(err)
+    }
+    if (nativeLock === undefined) {
+      let id
+      const onAbort = () => native.cancel(id)
+      try {
+        nativeLock = await ops.submit((op) => {
+          id = op
+          if (signal) {
+            native.prepare(op) // registered now: an abort right after this call is not missed
+            signal.addEventListener('abort', onAbort, { once: true })
+          }
+          native.acquire(op, name, opts, tryOnly)
+        })
+      } finally {
+        if (signal) signal.removeEventListener('abort', onAbort)
+      }
+    }
+    if (!nativeLock) return null
+    const lock = new Lock(new ops.HeldLock(native, nativeLock), name, this.#logger, this.#forget, this.#capabilities)
+    this.#locks.add(lock)
+    return lock
+  }
+
+  /**
+   * Acquires `name`, runs `fn(signal, lock)` with auto-extend on, and always releases. Rejects
+   * ERR_LOCK_LOST if the lock was lost while `fn` ran (the signal was aborted then).
+   */
+  using(name, options, fn, callback) {
+    if (typeof options === 'function') return this.using(name, undefined, options, fn)
+    return settle(callback, async () => {
+      if (typeof fn !== 'function') throw invalid(`fn must be a function (got ${show(fn)})`)
+      if (isPlainObject(options) && options.autoExtend === false) {
+        throw invalid('options.autoExtend: using() always auto-extends the lock while fn runs')
+      }
+      // Auto-extend even where the client's default is off (DynamoDB with heartbeatPeriod 0).
+      const opts =
+        isPlainObject(options) && options.autoExtend === undefined ? { ...options, autoExtend: true } : options
+      const lock = await this.acquire(name, opts === undefined ? { autoExtend: true } : opts)
+      let result
+      try {
+        result = await fn(lock.signal, lock)
+      } finally {
+        if (!lock.lost) await lock.release().catch(() => {})
+      }
+      if (lock.lost) throw new LockLostError(`lock "${name}" was lost while in use`)
+      return result
+    })
+  }
+
+  /** Reads a lock without changing it: { owner, remainingTtl, fence, data } or null. */
+  inspect(name, callback) {
+    return settle(callback, async () => {
+      if (typeof name !== 'string') throw invalid(`name must be a non-empty string (got ${show(name)})`)
+      if (this.#closed) throw new ClientClosedError('the lock client is closed')
+      const info = await ops.submit((op) => this.#native.inspect(op, name))
+      if (!info) return null
+      const remainingTtl = info.remainingTtl === undefined ? null : info.remainingTtl
+      return { owner: info.owner, remainingTtl, fence: info.fence, data: info.data === undefined ? null : info.data }
+    })
+  }
+
+  /**
+   * DynamoDB: reads the record of `name`, released or not: { owner, data, fence, leaseDuration,
+   * released, expired, recordVersionNumber, attributes } or null. `expired` is this client's view:
+   * it saw the same record version for a whole lease.
+   */
+  get(name, callback) {
+    return settle(callback, async () => {
+      if (typeof name !== 'string') throw invalid(`name must be a non-empty string (got ${show(name)})`)
+      this.#dynamoOnly('get')
+      const r = await ops.submit((op) => this.#native.get(op, name))
+      if (!r) return null
+      return {
+        owner: r.owner,
+        data: r.data === undefined ? null : r.data,
+        fence: r.fence,
+        leaseDuration: r.leaseDuration,
+        released: r.released,
+        expired: r.expired,
+        recordVersionNumber: r.recordVersionNumber,
+        attributes: JSON.parse(r.attributes),
+      }
+    })
+  }
+
+  /**
+   * DynamoDB: creates the lock table and resolves once it is ACTIVE: { table, created }, where created
+   * is false when the table existed already. Options: readCapacity + writeCapacity (provisioned;
+   * default on-demand), tags ({ key: value }), ttl (enable DynamoDB TTL on `ttlAttribute`), timeout.
+   */
+  createLockTable(...input) {
+    const { args, callback } = splitCallback(input, 1)
+    return settle(callback, async () => {
+      const o = args[0] === undefined ? {} : args[0]
+      checkTableOptions(o, 'createLockTable options')
+      let tags
+      if (o.tags !== undefined) {
+        tags = Object.entries(o.tags)
+        if (tags.some(([, v]) => typeof v !== 'string')) {
+          throw invalid('createLockTable options.tags values must be strings')
+        }
+      }
+      this.#dynamoOnly('createLockTable')
+      const created = await ops.submit((op) =>
+        this.#native.createLockTable(op, {
+          readCapacity: o.readCapacity,
+          writeCapacity: o.writeCapacity,
+          tags,
+          ttl: o.ttl,
+          timeout: o.timeout,
+        }),
+      )
+      return { table: this.#table, created }
+    })
+  }
+
+  /** DynamoDB: deletes the lock table and resolves once it is gone: { table, deleted } (false: there was none). */
+  deleteLockTable(callback) {
+    return settle(callback, async () => {
+      this.#dynamoOnly('deleteLockTable')
+      const deleted = await ops.submit((op) => this.#native.deleteLockTable(op, undefined))
+      return { table: this.#table, deleted }
+    })
+  }
+
+  #dynamoOnly(method) {
+    if (!this.#capabilities.tables) throw invalid(`${method}() is only available on a dynamodb client`)
+    if (this.#closed) throw new ClientClosedError('the lock client is closed')
+  }
+
+  /** Rejects pending acquires (ERR_CLIENT_CLOSED), releases every held lock, closes connections. */
+  close(callback) {
+    return settle(callback, async () => {
+      this.#closed = true
+      await ops.submit((op) => this.#native.close(op))
+      for (const lock of this.#locks) lock[kClientClosed]() // deleting while iterating a Set is safe
+    })
+  }
+
+  /** Counters for leak checks: acquires pending, locks held, names subscribed. */
+  stats() {
+    const { pending, held, watched } = this.#native.stats()
+    return { pending, held, watched }
+  }
+}
+
+/**
+ * A client over the options of createClient() (an object or undefined): the backend it names,
+ * memory by default. Throws ERR_INVALID_ARG before any I/O.
+ */
+function openClient(options) {
+  const o = options === undefined ? {} : options
+  checkClient(o, 'options')
+  if (o.logger !== undefined && (o.logger === null || typeof o.logger !== 'object')) {
+    throw invalid('options.logger must be a logger object (pino-compatible)')
+  }
+  if (o.memory !== undefined && o.memory !== true) throw invalid('options.memory must be true when given')
+  const chosen = ['memory', 'redis', 'redlock', 'dynamodb'].filter((b) => o[b] !== undefined)
+  if (chosen.length > 1) throw invalid(`options: choose one backend (got ${chosen.join(' and ')})`)
+  if (o.redlock === undefined) {
+    const extra = REDLOCK_KEYS.find((k) => o[k] !== undefined)
+    if (extra) throw invalid(`options.${extra} applies to the redlock backend only`)
+  }
+  const defaults = { owner: DEFAULT_OWNER }
+  if (o.dynamodb !== undefined) {
+    if (o.keyPrefix !== undefined) throw invalid('options.keyPrefix does not apply to the dynamodb backend')
+    const d = dynamoOptions(o.dynamodb)
+    if (d.ownerName !== undefined) defaults.owner = d.ownerName
+    const native = wrapNative(() => NativeClient.dynamodb(ops.queue(), nativeDynamo(d.native), defaults))
+    return new Client(native, o.logger, d.native.table)
+  }
+  let native
+  if (o.redlock !== undefined) {
+    const { masters, ...r } = redlockOptions(o)
+    const { retryCount, retryDelay, retryJitter } = o
+    native = wrapNative(() =>
+      NativeClient.redlock(
+        ops.queue(),
+        { ...r, masters: masters.map((m) => nativeRedis(m)) },
+        { ...defaults, retryCount, retryDelay, retryJitter },
+      ),
+    )
+  } else if (o.redis !== undefined) {
+    const r = redisOptions(o.redis, o.keyPrefix)
+    native = wrapNative(() => NativeClient.redis(ops.queue(), nativeRedis(r), defaults))
+  } else {
+    native = wrapNative(() => NativeClient.memory(ops.queue(), defaults))
+  }
+  return new Client(native, o.logger)
+}
+
+// Runs a native factory, lifting its error into a typed one.
+function wrapNative(make) {
+  try {
+    return make()
+  } catch (err) {
+    throw lift(err)
+  }
+}
+
+/**
+ * For the compat entries: the promise methods (claim, extendToken, releaseToken) of a native
+ * client over a caller's Redis client object; `prefer` names its command method to use first.
+ */
+function redisNative(clientObject, keyPrefix, prefer) {
+  const opts = { keyPrefix, clientObject, clientCluster: isRedisCluster(clientObject) }
+  return ops.promised(wrapNative(() => NativeClient.redis(ops.queue(), nativeRedis(opts, prefer))))
+}
+
+module.exports = { Client, openClient, redisNative }

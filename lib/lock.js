@@ -1,0 +1,277 @@
+'use strict'
+// A held lock as an EventEmitter: 'acquired', then 'refreshed' | 'expiring' | 'error' as its
+// heartbeats report, and one of 'lost' | 'released' at the end. Heartbeats and the session
+// monitor run in Rust; their events come through the completion queue (lib/ops.js).
+
+const { EventEmitter } = require('node:events')
+const { BackendUnavailableError, LockError, LockLostError } = require('./errors.js')
+const { settle, optionsThenCallback } = require('./callbacks.js')
+const { show, invalid, checkKeys } = require('./options/shape.js')
+const { checkData } = require('./options/acquire.js')
+const { takeKept, unmark } = require('./transport.js')
+const ops = require('./ops.js')
+
+const call = (logger, level, obj, msg) => logger && typeof logger[level] === 'function' && logger[level](obj, msg)
+
+// ---- Lock ----------------------------------------------------------------------------------------
+
+const asyncDispose = Symbol.asyncDispose || Symbol.for('nodejs.asyncDispose')
+const kClientClosed = Symbol('clientClosed')
+
+// 'acquired' comes first, once the caller had a chance to attach listeners: in one
+// setImmediate for every lock made in the same turn.
+let toAnnounce = []
+let announcing = false // an announceAll is scheduled
+function announceAll() {
+  announcing = false
+  const locks = toAnnounce
+  toAnnounce = []
+  for (const lock of locks) lock[kAnnounce]()
+}
+const kAnnounce = Symbol('announce')
+const kAnnounced = Symbol('announced')
+
+class Lock extends EventEmitter {
+  #native
+  #logger
+  #controller = null // made on first use of `signal`: most locks never need one
+  #over = false
+  #endReason = null // the abort reason once the lock is over (once lost; made on demand once released)
+  #announced = false
+  #backlog = null // events that came before 'acquired' was emitted
+  #events // whether the lock's events are listened to (heartbeats, the session monitor)
+  #lost = false // `lost`, `signal.aborted` and the 'lost' event change together, in #finish
+
+  #onOver
+  #capabilities
+
+  /**
+   * Made by the client for `nativeLock` (a lib/ops.js HeldLock: a handle into the binding's table
+   * of held locks), a lock of `name`; `onOver(lock)` is called once when it ends.
+   */
+  constructor(nativeLock, name, logger, onOver, capabilities) {
+    super()
+    this.#native = nativeLock
+    this.#logger = logger
+    this.#onOver = onOver
+    this.#capabilities = capabilities
+    this.name = name
+    this.token = nativeLock.token
+    this.owner = nativeLock.owner
+    this.fence = nativeLock.fence
+    // Only heartbeats (and the session monitor of `safeTime`) produce events on their own;
+    // they come through the completion queue, and keep the process alive while the lock is held.
+    const events = nativeLock.events
+    this.#events = events
+    if (events) ops.listen(nativeLock.handle, (ev) => this.#onEvent(ev))
+    if (!announcing) {
+      announcing = true
+      setImmediate(announceAll)
+    } else if (toAnnounce.length >= 1024) {
+      // A loop that never yields to the event loop keeps adding: drop the locks that ended
+      // (and so announced) already, so they are not kept until the next turn.
+      toAnnounce = toAnnounce.filter((lock) => !lock[kAnnounced])
+    }
+    toAnnounce.push(this)
+  }
+
+  get [kAnnounced]() {
+    return this.#announced
+  }
+
+  [kAnnounce]() {
+    if (this.#announced) return
+    this.#announced = true
+    this.emit('acquired')
+    const backlog = this.#backlog
+    this.#backlog = null
+    if (!backlog) return
+    for (const ev of backlog) {
+      if (ev.kind === 'report') ev.report()
+      else this.#onEvent(ev)
+    }
+  }
+
+  /**
+   * True once the lock was lost (expired, deleted, taken over, or its release not confirmed);
+   * it turns true together with `signal.aborted`, just before the 'lost' event.
+   */
+  get lost() {
+    return this.#lost
+  }
+  /** Epoch ms when the lease ends as this process counts it (now, once the lock is over). */
+  get expiresAt() {
+    return Date.now() + this.#native.validFor
+  }
+  /** Aborted when the lock is lost or released. */
+  get signal() {
+    if (!this.#controller) {
+      this.#controller = new AbortController()
+      if (this.#over) this.#controller.abort(this.#reason())
+    }
+    return this.#controller.signal
+  }
+
+  #onEvent(ev) {
+    if (!this.#announced) {
+      // A lock lost before its first turn (acquire() resolved after its lease ran out) is over
+      // at once for `lost` and `signal`; the events follow 'acquired' on that turn.
+      if (ev.kind === 'lost') this.#finish('lost', ev.reason, true)
+      else (this.#backlog || (this.#backlog = [])).push(ev)
+      return
+    }
+    // release() may have ended the lock already: nothing is reported after that.
+    if (this.#over) return
+    try {
+      this.#deliver(ev)
+    } catch (err) {
+      // A listener threw: surface it like any listener error, but keep the heartbeat going.
+      process.nextTick(() => {
+        throw err
+      })
+    }
+  }
+
+  #deliver(ev) {
+    switch (ev.kind) {
+      case 'refreshed':
+        this.emit('refreshed', { ttl: ev.ttl })
+        break
+      case 'expiring':
+        call(this.#logger, 'warn', { lock: this.name, remaining: ev.remaining }, 'ferrolock: lease expiring')
+        this.emit('expiring', { remaining: ev.remaining })
+        break
+      case 'error': {
+        const original = takeKept(ev.message)
+        const err = new BackendUnavailableError(
+          `heartbeat of lock "${this.name}" failed: ${unmark(ev.message)}`,
+          original ? { cause: original } : undefined,
+        )
+        call(this.#logger, 'error', { lock: this.name, err }, 'ferrolock: heartbeat failed')
+        // Recoverable: only reported to those who listen, never crashes the process.
+        if (this.listenerCount('error') > 0) this.emit('error', err)
+        break
+      }
+      case 'lost':
+        this.#finish('lost', ev.reason)
+        break
+    }
+  }
+
+  // Called by Client#close after the native side released everything.
+  [kClientClosed]() {
+    if (this.#lost || this.#native.lost) this.#finish('lost', 'the lock was already gone when the client closed')
+    else this.#finish('released')
+  }
+
+  // Ends the lock once: aborts the signal and emits 'lost' or 'released' ('acquired' first, if
+  // the lock ends before its turn came; with `later`, on that turn). `keep`: the binding keeps
+  // the lock, so a later release() can try the delete again.
+  #finish(kind, reason, later = false, keep = false) {
+    if (this.#over) return
+    this.#over = true
+    if (this.#events) ops.unlisten(this.#native.handle)
+    if (!keep) this.#native.forget(kind === 'lost')
+    this.#onOver(this)
+    if (kind === 'lost') {
+      const err = new LockLostError(`lock "${this.name}" was lost: ${reason}`)
+      this.#lost = true
+      this.#endReason = err
+      if (this.#controller) this.#controller.abort(err)
+      const report = () => {
+        call(this.#logger, 'warn', { lock: this.name, fence: String(this.fence) }, err.message)
+        this.emit('lost', err)
+      }
+      if (later && !this.#announced) (this.#backlog || (this.#backlog = [])).push({ kind: 'report', report })
+      else {
+        this[kAnnounce]()
+        report()
+      }
+    } else {
+      this[kAnnounce]()
+      if (toAnnounce[toAnnounce.length - 1] === this) toAnnounce.pop()
+      if (this.#controller) this.#controller.abort(this.#reason())
+      this.emit('released')
+    }
+  }
+
+  // Why the signal is aborted. An Error costs a stack trace: a released lock makes its reason
+  // only when `signal` is asked for.
+  #reason() {
+    if (this.#endReason === null) {
+      this.#endReason = new LockError(`lock "${this.name}" was released`, 'ERR_LOCK_RELEASED')
+    }
+    return this.#endReason
+  }
+
+  /** Sets the lease to `ttl` ms from now. Resolves false (and emits 'lost') if it is no longer ours. */
+  extend(ttl, callback) {
+    return settle(callback, async () => {
+      if (typeof ttl !== 'number') throw invalid(`ttl must be a number (got ${show(ttl)})`)
+      return this.#renewed(await ops.submit((op) => this.#native.extend(op, ttl, undefined)))
+    })
+  }
+
+  /**
+   * Renews the lease for its current ttl now (a manual heartbeat, e.g. with `heartbeatPeriod: 0`).
+   * `{ data }` also replaces the stored data (DynamoDB). Resolves false (and emits 'lost') if it is no longer ours.
+   */
+  sendHeartbeat(...input) {
+    const { options, callback } = optionsThenCallback(input)
+    return settle(callback, async () => {
+      const { data } = this.#dataOption(options, 'sendHeartbeat')
+      return this.#renewed(await ops.submit((op) => this.#native.extend(op, undefined, data)))
+    })
+  }
+
+  #renewed(ok) {
+    if (!ok) this.#finish('lost', 'the lock was deleted or taken by another owner')
+    return ok
+  }
+
+  // `{ data }` of sendHeartbeat and release (and `{ delete }` of release).
+  #dataOption(options, method) {
+    const o = options === undefined ? {} : options
+    checkKeys(o, method === 'release' ? ['data', 'delete'] : ['data'], `${method} options`)
+    checkData(o.data, `${method} options.data`, this.#capabilities)
+    if (o.delete !== undefined && typeof o.delete !== 'boolean')
+      throw invalid('release options.delete must be a boolean')
+    if ((o.data !== undefined || o.delete !== undefined) && !this.#capabilities.dynamoOptions) {
+      throw invalid(`${method} options are only supported by the dynamodb backend`)
+    }
+    return o
+  }
+
+  /**
+   * Releases the lock if it is still ours: true, or false when it was already gone. DynamoDB:
+   * `{ data }` leaves data in the released record; `{ delete }` overrides `deleteOnRelease`.
+   */
+  release(...input) {
+    const { options, callback } = optionsThenCallback(input)
+    return settle(callback, async () => {
+      const { data, delete: del } = this.#dataOption(options, 'release')
+      // Memory: done at once, in this call.
+      let ok = data === undefined && del === undefined ? this.#native.releaseNow() : undefined
+      if (ok === undefined) {
+        try {
+          ok = await ops.submit((op) => this.#native.release(op, data, del))
+        } catch (err) {
+          // Not confirmed: the lock is over for its holder all the same (its key expires by its
+          // lease); the binding keeps it so that another release() can try the delete again.
+          this.#finish('lost', 'its release was not confirmed by the server; the key expires by its lease', false, true)
+          throw err
+        }
+        this.#native.released(ok)
+      }
+      if (ok) this.#finish('released')
+      else this.#finish('lost', 'the lock was already gone when it was released')
+      return ok
+    })
+  }
+
+  async [asyncDispose]() {
+    await this.release()
+  }
+}
+
+module.exports = { Lock, kClientClosed }
