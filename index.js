@@ -6,7 +6,7 @@
 
 const { EventEmitter } = require('node:events')
 const os = require('node:os')
-const { NativeClient, registerTransport } = require('./binding.js')
+const { NativeClient, registerTransport } = require('./lib/native.js')
 const {
   dynamoSender,
   dynamoStyle,
