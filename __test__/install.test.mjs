@@ -81,10 +81,11 @@ describe('npm install ferrolock (no Rust toolchain, no C compiler on PATH)', () 
     await registry.npm(project, ['install', 'ferrolock'])
   })
 
-  test('PATH has node and npm and no cargo, rustc or C compiler', async () => {
-    const probe = 'for c in node npm cargo rustc cc gcc clang; do command -v $c >/dev/null && echo $c; done'
+  test('PATH has node, npm and sh, and no cargo, rustc or C compiler', async () => {
+    const probe =
+      'for c in node npm sh cargo rustc cc gcc clang make; do if command -v $c >/dev/null; then echo $c; fi; done'
     const { stdout } = await check('/bin/sh', ['-c', probe], { cwd: project, env: registry.env })
-    assert.deepEqual(stdout.trim().split('\n'), ['node', 'npm'])
+    assert.deepEqual(stdout.trim().split('\n'), ['node', 'npm', 'sh'])
   })
 
   test('installs the platform package, and the main package carries no addon', async () => {

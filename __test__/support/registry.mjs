@@ -91,19 +91,23 @@ export async function ensureDist(platform) {
   return readManifest()
 }
 
-/** A directory with node and npm only, to be the whole PATH of the installing projects. */
+/**
+ * A directory with node, npm and sh (npm runs packages' install scripts with it) only, to be the
+ * whole PATH of the installing projects.
+ */
 async function toolsDir(dir) {
   await mkdir(dir, { recursive: true })
   const npmCli = realpathSync(join(dirname(process.execPath), 'npm'))
   await symlink(process.execPath, join(dir, 'node'))
+  await symlink('/bin/sh', join(dir, 'sh'))
   await writeFile(join(dir, 'npm'), `#!/bin/sh\nexec "${process.execPath}" "${npmCli}" "$@"\n`, { mode: 0o755 })
   return dir
 }
 
 /**
  * Starts verdaccio on a free loopback port with no uplinks, registers a user and returns the
- * registry with `env` (for npm children: only this registry, a cache of its own, PATH = node and
- * npm), `publish(tarball)`, `project(name, manifest)` and `stop()`.
+ * registry with `env` (for npm children: only this registry, a cache of its own, PATH = node, npm
+ * and sh), `publish(tarball)`, `project(name, manifest)` and `stop()`.
  */
 export async function startRegistry() {
   const tmp = await mkdtemp(join(tmpdir(), 'ferrolock-registry-'))
