@@ -2,7 +2,8 @@
 // (packed here for this host when dist/ is missing or stale) are published to a local verdaccio
 // with no uplinks, and fresh projects install from it with only node and npm on PATH.
 import assert from 'node:assert/strict'
-import { readFile, readdir, writeFile } from 'node:fs/promises'
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 
@@ -25,12 +26,13 @@ const PLATFORM =
       ? `win32-${process.arch}-msvc`
       : `${process.platform}-${process.arch}`
 
-let registry, manifest, pkg
+let registry, manifest, pkg, scratch
 
 before(
   async () => {
     manifest = await ensureDist(PLATFORM)
     pkg = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8'))
+    scratch = await mkdtemp(join(tmpdir(), 'ferrolock-dist-'))
     registry = await startRegistry()
     await publishDist(registry, manifest)
   },
@@ -39,12 +41,23 @@ before(
 
 after(async () => {
   await registry?.stop()
+  if (scratch) await rm(scratch, { recursive: true, force: true })
 })
 
 // The files (paths) under `dir`, recursively.
 async function filesUnder(dir) {
   const entries = await readdir(dir, { recursive: true, withFileTypes: true })
   return entries.filter((e) => e.isFile()).map((e) => join(e.parentPath ?? e.path, e.name))
+}
+
+// Unpacks a platform tarball of dist/; returns the path of its one addon (asserting it is alone).
+async function unpackAddon(p) {
+  const dir = join(scratch, p.platform)
+  await check('mkdir', ['-p', dir])
+  await check('tar', ['-xzf', join(DIST, p.tarball), '-C', dir])
+  const addons = (await filesUnder(dir)).filter((f) => f.endsWith('.node'))
+  assert.deepEqual(addons, [join(dir, 'package', p.addon)])
+  return addons[0]
 }
 
 describe('dist/', () => {
@@ -56,6 +69,28 @@ describe('dist/', () => {
       manifest.platforms.some((p) => p.platform === PLATFORM),
       `no ${PLATFORM} package in dist/`,
     )
+  })
+
+  test('each platform tarball holds one addon that is what its target promises', async () => {
+    for (const p of manifest.platforms) {
+      const addon = await unpackAddon(p)
+      // Machine, libc, and for gnu no symbol version above GLIBC_2.17 (throws otherwise).
+      checkBinary(addon, p.triple)
+      if (p.triple.endsWith('-linux-gnu')) {
+        const versions = Object.values(readElf(await readFile(addon)).versions).flat()
+        assert.ok(
+          versions.some((v) => v.startsWith('GLIBC_')),
+          `${p.addon}: no glibc symbol versions read`,
+        )
+      }
+    }
+  })
+
+  test('the binary check refuses an addon built for another machine or libc', async () => {
+    const own = manifest.platforms.find((p) => p.platform === PLATFORM)
+    const addon = await unpackAddon(own)
+    const other = own.triple.startsWith('x86_64') ? 'aarch64-unknown-linux-musl' : 'x86_64-unknown-linux-musl'
+    assert.throws(() => checkBinary(addon, other), /machine \w+, expected \w+.*does not link musl/)
   })
 
   test('the published main package lists every platform package at exactly its own version', async () => {

@@ -21,7 +21,7 @@ import { spawnSync } from 'node:child_process'
 import { parseTriple } from '@napi-rs/cli'
 
 import { checkBinary } from './check-binary.mjs'
-import { packedFiles, sourceStamp } from './release-stamp.mjs'
+import { packedFiles, sourceStamps } from './release-stamp.mjs'
 import { ensureNapiCross, ensureRustTarget, ensureZigbuild, log, readJson, run, rustHost } from './toolchains.mjs'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
@@ -64,11 +64,18 @@ function build(triple, host) {
   ensureRustTarget(triple)
   const args = ['napi', 'build', '--platform', '--release', '--target', triple]
   args.push('--js', 'binding.js', '--dts', 'binding.d.ts')
-  const env = { ...process.env }
+  // One cargo target directory per target: a host-target build links its build scripts with the
+  // cross gcc, other targets with the system's, and sharing one directory would rebuild them
+  // (and everything above them) each time the target changes.
+  const targetDir = join(process.env.CARGO_TARGET_DIR ?? join(root, 'target'), 'release-pack', triple)
+  const env = { ...process.env, CARGO_TARGET_DIR: targetDir }
   const rustflags = `CARGO_TARGET_${triple.toUpperCase().replace(/-/g, '_')}_RUSTFLAGS`
   if (triple.endsWith('-linux-gnu')) {
     ensureNapiCross(triple) // gcc with a glibc 2.17 sysroot
     args.push('--use-napi-cross')
+    // That gcc (4.8) predates __ARM_ARCH on aarch64, which ring's assembly requires.
+    const cflags = `CFLAGS_${triple.replace(/-/g, '_')}`
+    if (triple.startsWith('aarch64-') && !env[cflags]) env[cflags] = '-D__ARM_ARCH=8'
   } else if (triple.endsWith('-linux-musl')) {
     ensureZigbuild()
     args.push('--cross-compile') // cargo zigbuild
@@ -88,6 +95,7 @@ function pack(dir) {
   const r = spawnSync('npm', ['pack', dir, '--json', '--ignore-scripts', '--pack-destination', dist], {
     cwd: root,
     encoding: 'utf8',
+    shell: process.platform === 'win32', // npm.cmd
   })
   if (r.status !== 0) throw new Error(`npm pack ${dir} failed: ${r.stderr}`)
   const [packed] = JSON.parse(r.stdout)
@@ -113,12 +121,19 @@ function main() {
 
   rmSync(dist, { recursive: true, force: true })
   mkdirSync(dist)
-  const stamp = sourceStamp(root)
+  const stamps = sourceStamps(root)
   const platforms = []
   for (const triple of list) {
     const { filename, files } = pack(join(root, 'npm', abiOf(triple)))
     if (!files.includes(addonName(triple))) throw new Error(`${filename} does not carry ${addonName(triple)}`)
-    platforms.push({ triple, platform: abiOf(triple), package: `${pkg.name}-${abiOf(triple)}`, tarball: filename })
+    const platform = abiOf(triple)
+    platforms.push({
+      triple,
+      platform,
+      package: `${pkg.name}-${platform}`,
+      addon: addonName(triple),
+      tarball: filename,
+    })
   }
 
   // The main package: its own files, staged with optionalDependencies naming each platform
@@ -135,7 +150,7 @@ function main() {
     const { filename, files } = pack(stage)
     const stray = files.filter((f) => f.endsWith('.node'))
     if (stray.length) throw new Error(`the main package must carry no addon, it has ${stray.join(', ')}`)
-    const manifest = { name: pkg.name, version: pkg.version, stamp, main: filename, platforms }
+    const manifest = { name: pkg.name, version: pkg.version, stamps, main: filename, platforms }
     writeFileSync(join(dist, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n')
   } finally {
     rmSync(stage, { recursive: true, force: true })

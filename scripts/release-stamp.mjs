@@ -1,6 +1,7 @@
-// A digest of everything a release pack is made from: the files of the main package (as
-// `npm pack` lists them, package.json included) and the Rust sources of the addon. dist/ is
-// current when its manifest carries the digest of the tree as it is now.
+// Digests of what a release pack is made from: `js`, the files of the main package (as `npm pack`
+// lists them, package.json included), and `rust`, the sources of the addon. dist/ is current when
+// its manifest carries the digests of the tree as it is now; when only `js` differs, the addons
+// already built can be packed again without a new build.
 import { spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
@@ -10,7 +11,11 @@ const RUST_SOURCES = ['Cargo.toml', 'Cargo.lock', 'build.rs', 'src', 'crates/cor
 
 // The files `npm pack` puts in the main package, relative to root.
 export function packedFiles(root) {
-  const r = spawnSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: root, encoding: 'utf8' })
+  const r = spawnSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], {
+    cwd: root,
+    encoding: 'utf8',
+    shell: process.platform === 'win32', // npm.cmd
+  })
   if (r.status !== 0) throw new Error(`npm pack --dry-run failed: ${r.stderr}`)
   return JSON.parse(r.stdout)[0].files.map((f) => f.path)
 }
@@ -23,9 +28,7 @@ function walk(root, rel, out) {
   } else out.push(rel)
 }
 
-export function sourceStamp(root) {
-  const files = [...packedFiles(root)].sort()
-  for (const s of RUST_SOURCES) walk(root, s, files)
+function digest(root, files) {
   const hash = createHash('sha256')
   for (const f of files)
     hash
@@ -33,4 +36,10 @@ export function sourceStamp(root) {
       .update(readFileSync(join(root, f)))
       .update('\0')
   return hash.digest('hex')
+}
+
+export function sourceStamps(root) {
+  const rust = []
+  for (const s of RUST_SOURCES) walk(root, s, rust)
+  return { js: digest(root, [...packedFiles(root)].sort()), rust: digest(root, rust) }
 }

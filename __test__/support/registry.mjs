@@ -3,13 +3,13 @@
 // install from it with a PATH holding node and npm only (no cargo, rustc or C compiler).
 // Every child process runs under a deadline and a hang fails naming the command.
 import { spawn } from 'node:child_process'
-import { realpathSync } from 'node:fs'
+import { existsSync, realpathSync } from 'node:fs'
 import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
-import { sourceStamp } from '../../scripts/release-stamp.mjs'
+import { sourceStamps } from '../../scripts/release-stamp.mjs'
 import { freePort } from './servers.mjs'
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url))
@@ -75,17 +75,26 @@ async function readManifest() {
 }
 
 /**
- * dist/ as `npm run release:pack` leaves it, made of this tree: when it is missing, made of other
- * sources, or lacks this machine's platform package, it is packed again for this host only.
+ * dist/ as `npm run release:pack` leaves it, made of this tree. When only the JavaScript changed
+ * since, the addons already built are packed again (`--no-build`); when dist/ is missing, lacks
+ * this machine's platform package or the Rust sources changed, it is built and packed for this
+ * host.
  */
 export async function ensureDist(platform) {
   const have = await readManifest()
-  const fresh = have && have.stamp === sourceStamp(ROOT) && have.platforms.some((p) => p.platform === platform)
-  if (fresh) return have
-  await check(process.execPath, [join(ROOT, 'scripts', 'release-pack.mjs')], {
+  const now = sourceStamps(ROOT)
+  const hasHost = have?.platforms.some((p) => p.platform === platform)
+  if (hasHost && have.stamps?.js === now.js && have.stamps.rust === now.rust) return have
+  const repack =
+    hasHost &&
+    have.stamps?.rust === now.rust &&
+    have.platforms.every((p) => existsSync(join(ROOT, 'npm', p.platform, p.addon)))
+  const targets = repack ? have.platforms.map((p) => p.triple).join(',') : 'host'
+  const args = repack ? ['--no-build'] : []
+  await check(process.execPath, [join(ROOT, 'scripts', 'release-pack.mjs'), ...args], {
     cwd: ROOT,
-    env: { ...process.env, FERROLOCK_TARGETS: 'host' },
-    timeout: PACK_TIMEOUT_MS,
+    env: { ...process.env, FERROLOCK_TARGETS: targets },
+    timeout: repack ? STEP_TIMEOUT_MS : PACK_TIMEOUT_MS,
     inherit: true,
   })
   return readManifest()
