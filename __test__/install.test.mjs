@@ -2,7 +2,7 @@
 // (packed here for this host when dist/ is missing or stale) are published to a local verdaccio
 // with no uplinks, and fresh projects install from it with only node and npm on PATH.
 import assert from 'node:assert/strict'
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
@@ -53,7 +53,7 @@ async function filesUnder(dir) {
 // Unpacks a platform tarball of dist/; returns the path of its one addon (asserting it is alone).
 async function unpackAddon(p) {
   const dir = join(scratch, p.platform)
-  await check('mkdir', ['-p', dir])
+  await mkdir(dir, { recursive: true })
   await check('tar', ['-xzf', join(DIST, p.tarball), '-C', dir])
   const addons = (await filesUnder(dir)).filter((f) => f.endsWith('.node'))
   assert.deepEqual(addons, [join(dir, 'package', p.addon)])
