@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process'
 import { existsSync, realpathSync } from 'node:fs'
 import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { dirname, join } from 'node:path'
+import { delimiter, dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 import { sourceStamps } from '../../scripts/release-stamp.mjs'
@@ -106,7 +106,14 @@ export async function ensureDist(platform) {
  */
 async function toolsDir(dir) {
   await mkdir(dir, { recursive: true })
-  const npmCli = realpathSync(join(dirname(process.execPath), 'npm'))
+  // npm's own script, run by this node: beside it, or the first npm on PATH (a node binary from
+  // the npm registry, as for the Node 22 run, comes without npm).
+  const candidates = [dirname(process.execPath), ...(process.env.PATH ?? '').split(delimiter)].map((d) =>
+    join(d, 'npm'),
+  )
+  const found = candidates.find((c) => existsSync(c))
+  if (!found) throw new Error(`no npm beside ${process.execPath} or on PATH`)
+  const npmCli = realpathSync(found)
   await symlink(process.execPath, join(dir, 'node'))
   await symlink('/bin/sh', join(dir, 'sh'))
   await writeFile(join(dir, 'npm'), `#!/bin/sh\nexec "${process.execPath}" "${npmCli}" "$@"\n`, { mode: 0o755 })
