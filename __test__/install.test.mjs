@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 
+import { checkBinary, readElf } from '../scripts/check-binary.mjs'
 import {
   DIST,
   PACK_TIMEOUT_MS,
