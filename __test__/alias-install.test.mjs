@@ -1,20 +1,20 @@
-// `npm install dist-lock@npm:ferrolock` and `npm install dynamo-lock@npm:ferrolock` run the old
-// packages' README examples unchanged (issue 5): the project is packed (`npm pack`), the tarball
-// installed under both old names into a fresh project, and the README examples
-// (fixtures/alias/*.js) run there as separate node processes against servers started here.
-// Each must print exactly the documented results and exit by itself with code 0.
+// `npm install dist-lock@npm:ferrolock dynamo-lock@npm:ferrolock` runs the old packages' README
+// examples unchanged (issue 5), installed the way users install: the dist/ tarballs of
+// `npm run release:pack` are published to a local registry (support/registry.mjs), a fresh
+// project installs ferrolock under both old names from it with only node and npm on PATH, and the
+// README examples (fixtures/alias/*.js) run there as separate node processes against servers
+// started here. Each must print exactly the documented results and exit by itself with code 0.
 import assert from 'node:assert/strict'
-import { execFile, spawn } from 'node:child_process'
-import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, symlink, writeFile } from 'node:fs/promises'
+import { spawn } from 'node:child_process'
+import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, symlink } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, sep } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
-import { promisify } from 'node:util'
 
+import { DIST, PACK_TIMEOUT_MS, check, ensureDist, publishDist, startRegistry } from './support/registry.mjs'
 import { startDynalite, startRedis } from './support/servers.mjs'
 
-const run = promisify(execFile)
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const FIXTURES = join(ROOT, '__test__', 'fixtures', 'alias')
 const DEPS = join(ROOT, 'node_modules')
@@ -22,10 +22,10 @@ const LOCK_ID = /^c[0-9a-z]{24}$/
 const EXPIRES = /^Lock expires on (\d+) currently its (\d+)$/
 const EXIT_TIMEOUT_MS = 15_000
 
-let tmp, project, original, tarball, packedFiles, redis, dynalite
+let tmp, project, original, packedFiles, redis, dynalite, registry
 
 // The environment of an example: this one without AWS settings or node:test's marker, no AWS
-// config files, no instance metadata; then `extra`.
+// config files, no instance metadata, node and npm alone on PATH; then `extra`.
 function exampleEnv(extra) {
   const env = {}
   for (const [k, v] of Object.entries(process.env)) {
@@ -37,6 +37,7 @@ function exampleEnv(extra) {
     AWS_CONFIG_FILE: join(tmp, 'no-aws-config'),
     AWS_SHARED_CREDENTIALS_FILE: join(tmp, 'no-aws-credentials'),
     AWS_EC2_METADATA_DISABLED: 'true',
+    PATH: registry.bin, // node and npm only
     ...extra,
   }
 }
@@ -81,61 +82,47 @@ async function example(cwd, name, env) {
   return stdout.split('\n').slice(0, -1)
 }
 
-before(async () => {
-  ;[redis, dynalite] = await Promise.all([startRedis(), startDynalite()])
-  tmp = await mkdtemp(join(tmpdir(), 'ferrolock-alias-'))
+before(
+  async () => {
+    ;[redis, dynalite] = await Promise.all([startRedis(), startDynalite()])
+    tmp = await mkdtemp(join(tmpdir(), 'ferrolock-alias-'))
 
-  // The package as published: `npm pack` of the repository.
-  const { stdout } = await run('npm', ['pack', '--json', '--pack-destination', tmp], { cwd: ROOT })
-  const [packed] = JSON.parse(stdout)
-  tarball = join(tmp, packed.filename)
-  packedFiles = packed.files.map((f) => f.path)
+    // The packages as published: every dist/ tarball, in a registry of their own.
+    const glibc = process.report.getReport().header.glibcVersionRuntime
+    const manifest = await ensureDist(`${process.platform}-${process.arch}-${glibc ? 'gnu' : 'musl'}`)
+    const { stdout } = await check('tar', ['-tzf', join(DIST, manifest.main)])
+    packedFiles = stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((f) => f.replace(/^package\//, ''))
+    registry = await startRegistry()
+    await publishDist(registry, manifest)
 
-  // A fresh project installing that tarball under both old names (package aliases), and the
-  // examples' own dependencies from this repository's node_modules (`file:` directories are
-  // linked, nothing is downloaded).
-  project = join(tmp, 'project')
-  await mkdir(project)
-  const manifest = {
-    name: 'old-readme-examples',
-    version: '1.0.0',
-    private: true,
-    dependencies: {
-      'dist-lock': `file:${tarball}`,
-      'dynamo-lock': `file:${tarball}`,
-      redis: `file:${join(DEPS, 'redis3')}`,
-      'aws-sdk': `file:${join(DEPS, 'aws-sdk')}`,
-    },
-  }
-  await writeFile(join(project, 'package.json'), JSON.stringify(manifest, null, 2) + '\n')
-  await run('npm', ['install', '--offline', '--no-audit', '--no-fund', '--no-package-lock', '--loglevel=error'], {
-    cwd: project,
-  })
+    // A fresh project with the examples' own dependencies from this repository's node_modules
+    // (`file:` directories are linked, nothing is downloaded), then ferrolock under both old
+    // names (package aliases) from the registry, its platform package with it.
+    project = await registry.project('old-readme-examples', {
+      dependencies: { redis: `file:${join(DEPS, 'redis3')}`, 'aws-sdk': `file:${join(DEPS, 'aws-sdk')}` },
+    })
+    await registry.npm(project, ['install', 'dist-lock@npm:ferrolock', 'dynamo-lock@npm:ferrolock'])
 
-  // The native addon is not in the tarball: like every napi-rs project it ships in a per-platform
-  // package (npm/linux-x64-gnu). Put the built one next to each installed binding.js, the first
-  // place binding.js looks (`./ferrolock.<platform>.node`).
-  const addons = (await readdir(ROOT)).filter((f) => /^ferrolock\..+\.node$/.test(f))
-  assert.notEqual(addons.length, 0, 'no ferrolock.*.node at the repository root: build the addon first')
-  for (const alias of ['dist-lock', 'dynamo-lock']) {
-    for (const addon of addons) await copyFile(join(ROOT, addon), join(project, 'node_modules', alias, addon))
-  }
+    // The same dist-lock script also runs against the original dist-lock 2.0.1 (a devDependency):
+    // a project whose node_modules links to it and to node_redis 3.
+    original = join(tmp, 'original')
+    await mkdir(join(original, 'node_modules'), { recursive: true })
+    await symlink(join(DEPS, 'dist-lock'), join(original, 'node_modules', 'dist-lock'), 'dir')
+    await symlink(join(DEPS, 'redis3'), join(original, 'node_modules', 'redis'), 'dir')
 
-  // The same dist-lock script also runs against the original dist-lock 2.0.1 (a devDependency):
-  // a project whose node_modules links to it and to node_redis 3.
-  original = join(tmp, 'original')
-  await mkdir(join(original, 'node_modules'), { recursive: true })
-  await symlink(join(DEPS, 'dist-lock'), join(original, 'node_modules', 'dist-lock'), 'dir')
-  await symlink(join(DEPS, 'redis3'), join(original, 'node_modules', 'redis'), 'dir')
-
-  for (const f of await readdir(FIXTURES)) {
-    await copyFile(join(FIXTURES, f), join(project, f))
-    await copyFile(join(FIXTURES, f), join(original, f))
-  }
-})
+    for (const f of await readdir(FIXTURES)) {
+      await copyFile(join(FIXTURES, f), join(project, f))
+      await copyFile(join(FIXTURES, f), join(original, f))
+    }
+  },
+  { timeout: PACK_TIMEOUT_MS + 120_000 },
+)
 
 after(async () => {
-  await Promise.all([redis?.stop(), dynalite?.stop()])
+  await Promise.all([redis?.stop(), dynalite?.stop(), registry?.stop()])
   if (tmp) await rm(tmp, { recursive: true, force: true })
 })
 

@@ -5,7 +5,7 @@
 // entries' own client objects.
 
 const os = require('node:os')
-const { NativeClient } = require('../binding.js')
+const { NativeClient } = require('./native.js')
 const { LockNotAcquiredError, LockLostError, ClientClosedError, AbortedError, lift } = require('./errors.js')
 const { settle, splitCallback } = require('./callbacks.js')
 const { show, invalid, isPlainObject, shape } = require('./options/shape.js')

@@ -6,7 +6,7 @@
 // AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, AWS_REGION, the shared config
 // and credentials files, and instance metadata.
 
-const { NativeClient } = require('../binding.js')
+const { NativeClient } = require('./native.js')
 const ops = require('./ops.js')
 const { fromWire, toWire } = require('./transport.js')
 

@@ -5,7 +5,7 @@
 // result finished meanwhile is settled in that one turn. Lock events come the same way,
 // addressed by the lock's handle.
 
-const { Completions } = require('../binding.js')
+const { Completions } = require('./native.js')
 const { fromReason, lift } = require('./errors.js')
 
 const RESOLVE = 0

@@ -1,6 +1,7 @@
 // Makes a fresh clone ready to run: installs redis-server and moto_server (tests only) and the npm
 // dependencies when they are missing, and builds the native addon when it is missing or older
-// than its Rust sources. Every step says what it does; a failing step stops with its exit code.
+// than its Rust sources (`npm run release:pack` for this host, which also packs dist/). Every
+// step says what it does; a failing step stops with its exit code.
 import { spawnSync } from 'node:child_process'
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
@@ -9,9 +10,9 @@ import { fileURLToPath } from 'node:url'
 const root = fileURLToPath(new URL('..', import.meta.url))
 const wantServers = process.argv.includes('--servers')
 
-function run(cmd, args) {
+function run(cmd, args, env = process.env) {
   console.log(`[ensure] ${cmd} ${args.join(' ')}`)
-  const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit' })
+  const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit', env })
   if (r.status !== 0) process.exit(r.status ?? 1)
 }
 const onPath = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0
@@ -58,5 +59,7 @@ if (addonTime < sourceTime) {
     console.error('[ensure] the Rust toolchain (cargo) is required to build the addon: https://rustup.rs')
     process.exit(1)
   }
-  run('npm', ['run', 'build'])
+  // The release build of this host's target, as published (glibc 2.17 on Linux): the tests load
+  // it from the root, and the install tests take the dist/ tarballs packed with it.
+  run('node', ['scripts/release-pack.mjs'], { ...process.env, FERROLOCK_TARGETS: 'host' })
 }

@@ -3,7 +3,7 @@
 // relation are Rust's. Messages never repeat credentials.
 
 const { dynamoSender, dynamoStyle } = require('../transport.js')
-const { registerTransport } = require('../../binding.js')
+const { registerTransport } = require('../native.js')
 const { show, invalid, isPlainObject, checkKeys, shape } = require('./shape.js')
 
 const checkDynamo = shape({

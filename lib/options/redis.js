@@ -3,7 +3,7 @@
 // seam for a caller's own client object. Ranges (port, db, timeouts, drift) and the rules
 // between options are Rust's.
 
-const { registerTransport } = require('../../binding.js')
+const { registerTransport } = require('../native.js')
 const { redisSender, isRedisClient, isRedisCluster } = require('../transport.js')
 const { show, invalid, isPlainObject, checkKeys, shape } = require('./shape.js')
 
