@@ -393,7 +393,7 @@ declare namespace ferrolock {
     readonly owner: string
     /** The fencing token: strictly increases with every acquisition of this name on the backend. */
     readonly fence: bigint
-    /** True once the lock was lost (expired, deleted or taken over). */
+    /** True once the lock was lost (expired, deleted, taken over, or its release not confirmed); turns true with `signal.aborted`. */
     get lost(): boolean
     /** Epoch ms when the lease ends as this process counts it (now, once the lock is over). */
     get expiresAt(): number
@@ -414,7 +414,11 @@ declare namespace ferrolock {
     sendHeartbeat(options: DataOptions | undefined, callback: Callback<boolean>): void
     /** Like `sendHeartbeat()`, calling `callback` with the error or null. */
     sendHeartbeat(callback: DoneCallback): void
-    /** Releases the lock if it is still ours: resolves true, or false when it was already gone; `{ data }` stays in a DynamoDB record. */
+    /**
+     * Releases the lock if it is still ours: resolves true, or false when it was already gone; `{ data }` stays in a DynamoDB record.
+     * If it rejects (the server did not confirm), the lock is lost for its holder all the same and its key expires by its lease;
+     * calling it again retries the delete.
+     */
     release(options?: ReleaseOptions): Promise<boolean>
     /** Releases the lock if it is still ours: passes true, or false when it was already gone. */
     release(callback: Callback<boolean>): void
