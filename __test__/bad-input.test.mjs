@@ -201,3 +201,54 @@ describe('bad input', () => {
     )
   })
 })
+
+describe('bad input that once got through', () => {
+  const refused = (make, pattern) => {
+    assert.throws(make, (err) => {
+      assert.ok(err instanceof InvalidArgumentError, `${err}`)
+      assert.equal(err.code, 'ERR_INVALID_ARG')
+      assert.match(err.message, pattern)
+      assert.ok(!err.message.includes('s3cret'), 'the URL (and its password) is never repeated')
+      return true
+    })
+  }
+
+  test('Redis connection settings that could never connect are refused by createClient', () => {
+    refused(() => createClient({ redis: 'redis://:s3cret@127.0.0.1:0' }), /port must be from 1 to 65535/)
+    refused(() => createClient({ redis: 'redis://:s3cret@127.0.0.1:6379/-1' }), /database number must be from 0/)
+    refused(() => createClient({ redis: 'redis://:s3cret@127.0.0.1:6379/99999999999' }), /database number/)
+    refused(() => createClient({ redis: { host: '' } }), /host must be a host name or an IP address/)
+    refused(() => createClient({ redis: { host: 'a b' } }), /host must be a host name or an IP address/)
+    refused(() => createClient({ redis: { cluster: ['redis://:s3cret@127.0.0.1:0'] } }), /port must be from 1/)
+    refused(
+      () => createClient({ redis: { url: 'rediss://127.0.0.1:6379', tls: { ca: 'not a certificate' } } }),
+      /tls\.ca must hold at least one PEM certificate/,
+    )
+  })
+
+  test('names and owners must be well-formed Unicode: lone surrogates would collide', async () => {
+    const locks = createClient()
+    await expectInvalid(locks.tryAcquire('job-\uD800'), /well-formed Unicode/)
+    await expectInvalid(locks.tryAcquire('job-\uDC00'), /well-formed Unicode/)
+    await expectInvalid(locks.inspect('job-\uD800'), /well-formed Unicode/)
+    await expectInvalid(locks.tryAcquire('job', { owner: 'me-\uD800' }), /options\.owner must be well-formed/)
+    const fine = await locks.tryAcquire('job-\uFFFD')
+    assert.ok(fine)
+    await fine.release()
+    await locks.close()
+  })
+
+  test('a value that cannot be turned into text still gets ERR_INVALID_ARG', async () => {
+    const locks = createClient()
+    const throwing = {
+      toString: () => {
+        throw new Error('no')
+      },
+    }
+    await expectInvalid(locks.tryAcquire(Object.create(null)), /name must be a non-empty string/)
+    await expectInvalid(locks.tryAcquire(throwing), /name must be a non-empty string/)
+    await expectInvalid(locks.tryAcquire('x', { owner: Object.create(null) }), /options\.owner/)
+    await expectInvalid(locks.tryAcquire('x', { data: throwing }), /options\.data/)
+    await locks.close()
+  })
+})

@@ -8,7 +8,7 @@ const os = require('node:os')
 const { NativeClient } = require('./native.js')
 const { LockNotAcquiredError, LockLostError, ClientClosedError, AbortedError, lift } = require('./errors.js')
 const { settle, splitCallback } = require('./callbacks.js')
-const { show, invalid, isPlainObject, shape } = require('./options/shape.js')
+const { show, invalid, isPlainObject, shape, checkName } = require('./options/shape.js')
 const { acquireOptions } = require('./options/acquire.js')
 const { redisOptions, nativeRedis, redlockOptions } = require('./options/redis.js')
 const { dynamoOptions, nativeDynamo } = require('./options/dynamodb.js')
@@ -81,7 +81,7 @@ class Client {
   }
 
   async #acquire(name, options, tryOnly) {
-    if (typeof name !== 'string') throw invalid(`name must be a non-empty string (got ${show(name)})`)
+    checkName(name)
     const opts = acquireOptions(options, this.#capabilities)
     const signal = options === undefined ? undefined : options.signal
     const native = this.#native
@@ -148,7 +148,7 @@ class Client {
   /** Reads a lock without changing it: { owner, remainingTtl, fence, data } or null. */
   inspect(name, callback) {
     return settle(callback, async () => {
-      if (typeof name !== 'string') throw invalid(`name must be a non-empty string (got ${show(name)})`)
+      checkName(name)
       if (this.#closed) throw new ClientClosedError('the lock client is closed')
       const info = await ops.submit((op) => this.#native.inspect(op, name))
       if (!info) return null
@@ -164,7 +164,7 @@ class Client {
    */
   get(name, callback) {
     return settle(callback, async () => {
-      if (typeof name !== 'string') throw invalid(`name must be a non-empty string (got ${show(name)})`)
+      checkName(name)
       this.#dynamoOnly('get')
       const r = await ops.submit((op) => this.#native.get(op, name))
       if (!r) return null

@@ -56,6 +56,9 @@ function checkData(data, what, capabilities) {
 function acquireOptions(o, capabilities) {
   if (o === undefined) return undefined
   checkAcquire(o, 'options')
+  if (typeof o.owner === 'string' && !o.owner.isWellFormed()) {
+    throw invalid('options.owner must be well-formed Unicode (it holds a lone surrogate)')
+  }
   if (!capabilities.dynamoOptions) {
     const key = DYNAMO_ONLY.find((k) => o[k] !== undefined)
     if (key) throw invalid(`options.${key} is only supported by the dynamodb backend`)

@@ -9,7 +9,26 @@ const { InvalidArgumentError } = require('../errors.js')
 const MAX_MS = 2 ** 31 - 1
 
 /** A value as messages show it: strings quoted, bigints with their `n`. */
-const show = (v) => (typeof v === 'string' ? JSON.stringify(v) : typeof v === 'bigint' ? `${v}n` : String(v))
+const show = (v) => {
+  if (typeof v === 'string') return JSON.stringify(v)
+  if (typeof v === 'bigint') return `${v}n`
+  try {
+    return String(v)
+  } catch {
+    // No toString (Object.create(null)) or one that throws: the message must still be made.
+    return Object.prototype.toString.call(v)
+  }
+}
+
+/**
+ * Checks a lock name as JS sees it: a string of well-formed Unicode. (Lone surrogates would all
+ * become U+FFFD on the way into Rust, so 'a\uD800' and 'a\uDC00' would be one lock.) Its
+ * length and emptiness are checked in Rust.
+ */
+function checkName(name) {
+  if (typeof name !== 'string') throw invalid(`name must be a non-empty string (got ${show(name)})`)
+  if (!name.isWellFormed()) throw invalid('name must be well-formed Unicode (it holds a lone surrogate)')
+}
 
 const invalid = (message) => new InvalidArgumentError(message)
 
@@ -88,4 +107,12 @@ function shape(spec) {
   }
 }
 
-module.exports = { MAX_MS, show, invalid, isPlainObject, checkKeys, shape }
+module.exports = {
+  checkName,
+  MAX_MS,
+  show,
+  invalid,
+  isPlainObject,
+  checkKeys,
+  shape,
+}

@@ -249,6 +249,9 @@ fn target(opts: &RedisOptions) -> Result<Target> {
     }
     return Ok(Target::Client(client.clone()));
   }
+  if let Some(ca) = &opts.tls_ca {
+    check_ca(ca)?;
+  }
   let Some(nodes) = &opts.cluster else {
     let info = connection_info(opts, opts.url.as_deref(), BAD_URL)?;
     return Ok(Target::Single(Box::new(info)));
@@ -280,6 +283,19 @@ fn target(opts: &RedisOptions) -> Result<Target> {
   Ok(Target::Cluster(infos))
 }
 
+/// A private CA must be at least one PEM certificate that parses.
+fn check_ca(ca: &[u8]) -> Result<()> {
+  use rustls::pki_types::pem::PemObject;
+  use rustls::pki_types::CertificateDer;
+  let certs = CertificateDer::pem_slice_iter(ca).collect::<std::result::Result<Vec<_>, _>>();
+  match certs {
+    Ok(certs) if !certs.is_empty() => Ok(()),
+    _ => Err(LockError::InvalidArg(
+      "options.redis.tls.ca must hold at least one PEM certificate".into(),
+    )),
+  }
+}
+
 fn connection_info(opts: &RedisOptions, url: Option<&str>, bad: &str) -> Result<ConnectionInfo> {
   let url = url.unwrap_or("redis://127.0.0.1:6379");
   if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
@@ -295,6 +311,25 @@ fn connection_info(opts: &RedisOptions, url: Option<&str>, bad: &str) -> Result<
   };
   let host = opts.host.clone().unwrap_or(host);
   let port = opts.port.unwrap_or(port);
+  // Caught here, before any connection attempt (messages never repeat the URL).
+  let what = bad.split(':').next().unwrap_or("options.redis");
+  if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    return Err(LockError::InvalidArg(format!(
+      "{what}: the host must be a host name or an IP address"
+    )));
+  }
+  if port == 0 {
+    return Err(LockError::InvalidArg(format!(
+      "{what}: the port must be from 1 to 65535"
+    )));
+  }
+  let db = opts.db.unwrap_or_else(|| info.redis_settings().db());
+  if !(0..=i64::from(i32::MAX)).contains(&db) {
+    return Err(LockError::InvalidArg(format!(
+      "{what}: the database number must be from 0 to {}",
+      i32::MAX
+    )));
+  }
   info = info.set_addr(if tls || opts.tls || opts.tls_ca.is_some() {
     redis::ConnectionAddr::TcpTls {
       host,
