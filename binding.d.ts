@@ -161,6 +161,8 @@ export interface NativeCapabilities {
  */
 export interface NativeClientOptions {
   owner?: string
+  /** The most bytes of lock data an acquire, heartbeat or release may carry (default 1 MiB). */
+  maxDataBytes?: number
   retryCount?: number
   retryDelay?: number
   retryJitter?: number

@@ -81,6 +81,8 @@ declare namespace ferrolock {
     keyPrefix?: string | undefined
     /** Where lease warnings and heartbeat failures are logged (pino-compatible); default: nowhere. */
     logger?: Logger | undefined
+    /** The most bytes of lock `data` an acquire (or DynamoDB heartbeat or release) may carry; default 1 MiB (1048576). */
+    maxDataBytes?: number | undefined
   }
 
   /** Options of the in-process memory backend, the default; all memory clients of a process share one store. */
@@ -167,6 +169,8 @@ declare namespace ferrolock {
   export interface DynamoClientOptions {
     dynamodb: DynamoOptions
     logger?: Logger | undefined
+    /** The most bytes of lock `data` an acquire, heartbeat or release may carry; default 1 MiB (1048576). */
+    maxDataBytes?: number | undefined
     /** Not allowed together with `dynamodb`. */
     memory?: undefined
     /** Not allowed together with `dynamodb`. */

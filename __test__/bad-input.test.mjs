@@ -252,3 +252,25 @@ describe('bad input that once got through', () => {
     await locks.close()
   })
 })
+
+describe('lock data has a size limit', () => {
+  test('1 MiB by default, configurable with maxDataBytes; refused before any I/O', async () => {
+    const port = await freePort() // nothing listens: any I/O would be ERR_BACKEND_UNAVAILABLE
+    const remote = createClient({ redis: `redis://127.0.0.1:${port}` })
+    await expectInvalid(remote.tryAcquire('big', { data: 'x'.repeat(2 ** 20 + 1) }), /at most 1048576/)
+    await remote.close()
+    const small = createClient({ maxDataBytes: 4 })
+    await expectInvalid(small.tryAcquire('small', { data: 'abcde' }), /options\.data is 5 bytes; at most 4/)
+    await expectInvalid(small.tryAcquire('small', { data: 'éé£' }), /options\.data is 6 bytes/)
+    const fits = await small.tryAcquire('small', { data: Buffer.from('abcd') })
+    assert.ok(fits)
+    await fits.release()
+    await small.close()
+    assert.throws(() => createClient({ maxDataBytes: 0 }), /options\.maxDataBytes must be an integer from 1/)
+    const fine = createClient()
+    const lock = await fine.tryAcquire('fits', { data: 'x'.repeat(2 ** 20) })
+    assert.ok(lock, 'exactly 1 MiB fits')
+    await lock.release()
+    await fine.close()
+  })
+})

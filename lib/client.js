@@ -30,6 +30,7 @@ const checkClient = shape({
   retryCount: 'number',
   retryDelay: 'number',
   retryJitter: 'number',
+  maxDataBytes: 'number',
 })
 const checkTableOptions = shape({
   readCapacity: 'number',
@@ -259,7 +260,7 @@ function openClient(options) {
     const extra = REDLOCK_KEYS.find((k) => o[k] !== undefined)
     if (extra) throw invalid(`options.${extra} applies to the redlock backend only`)
   }
-  const defaults = { owner: DEFAULT_OWNER }
+  const defaults = { owner: DEFAULT_OWNER, maxDataBytes: o.maxDataBytes }
   if (o.dynamodb !== undefined) {
     if (o.keyPrefix !== undefined) throw invalid('options.keyPrefix does not apply to the dynamodb backend')
     const d = dynamoOptions(o.dynamodb)

@@ -256,6 +256,7 @@ class Lock extends EventEmitter {
         try {
           ok = await ops.submit((op) => this.#native.release(op, data, del))
         } catch (err) {
+          if (err.code === 'ERR_INVALID_ARG') throw err // refused before any I/O: still held
           // Not confirmed: the lock is over for its holder all the same (its key expires by its
           // lease); the binding keeps it so that another release() can try the delete again.
           this.#finish('lost', 'its release was not confirmed by the server; the key expires by its lease', false, true)

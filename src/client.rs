@@ -86,7 +86,7 @@ pub struct NativeClient {
   /// The locks held through this client, by handle.
   pub(crate) held: Held,
   /// What acquires default to.
-  defaults: AcquireDefaults,
+  pub(crate) defaults: AcquireDefaults,
   capabilities: NativeCapabilities,
 }
 

@@ -13,7 +13,7 @@ use napi_derive::napi;
 use crate::client::NativeClient;
 use crate::completion::{run, Queue, Value};
 use crate::error::to_napi;
-use crate::options::{ms, payload};
+use crate::options::{data as checked_data, ms};
 
 /// One lease event for JS.
 #[napi(object)]
@@ -147,6 +147,10 @@ impl NativeClient {
     ttl: Option<f64>,
     data: Option<Either<String, Buffer>>,
   ) -> napi::Result<()> {
+    let max = self.defaults.max_data_bytes;
+    let data = data
+      .map(|d| checked_data(d, "sendHeartbeat options.data", max))
+      .transpose()?;
     let Some(lock) = self.held.get(handle) else {
       run(&self.queue, op, async { Ok(Value::Bool(false)) });
       return Ok(());
@@ -155,7 +159,6 @@ impl NativeClient {
       Some(t) => ms(t, "ttl", 1)?,
       None => lock.ttl(),
     };
-    let data = data.map(payload);
     run(&self.queue, op, async move {
       let ok = lock.extend_with(ttl, data.as_ref()).await?;
       Ok(Value::Bool(ok))
@@ -172,10 +175,13 @@ impl NativeClient {
     handle: u32,
     data: Option<Either<String, Buffer>>,
     delete_record: Option<bool>,
-  ) {
+  ) -> napi::Result<()> {
+    let max = self.defaults.max_data_bytes;
+    let data = data
+      .map(|d| checked_data(d, "release options.data", max))
+      .transpose()?;
     let held = self.held.clone();
     let lock = held.get(handle);
-    let data = data.map(payload);
     run(&self.queue, op, async move {
       let Some(lock) = lock else {
         return Ok(Value::Bool(false));
@@ -184,6 +190,7 @@ impl NativeClient {
       held.remove(handle);
       Ok(Value::Bool(ok))
     });
+    Ok(())
   }
 
   /// Releases lock `handle` at once where the store allows it (memory): true or false, as

@@ -117,6 +117,8 @@ impl ValidateNapiValue for NativeAcquireOptions {}
 #[napi(object)]
 pub struct NativeClientOptions {
   pub owner: Option<String>,
+  /// The most bytes of lock data an acquire, heartbeat or release may carry (default 1 MiB).
+  pub max_data_bytes: Option<f64>,
   pub retry_count: Option<f64>,
   pub retry_delay: Option<f64>,
   pub retry_jitter: Option<f64>,
@@ -133,7 +135,12 @@ pub struct AcquireDefaults {
   /// Used where the ttl is longer (DynamoDB's heartbeat period).
   refresh_interval: Option<Duration>,
   owner: Option<String>,
+  /// The most bytes of lock data (`maxDataBytes`).
+  pub max_data_bytes: usize,
 }
+
+/// The default of `maxDataBytes`: lock data is for a little context, not for payloads.
+pub const MAX_DATA_BYTES: usize = 1 << 20;
 
 impl Default for AcquireDefaults {
   fn default() -> Self {
@@ -146,6 +153,7 @@ impl Default for AcquireDefaults {
       auto_extend: core.auto_extend,
       refresh_interval: None,
       owner: None,
+      max_data_bytes: MAX_DATA_BYTES,
     }
   }
 }
@@ -165,6 +173,16 @@ impl AcquireDefaults {
     }
     if let Some(n) = o.retry_count {
       out.max_retries = retries(n, "options.retryCount")?;
+    }
+    if let Some(n) = o.max_data_bytes {
+      if n.fract() != 0.0 || !(1.0..=f64::from(i32::MAX)).contains(&n) {
+        return Err(invalid(format!(
+          "options.maxDataBytes must be an integer from 1 to {} (got {})",
+          i32::MAX,
+          js_number(n)
+        )));
+      }
+      out.max_data_bytes = n as usize;
     }
     out.owner = o
       .owner
@@ -332,7 +350,10 @@ impl NativeAcquireOptions {
       auto_extend: self.auto_extend.unwrap_or(defaults.auto_extend),
       refresh_interval,
       owner,
-      data: self.data.map(payload),
+      data: self
+        .data
+        .map(|d| data(d, "options.data", defaults.max_data_bytes))
+        .transpose()?,
       safe_time,
       extras: AcquireExtras {
         replace_data: self.replace_data.unwrap_or(false),
@@ -488,6 +509,20 @@ impl NativeRedlockOptions {
       key_prefix: self.key_prefix,
     })
   }
+}
+
+/// Lock data of at most `max` bytes; `what` names it in the message.
+pub fn data(value: Either<String, Buffer>, what: &str, max: usize) -> napi::Result<Payload> {
+  let len = match &value {
+    Either::A(text) => text.len(),
+    Either::B(bytes) => bytes.len(),
+  };
+  if len > max {
+    return Err(invalid(format!(
+      "{what} is {len} bytes; at most {max} are allowed (the client's maxDataBytes)"
+    )));
+  }
+  Ok(payload(value))
 }
 
 /// A string or a Buffer as lock data.
