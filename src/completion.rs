@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use ferrolock_core::{LeaseEvent, LockError};
-use napi::bindgen_prelude::{BigInt, Buffer, Either, Function, Null, ToNapiValue};
+use napi::bindgen_prelude::{BigInt, Function, Null, ToNapiValue};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{sys, Status};
 use napi_derive::napi;
@@ -48,7 +48,6 @@ pub enum Value {
   Bool(bool),
   Fence(u64),
   Str(String),
-  Data(Either<String, Buffer>),
   Grant(NativeGrant),
   Info(NativeLockInfo),
   Record(NativeRecord),
@@ -65,7 +64,6 @@ impl ToNapiValue for Value {
       Value::Bool(b) => bool::to_napi_value(env, b),
       Value::Fence(f) => BigInt::to_napi_value(env, BigInt::from(f)),
       Value::Str(s) => String::to_napi_value(env, s),
-      Value::Data(d) => Either::to_napi_value(env, d),
       Value::Grant(g) => NativeGrant::to_napi_value(env, g),
       Value::Info(i) => NativeLockInfo::to_napi_value(env, i),
       Value::Record(r) => NativeRecord::to_napi_value(env, r),
