@@ -89,6 +89,12 @@ declare namespace ferrolock {
   export interface MemoryClientOptions extends BaseClientOptions {
     /** Selects the in-process memory backend (the default); only `true` is accepted. */
     memory?: true | undefined
+    /**
+     * In a node cluster worker or under PM2 cluster mode (`NODE_APP_INSTANCE`), a memory client emits one
+     * process warning per process (`FerrolockWarning`, code `FERROLOCK_MEMORY_NOT_SHARED`): its locks exclude
+     * nothing across processes. `false` silences it. Default `true`.
+     */
+    memoryWarning?: boolean | undefined
     /** Not allowed together with `memory`. */
     redis?: undefined
     /** Not allowed together with `memory`. */

@@ -31,6 +31,7 @@ const checkClient = shape({
   retryDelay: 'number',
   retryJitter: 'number',
   maxDataBytes: 'number',
+  memoryWarning: 'boolean',
 })
 const checkTableOptions = shape({
   readCapacity: 'number',
@@ -254,6 +255,9 @@ function openClient(options) {
     throw invalid('options.logger must be a logger object (pino-compatible)')
   }
   if (o.memory !== undefined && o.memory !== true) throw invalid('options.memory must be true when given')
+  if (o.memoryWarning !== undefined && (o.redis !== undefined || o.redlock !== undefined || o.dynamodb !== undefined)) {
+    throw invalid('options.memoryWarning applies to the memory backend only')
+  }
   const chosen = ['memory', 'redis', 'redlock', 'dynamodb'].filter((b) => o[b] !== undefined)
   if (chosen.length > 1) throw invalid(`options: choose one backend (got ${chosen.join(' and ')})`)
   if (o.redlock === undefined) {
@@ -284,8 +288,28 @@ function openClient(options) {
     native = wrapNative(() => NativeClient.redis(ops.queue(), nativeRedis(r), defaults))
   } else {
     native = wrapNative(() => NativeClient.memory(ops.queue(), defaults))
+    if (o.memoryWarning !== false) warnIfNotShared()
   }
   return new Client(native, o.logger)
+}
+
+// The memory backend excludes within one process only. Where the app is evidently one of several
+// processes of the same code (a node cluster worker, PM2 cluster mode), say so, once per process.
+let warnedNotShared = false
+function warnIfNotShared() {
+  if (warnedNotShared) return
+  const worker = require('node:cluster').isWorker
+  const pm2 = process.env.NODE_APP_INSTANCE !== undefined
+  if (!worker && !pm2) return
+  warnedNotShared = true
+  process.emitWarning(
+    `ferrolock: the memory backend excludes only within one process, and this is ${
+      worker ? 'a node cluster worker' : 'one instance of a PM2 cluster'
+    }: every process has locks of its own. Use the Redis backend (createClient({ redis })), Redlock or DynamoDB ` +
+      'to exclude across processes (a file backend for one host is planned). ' +
+      'createClient({ memoryWarning: false }) silences this.',
+    { type: 'FerrolockWarning', code: 'FERROLOCK_MEMORY_NOT_SHARED' },
+  )
 }
 
 // Runs a native factory, lifting its error into a typed one.
