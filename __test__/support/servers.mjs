@@ -309,17 +309,22 @@ export async function startCluster() {
       if (!replica) throw new Error(`no replica of port ${master.port}`)
       return nodes.find((n) => n.port === Number(replica[1].split('@')[0].split(':').pop()))
     },
-    /** Resolves once every replica of `master` has all of its writes. */
+    /**
+     * Resolves once every replica of `master` has all the writes the master had when this was
+     * called. (Later writes, e.g. a heartbeat or a waiter's attempts, keep moving the master's
+     * offset; replicas report theirs about once a second, so waiting for equality could miss.)
+     */
     async replicated(master) {
+      let target
       for (let i = 0; i < 500; i++) {
         const info = await rawCommand(master.port, 'INFO replication')
-        const offset = /master_repl_offset:(\d+)/.exec(info)?.[1]
+        target = target ?? Number(/master_repl_offset:(\d+)/.exec(info)?.[1])
         const replicas = info.split('\r\n').filter((l) => /^slave\d+:/.test(l))
-        if (replicas.length > 0 && replicas.every((r) => r.includes('state=online') && r.includes(`offset=${offset},`)))
-          return
+        const caughtUp = (r) => r.includes('state=online') && Number(/offset=(\d+)/.exec(r)?.[1]) >= target
+        if (replicas.length > 0 && replicas.every(caughtUp)) return
         await delay(20)
       }
-      throw new Error('the replicas did not catch up')
+      throw new Error(`the replicas did not catch up to offset ${target} within 10 s`)
     },
     async stop() {
       await Promise.all(nodes.map((n) => n.stop()))
