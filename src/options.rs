@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use ferrolock_core::{
   AcquireExtras, AcquireOptions, Billing, DynamoClientObject, DynamoOptions, Payload,
-  RedisClientObject, RedisOptions, RedlockOptions, StaticCredentials, TableOptions, Wait,
+  RedisClientObject, RedisOptions, RedlockOptions, RestartQuarantine, StaticCredentials,
+  TableOptions, Wait,
 };
 use std::ptr;
 
@@ -437,6 +438,9 @@ pub struct NativeRedlockOptions {
   pub request_timeout: Option<f64>,
   /// Prefix of every lock key on every master (default `lock:`).
   pub key_prefix: Option<String>,
+  /// Restart quarantine in ms; 0 turns it off (JS `restartQuarantine: false`). Default: the
+  /// longest ttl the client has asked for.
+  pub restart_quarantine_ms: Option<f64>,
 }
 
 impl NativeRedisOptions {
@@ -507,6 +511,13 @@ impl NativeRedlockOptions {
         None => defaults.request_timeout,
       },
       key_prefix: self.key_prefix,
+      restart_quarantine: match self.restart_quarantine_ms {
+        None => RestartQuarantine::LongestLease,
+        Some(q) => match ms(q, "options.restartQuarantine", 0)? {
+          d if d.is_zero() => RestartQuarantine::Off,
+          d => RestartQuarantine::For(d),
+        },
+      },
     })
   }
 }

@@ -21,7 +21,7 @@ pub use store::dynamodb::{
 };
 pub use store::memory::MemoryStore;
 pub use store::redis::{RedisOptions, RedisStore};
-pub use store::redlock::{RedlockOptions, RedlockStore};
+pub use store::redlock::{RedlockOptions, RedlockStore, RestartQuarantine};
 pub use store::{LockStore, WakeHub, Watch};
 pub use transport::{BoxFuture, CommandTransport, DynamoClientObject, RedisClientObject};
 pub use watchdog::{EventSink, LeaseEvent, Lock, LostReason};

@@ -37,6 +37,10 @@ use crate::lease::{Acquire, AcquireRequest, Grant, Holder, LockInfo, Payload};
 use crate::store::{unsupported_extras, LockStore, WakeHub, Watch};
 use crate::transport::{ClientConn, RedisClientObject};
 
+mod tracked;
+pub(crate) use tracked::Incarnation;
+use tracked::TrackedConn;
+
 /// How ferrolock connects to one Redis server.
 #[derive(Debug, Clone, Default)]
 pub struct RedisOptions {
@@ -177,6 +181,8 @@ enum Conn {
   Single(ConnectionManager),
   Cluster(ClusterConnection),
   Client(ClientConn),
+  /// One server, run id read on every (re)connect (a Redlock master).
+  Tracked(TrackedConn),
 }
 
 /// The Redis store.
@@ -221,6 +227,9 @@ pub struct RedisStore {
   /// Whether waiters queue in FIFO order here (false for a Redlock master: its waiters are only
   /// listed as alive, so that a release wakes them).
   queue: bool,
+  /// Set for a Redlock master: its connection reads the server's run id on every (re)connect
+  /// and records restarts here (`store/redis/tracked.rs`).
+  incarnation: Option<Arc<Incarnation>>,
 }
 
 /// The message for a URL that does not parse; never includes the URL (it may hold a password).
@@ -402,6 +411,7 @@ impl RedisStore {
       closed: AtomicBool::new(false),
       fence_keep: FENCE_KEEP,
       queue: true,
+      incarnation: None,
     })
   }
 
@@ -417,6 +427,20 @@ impl RedisStore {
   pub(crate) fn without_queue(mut self) -> Self {
     self.queue = false;
     self
+  }
+
+  /// A Redlock master's connection: reads the server's run id on every (re)connect, so that
+  /// [`RedisStore::incarnation`] knows when it restarted. No effect on a client object.
+  pub(crate) fn tracked(mut self) -> Self {
+    if matches!(self.target, Target::Single(_)) {
+      self.incarnation = Some(Arc::default());
+    }
+    self
+  }
+
+  /// What the connection learnt of the server's restarts (only for [`RedisStore::tracked`]).
+  pub(crate) fn incarnation(&self) -> Option<&Incarnation> {
+    self.incarnation.as_deref()
   }
 
   /// The wait argument of the acquire script: 0 when the caller does not wait, `queue` ms when
@@ -527,9 +551,16 @@ impl RedisStore {
       Target::Single(info) => {
         // Lazy: this connects on the first command, not here.
         let client = self.client(ConnectionInfo::clone(info), "connect")?;
-        let con = ConnectionManager::new_lazy_with_config(client, Self::manager_config())
-          .map_err(|e| self.error("connect", e))?;
-        Conn::Single(con)
+        if let Some(incarnation) = &self.incarnation {
+          let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT));
+          Conn::Tracked(TrackedConn::new(client, config, incarnation.clone()))
+        } else {
+          let con = ConnectionManager::new_lazy_with_config(client, Self::manager_config())
+            .map_err(|e| self.error("connect", e))?;
+          Conn::Single(con)
+        }
       }
       Target::Client(client) => Conn::Client(ClientConn {
         transport: client.transport.clone(),
@@ -684,6 +715,7 @@ impl RedisStore {
       Conn::Single(mut con) => inv.invoke_async(&mut con).await,
       Conn::Cluster(mut con) => inv.invoke_async(&mut con).await,
       Conn::Client(mut con) => inv.invoke_async(&mut con).await,
+      Conn::Tracked(mut con) => inv.invoke_async(&mut con).await,
     };
     reply.map_err(|e| self.error(what, e))
   }

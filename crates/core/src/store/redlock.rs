@@ -17,6 +17,8 @@
 //!   holds while masters keep their data; a master restarted empty falls back to its clock
 //!   (microseconds), so fences then also depend on the masters' clocks.
 //! - Every request has its own timeout: a master that stalls counts as down.
+//! - Restart quarantine (`redlock/quarantine.rs`): a master whose run id changed grants no
+//!   vote until the longest lease a client may hold there has passed.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -34,6 +36,10 @@ use crate::error::{LockError, Result};
 use crate::lease::{Acquire, AcquireExtras, AcquireRequest, Grant, Holder, LockInfo, Payload};
 use crate::store::redis::{RedisOptions, RedisStore, SubCmd};
 use crate::store::{unsupported_extras, LockStore, WakeHub, Watch};
+
+mod quarantine;
+use quarantine::Quarantine;
+pub use quarantine::RestartQuarantine;
 
 /// Redlock passes no backend-specific settings to its masters.
 static NO_EXTRAS: AcquireExtras = AcquireExtras {
@@ -56,6 +62,9 @@ pub struct RedlockOptions {
   pub request_timeout: Duration,
   /// Prefix of every lock key on every master; default `lock:`.
   pub key_prefix: Option<String>,
+  /// How long a master whose run id changed (a restart) grants no vote; default: the longest
+  /// ttl this client has asked for.
+  pub restart_quarantine: RestartQuarantine,
 }
 
 impl Default for RedlockOptions {
@@ -66,6 +75,7 @@ impl Default for RedlockOptions {
       clock_drift: Duration::from_millis(2),
       request_timeout: Duration::from_millis(500),
       key_prefix: None,
+      restart_quarantine: RestartQuarantine::default(),
     }
   }
 }
@@ -90,6 +100,7 @@ pub struct RedlockStore {
   /// Requests still in flight after a grant, by lock name: a release or inspect of that name
   /// waits for them first (so it cannot overtake them).
   late: Mutex<HashMap<String, Vec<Late>>>,
+  quarantine: Quarantine,
 }
 
 impl RedlockStore {
@@ -135,6 +146,7 @@ impl RedlockStore {
       let (tx, rx) = mpsc::unbounded_channel();
       let store = RedisStore::with_hub(master, hub.clone(), tx.clone(), rx)
         .map(RedisStore::without_queue)
+        .map(RedisStore::tracked)
         .map_err(|e| match e {
           LockError::InvalidArg(msg) => {
             LockError::InvalidArg(msg.replace("options.redis", &format!("options.redlock[{i}]")))
@@ -159,12 +171,30 @@ impl RedlockStore {
       request_timeout: opts.request_timeout,
       hub,
       late: Mutex::new(HashMap::new()),
+      quarantine: Quarantine::new(opts.restart_quarantine),
     })
   }
 
   /// Number of masters that must agree.
   pub fn quorum(&self) -> usize {
     self.quorum
+  }
+
+  /// Whether master `i`'s answers are no votes now (restart quarantine).
+  fn benched(&self, i: usize) -> bool {
+    self
+      .masters
+      .get(i)
+      .is_some_and(|m| self.quarantine.excludes(m))
+  }
+
+  /// Internal (tests): how long until master `i` votes again after a restart (zero: it votes).
+  #[doc(hidden)]
+  pub fn quarantine_left(&self, i: usize) -> Duration {
+    self
+      .masters
+      .get(i)
+      .map_or(Duration::ZERO, |m| self.quarantine.left(m))
   }
 
   /// The drift allowance for a lease of `ttl`: driftFactor × ttl + clockDrift.
@@ -261,14 +291,19 @@ impl RedlockStore {
 struct Tally {
   /// (master, its fence)
   granted: Vec<(usize, u64)>,
+  /// Masters that granted while in restart quarantine: their grant is ours but no vote.
+  benched: Vec<usize>,
   held: Vec<Holder>,
   /// Masters that failed or did not answer in time.
   failed: Vec<usize>,
 }
 
 impl Tally {
-  fn add(&mut self, (i, answer): (usize, Option<Acquire>)) {
+  /// Adds master `i`'s answer; `benched`: that master is in restart quarantine (asked once
+  /// its answer arrived, so that a restart noticed on the way counts).
+  fn add(&mut self, (i, answer): (usize, Option<Acquire>), benched: impl Fn(usize) -> bool) {
     match answer {
+      Some(Acquire::Granted(_)) if benched(i) => self.benched.push(i),
       Some(Acquire::Granted(g)) => self.granted.push((i, g.fence)),
       Some(Acquire::Held(h)) => self.held.push(h),
       None => self.failed.push(i),
@@ -297,6 +332,7 @@ impl LockStore for RedlockStore {
     if !req.extras.is_default() {
       return Err(unsupported_extras("redlock"));
     }
+    self.quarantine.lease(req.ttl);
     let drift = self.drift(req.ttl);
     let Some(validity) = req.ttl.checked_sub(drift).filter(|v| !v.is_zero()) else {
       return Err(LockError::InvalidArg(format!(
@@ -337,7 +373,7 @@ impl LockStore for RedlockStore {
     // backend unavailable depends on the other answers.
     while t.granted.len() < self.quorum && t.held.len() <= n - self.quorum {
       match calls.next().await {
-        Some(answer) => t.add(answer),
+        Some(answer) => t.add(answer, |i| self.benched(i)),
         None => break,
       }
     }
@@ -391,16 +427,18 @@ impl LockStore for RedlockStore {
     // did not answer (theirs may still land), all at once. Masters that said "held" hold
     // another owner's lock: nothing of ours is there.
     while let Some(answer) = calls.next().await {
-      t.add(answer);
+      t.add(answer, |i| self.benched(i));
     }
     let Tally {
       granted,
+      benched,
       held,
       failed,
     } = t;
     let undo: Vec<usize> = granted
       .iter()
       .map(|(i, _)| *i)
+      .chain(benched.iter().copied())
       .chain(failed.iter().copied())
       .collect();
     let undos = undo
@@ -427,6 +465,7 @@ impl LockStore for RedlockStore {
       )));
     }
     let validity = ttl - drift;
+    self.quarantine.lease(ttl);
     let limit = self
       .request_timeout
       .min(validity.max(Duration::from_millis(1)));
@@ -439,6 +478,8 @@ impl LockStore for RedlockStore {
     let (mut yes, mut no) = (0, 0);
     while yes < self.quorum && no <= n - self.quorum {
       match calls.next().await {
+        // A master in restart quarantine renews our key there, but that is no vote.
+        Some((i, Some(true))) if self.benched(i) => {}
         Some((_, Some(true))) => yes += 1,
         Some((_, Some(false))) => no += 1,
         Some((_, None)) => {}
