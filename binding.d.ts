@@ -275,6 +275,11 @@ export interface NativeRedlockOptions {
   requestTimeout?: number
   /** Prefix of every lock key on every master (default `lock:`). */
   keyPrefix?: string
+  /**
+   * Restart quarantine in ms; 0 turns it off (JS `restartQuarantine: false`). Default: the
+   * longest ttl the client has asked for.
+   */
+  restartQuarantineMs?: number
 }
 
 /** Leak-check counters. */

@@ -204,6 +204,13 @@ declare namespace ferrolock {
     driftFactor?: number | undefined
     /** Fixed drift allowance in ms added to `driftFactor × ttl` (default 2). */
     clockDriftMs?: number | undefined
+    /**
+     * How long in ms a master that restarted (its `run_id` changed since this client last
+     * connected) grants no vote, so that locks it forgot cannot be granted twice. Default: the
+     * longest ttl this client has asked for; give at least the longest ttl any client of these
+     * masters uses. `false` turns the quarantine off.
+     */
+    restartQuarantine?: number | false | undefined
     /** Timeout in ms of one request to one master; a master that does not answer in time counts as down (default 500). */
     requestTimeout?: number | undefined
     /** Default `maxRetries` of this client's acquires (default `Infinity`). */

@@ -612,8 +612,12 @@ const redlockOptions: RedlockClientOptions = {
   retryDelay: 200,
   retryJitter: 200,
   keyPrefix: 'locks:',
+  restartQuarantine: 60_000,
 }
 createClient(redlockOptions)
+createClient({ redlock: ['redis://a', 'redis://b'], restartQuarantine: false })
+// @ts-expect-error -- the quarantine is turned off with false, not true
+createClient({ redlock: ['redis://a', 'redis://b'], restartQuarantine: true })
 // @ts-expect-error -- a Redlock master is one server, not a cluster
 createClient({ redlock: [{ cluster: ['redis://a:7000'] }, 'redis://b'] })
 // @ts-expect-error -- one backend only: redis and redlock together

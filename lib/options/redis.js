@@ -139,8 +139,13 @@ function redlockOptions(o) {
     seen.set(at, i)
     return opts
   })
-  const { driftFactor, clockDriftMs, requestTimeout, keyPrefix } = o
-  return { masters, driftFactor, clockDriftMs, requestTimeout, keyPrefix }
+  const { driftFactor, clockDriftMs, requestTimeout, keyPrefix, restartQuarantine } = o
+  // A restarted master stays out of the quorum this long; `false` (sent as 0) turns that off.
+  if (typeof restartQuarantine === 'number' && !(restartQuarantine >= 1)) {
+    throw invalid(`options.restartQuarantine must be false or at least 1 ms (got ${show(restartQuarantine)})`)
+  }
+  const restartQuarantineMs = restartQuarantine === false ? 0 : restartQuarantine
+  return { masters, driftFactor, clockDriftMs, requestTimeout, keyPrefix, restartQuarantineMs }
 }
 
 module.exports = { parseRedisUrl, redisOptions, nativeRedis, redlockOptions }

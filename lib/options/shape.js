@@ -80,6 +80,7 @@ const KINDS = {
   number: [(v) => typeof v === 'number', 'a number'],
   boolean: [(v) => typeof v === 'boolean', 'a boolean'],
   string: [(v) => typeof v === 'string', 'a string'],
+  quarantine: [(v) => v === false || typeof v === 'number', 'false or a number of milliseconds'],
   wait: [(v) => typeof v === 'boolean' || typeof v === 'number', 'a boolean or a number of milliseconds'],
   data: [(v) => typeof v === 'string' || Buffer.isBuffer(v), 'a string or a Buffer'],
   object: [isPlainObject, 'an object'],

@@ -1,0 +1,274 @@
+// The randomized fault suite (issue 16): `npm run nemesis -- --backend redis --minutes 1`.
+//
+// Worker processes (nemesis/worker.mjs) contend for a few lock names and make fenced writes to a
+// fencing store kept here; a nemesis injects one fault every 1-3 s (see FAULTS); at the end every
+// process must exit by itself, and the checker (nemesis/checker.mjs) classifies the history.
+// Exits 1 on any fence inversion, duplicate fence, accepted stale write, unexplained overlap,
+// hang or crash; prints a summary (and --json FILE writes the whole report).
+import { fork } from 'node:child_process'
+import { writeFileSync } from 'node:fs'
+import { parseArgs } from 'node:util'
+import { setTimeout as delay } from 'node:timers/promises'
+import { BACKENDS, startBackend } from './backends.mjs'
+import { FenceStore } from './fence-store.mjs'
+import { check } from './checker.mjs'
+
+const { values: args } = parseArgs({
+  options: {
+    backend: { type: 'string', default: 'redis' },
+    minutes: { type: 'string' },
+    seconds: { type: 'string' },
+    processes: { type: 'string', default: '4' },
+    workers: { type: 'string', default: '3' },
+    names: { type: 'string', default: '2' },
+    ttl: { type: 'string', default: '1000' },
+    json: { type: 'string' },
+  },
+})
+if (!BACKENDS.includes(args.backend)) {
+  console.error(`--backend must be one of ${BACKENDS.join(', ')}`)
+  process.exit(2)
+}
+const seconds = args.seconds !== undefined ? Number(args.seconds) : Number(args.minutes ?? 1) * 60
+const ttl = Number(args.ttl)
+const names = Array.from({ length: Number(args.names) }, (_, i) => `nemesis-${i}`)
+const HANG_MS = 30_000 // a worker silent this long (not stopped by us) hangs
+const EXIT_MS = 30_000 // every worker must exit this soon after being asked to stop
+
+const now = () => Number(process.hrtime.bigint()) / 1e6 // the workers' clock too
+const rand = (lo, hi) => lo + Math.random() * (hi - lo)
+const pick = (list) => list[Math.floor(Math.random() * list.length)]
+
+const store = new FenceStore()
+const grants = new Map()
+const faults = []
+const stalls = []
+const procs = new Map() // pid -> { started, child, slot, lastSeen, stoppedByUs, killedByUs, exited }
+const problems = [] // hangs and crashes
+const refused = {}
+let stopping = false
+
+const backend = await startBackend(args.backend)
+const workerConfig = {
+  client: backend.client,
+  names,
+  ttl,
+  wait: 2 * ttl,
+  writes: 3,
+  holdMs: ttl / 3,
+  logical: Number(args.workers),
+}
+
+function spawnWorker(slot) {
+  const child = fork(new URL('./worker.mjs', import.meta.url), {
+    env: { ...process.env, NEMESIS_WORKER: JSON.stringify(workerConfig) },
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  })
+  const proc = { started: now(), child, slot, lastSeen: now(), stoppedByUs: false, killedByUs: false, exited: null }
+  procs.set(child.pid, proc)
+  child.on('message', (m) => onMessage(proc, m))
+  child.on('exit', (code, signal) => {
+    proc.exited = { code, signal, at: now() }
+    // Locks of a killed process end when it dies (by its own account).
+    for (const g of grants.values()) if (g.pid === child.pid && g.end === undefined) g.end = proc.exited.at
+    if (proc.killedByUs) return
+    if (code !== 0) problems.push({ kind: 'crash', pid: child.pid, code, signal })
+  })
+  return proc
+}
+
+function onMessage(proc, m) {
+  proc.lastSeen = now()
+  switch (m.t) {
+    case 'grant':
+      grants.set(m.grant, {
+        id: m.grant,
+        name: m.name,
+        fence: BigInt(m.fence),
+        start: m.at,
+        lease: m.lease,
+        pid: m.pid,
+        dead: m.dead,
+      })
+      break
+    case 'write': {
+      const ok = store.write({ name: m.name, fence: m.fence, grant: m.grant, at: m.at })
+      if (proc.child.connected) proc.child.send({ t: 'ack', id: m.id, ok })
+      break
+    }
+    case 'end': {
+      const g = grants.get(m.grant)
+      if (g) Object.assign(g, { end: m.at, lease: m.lease, how: m.how, released: m.released })
+      break
+    }
+    case 'stall':
+      stalls.push({ pid: m.pid, from: m.from, to: m.to })
+      break
+    case 'refused':
+      refused[m.code] = (refused[m.code] ?? 0) + 1
+      break
+  }
+}
+
+const live = () => [...procs.values()].filter((p) => !p.exited)
+
+// The faults, each: { type, applies, run() } — run() records a fault window in `faults`.
+const window = (f) => (faults.push({ ...f, from: now() }), faults.at(-1))
+const FAULTS = [
+  {
+    type: 'worker-stop', // SIGSTOP a worker process, sometimes past its leases
+    run: async () => {
+      const p = pick(live())
+      const f = window({ type: 'worker-stop', pid: p.child.pid })
+      p.stoppedByUs = true
+      p.child.kill('SIGSTOP')
+      await delay(rand(0.3, 2.5) * ttl)
+      p.child.kill('SIGCONT')
+      p.stoppedByUs = false
+      p.lastSeen = now()
+      f.to = now()
+    },
+  },
+  {
+    type: 'worker-kill', // SIGKILL a worker process; a new one takes its place
+    run: async () => {
+      const p = pick(live())
+      const f = window({ type: 'worker-kill', pid: p.child.pid })
+      p.killedByUs = true
+      p.child.kill('SIGKILL')
+      await new Promise((resolve) => (p.exited ? resolve() : p.child.once('exit', resolve)))
+      f.to = now()
+      spawnWorker(p.slot)
+    },
+  },
+  {
+    type: 'busy-loop', // a worker's event loop blocked (no timer, heartbeat or I/O runs)
+    run: async () => {
+      const p = pick(live())
+      const ms = Math.round(rand(0.3, 2.5) * ttl)
+      const f = window({ type: 'busy-loop', pid: p.child.pid })
+      if (p.child.connected) p.child.send({ t: 'busy', ms })
+      await delay(ms)
+      f.to = now() + 50 // the message takes a moment to arrive
+    },
+  },
+  {
+    type: 'server-stop', // SIGSTOP a server (Cluster: may be failed over)
+    applies: () => backend.servers.length > 0,
+    run: async () => {
+      const s = pick(backend.servers)
+      const f = window({ type: 'server-stop', server: s.id, dataLoss: Boolean(s.dataLossOnStop) })
+      process.kill(s.pid, 'SIGSTOP')
+      await delay(rand(0.3, 1.5) * ttl)
+      process.kill(s.pid, 'SIGCONT')
+      f.to = now()
+      // A stopped Cluster node that was failed over rejoins as a replica: wait until it has.
+      if (s.dataLossOnStop) await delay(1500)
+    },
+  },
+  {
+    type: 'server-restart', // SIGKILL a server and start it again empty
+    applies: () => backend.servers.length > 0 && !backend.failover,
+    run: async () => {
+      const s = pick(backend.servers)
+      const f = window({ type: 'server-restart', server: s.id, dataLoss: true })
+      await s.restart()
+      f.to = now()
+    },
+  },
+  {
+    type: 'proxy-stall', // the TCP connections to a server stop moving (both ways), then resume
+    applies: () => backend.proxies.length > 0,
+    run: async () => {
+      const p = pick(backend.proxies)
+      const f = window({ type: 'proxy-stall' })
+      p.stall(true)
+      await delay(rand(0.3, 1.5) * ttl)
+      p.stall(false)
+      f.to = now()
+    },
+  },
+  {
+    type: 'failover', // Cluster: kill a master, its replica takes over, the old one rejoins
+    applies: () => Boolean(backend.failover),
+    run: async () => {
+      const f = window({ type: 'failover', dataLoss: true })
+      await backend.failover(names)
+      f.to = now()
+    },
+  },
+].filter((f) => !f.applies || f.applies())
+
+// Hang watch: a worker that says nothing for HANG_MS while running freely hangs.
+const watch = setInterval(() => {
+  for (const p of live()) {
+    if (!p.stoppedByUs && now() - p.lastSeen > HANG_MS && !p.hung) {
+      p.hung = true
+      problems.push({ kind: 'hang', pid: p.child.pid, what: `worker silent for ${HANG_MS} ms` })
+    }
+  }
+}, 1000)
+
+const slots = Number(args.processes)
+for (let i = 0; i < slots; i++) spawnWorker(i)
+const started = now()
+console.log(
+  `nemesis: ${args.backend}, ${slots} processes x ${args.workers} workers, names ${names.join(', ')}, ttl ${ttl} ms, ${seconds} s; faults: ${FAULTS.map((f) => f.type).join(', ')}`,
+)
+await delay(500)
+while (now() - started < seconds * 1000) {
+  await delay(rand(1000, 3000))
+  if (now() - started >= seconds * 1000) break
+  const fault = pick(FAULTS)
+  try {
+    await fault.run()
+  } catch (err) {
+    problems.push({ kind: 'crash', what: `the nemesis itself (${fault.type}): ${err.message}` })
+    break
+  }
+}
+
+// The end: every worker is asked to stop and must exit by itself.
+stopping = true
+for (const p of live()) {
+  if (p.child.connected) p.child.send({ t: 'stop' })
+}
+const exitBy = now() + EXIT_MS
+while (live().length > 0 && now() < exitBy) await delay(100)
+for (const p of live()) {
+  problems.push({ kind: 'hang', pid: p.child.pid, what: `did not exit within ${EXIT_MS} ms of being asked to stop` })
+  p.killedByUs = true
+  p.child.kill('SIGKILL')
+}
+clearInterval(watch)
+await backend.stop()
+
+const result = check({ grants, writes: store.log, faults, stalls, procs, backend: args.backend, ttl })
+const violations = [...result.violations, ...problems]
+const summary = {
+  backend: args.backend,
+  seconds: Math.round((now() - started) / 1000),
+  acquisitions: grants.size,
+  writes: { accepted: result.accepted, rejected: result.rejected },
+  refused,
+  faults: result.counts,
+  overlaps: {
+    documented: result.overlaps.filter((o) => o.documented).length,
+    violations: result.overlaps.filter((o) => !o.documented).length,
+  },
+  violations: violations.length,
+}
+console.log(JSON.stringify(summary, null, 2))
+for (const v of violations.slice(0, 20))
+  console.log(
+    'VIOLATION',
+    JSON.stringify(v, (k, x) => (typeof x === 'bigint' ? String(x) : x)),
+  )
+if (args.json) {
+  const all = { summary, violations, overlaps: result.overlaps, faults, stalls }
+  writeFileSync(
+    args.json,
+    JSON.stringify(all, (k, x) => (typeof x === 'bigint' ? String(x) : x), 2),
+  )
+}
+if (stopping) process.exit(violations.length ? 1 : 0)
