@@ -3,7 +3,7 @@
 //
 // A backend is { client, servers, proxies, failover?, stop }:
 //   client:  createClient() options for the workers (through the stall proxies where possible);
-//   servers: [{ id, pid, restart(): empty restart, dataLossOnStop }] for SIGSTOP and restarts;
+//   servers: [{ id, pid, restart(), restartLosesData, dataLossOnStop }] for SIGSTOP and restarts;
 //   proxies: [{ stall(on) }] TCP proxies the workers go through;
 //   failover(names): Redis Cluster: kill the master of a name's slot, wait for its replica to
 //            take over, start the old master again (it rejoins as a replica).
@@ -22,6 +22,7 @@ export const BACKENDS = ['redis', 'redlock', 'cluster', 'dynamodb', 'file']
 // A redis-server of the helpers as a nemesis server: an empty restart loses every lock.
 const redisServer = (id, s) => ({
   id,
+  restartLosesData: true,
   get pid() {
     return s.pid
   },
@@ -86,16 +87,17 @@ export async function startBackend(backend) {
 
 const DYNALITE = new URL('../node_modules/dynalite/cli.js', import.meta.url).pathname
 
-// dynalite (in memory) on one port for the whole run, so that it can restart in place; an empty
-// restart loses the table, which is made again at once (as an operator would).
+// dynalite on one port for the whole run, so that it can restart in place, keeping its data in
+// LevelDB files (DynamoDB does not lose acknowledged writes: its restart is an outage, not an
+// empty server).
 async function startDynamo() {
   const port = await freePort()
+  const dir = await mkdtemp(join(tmpdir(), 'ferrolock-nemesis-dynalite-'))
   const endpoint = `http://127.0.0.1:${port}`
   let child
   const launch = async () => {
-    child = spawn(process.execPath, [DYNALITE, '--port', String(port), '--host', '127.0.0.1', '--createTableMs', '0'], {
-      stdio: ['ignore', 'pipe', 'ignore'],
-    })
+    const args = ['--port', String(port), '--host', '127.0.0.1', '--createTableMs', '0', '--path', dir]
+    child = spawn(process.execPath, [DYNALITE, ...args], { stdio: ['ignore', 'pipe', 'ignore'] })
     const up = await new Promise((resolve) => {
       let out = ''
       child.stdout.on('data', (d) => {
@@ -105,7 +107,7 @@ async function startDynamo() {
       child.once('exit', () => resolve(false))
     })
     if (!up) throw new Error(`dynalite did not start on port ${port}`)
-    await makeTable()
+    await makeTable() // made once; after a restart it exists (created: false)
   }
   const kill = async () => {
     if (child.exitCode !== null || child.signalCode !== null) return
@@ -131,6 +133,7 @@ async function startDynamo() {
     servers: [
       {
         id: 'dynalite',
+        restartLosesData: false,
         get pid() {
           return child.pid
         },
@@ -145,6 +148,7 @@ async function startDynamo() {
     stop: async () => {
       await proxy.close()
       await kill()
+      await rm(dir, { recursive: true, force: true })
     },
   }
 }

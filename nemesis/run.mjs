@@ -23,6 +23,8 @@ const { values: args } = parseArgs({
     names: { type: 'string', default: '2' },
     ttl: { type: 'string', default: '1000' },
     json: { type: 'string' },
+    // Redlock: `off` runs without the restart quarantine (to see the checker catch finding 3).
+    'restart-quarantine': { type: 'string', default: 'on' },
   },
 })
 if (!BACKENDS.includes(args.backend)) {
@@ -49,6 +51,7 @@ const refused = {}
 let stopping = false
 
 const backend = await startBackend(args.backend)
+if (args['restart-quarantine'] === 'off') backend.client.restartQuarantine = false
 const workerConfig = {
   client: backend.client,
   names,
@@ -167,11 +170,11 @@ const FAULTS = [
     },
   },
   {
-    type: 'server-restart', // SIGKILL a server and start it again empty
+    type: 'server-restart', // SIGKILL a server and start it again (Redis: empty)
     applies: () => backend.servers.length > 0 && !backend.failover,
     run: async () => {
       const s = pick(backend.servers)
-      const f = window({ type: 'server-restart', server: s.id, dataLoss: true })
+      const f = window({ type: 'server-restart', server: s.id, dataLoss: s.restartLosesData })
       await s.restart()
       f.to = now()
     },
