@@ -36,6 +36,15 @@ const ttl = Number(args.ttl)
 const names = Array.from({ length: Number(args.names) }, (_, i) => `nemesis-${i}`)
 const HANG_MS = 30_000 // a worker silent this long (not stopped by us) hangs
 const EXIT_MS = 30_000 // every worker must exit this soon after being asked to stop
+// The run itself is bounded too: a fault or a server that never comes back fails it, naming that.
+let phase = 'starting the servers'
+setTimeout(
+  () => {
+    console.error(`nemesis: HANG: the run did not finish (while ${phase})`)
+    process.exit(1)
+  },
+  seconds * 1000 + 180_000,
+).unref()
 
 const now = () => Number(process.hrtime.bigint()) / 1e6 // the workers' clock too
 const rand = (lo, hi) => lo + Math.random() * (hi - lo)
@@ -51,6 +60,7 @@ const refused = {}
 let stopping = false
 
 const backend = await startBackend(args.backend)
+phase = 'running'
 if (args['restart-quarantine'] === 'off') backend.client.restartQuarantine = false
 const workerConfig = {
   client: backend.client,
@@ -223,8 +233,10 @@ while (now() - started < seconds * 1000) {
   await delay(rand(1000, 3000))
   if (now() - started >= seconds * 1000) break
   const fault = pick(FAULTS)
+  phase = `injecting ${fault.type}`
   try {
     await fault.run()
+    phase = 'running'
   } catch (err) {
     problems.push({ kind: 'crash', what: `the nemesis itself (${fault.type}): ${err.message}` })
     break
@@ -232,6 +244,7 @@ while (now() - started < seconds * 1000) {
 }
 
 // The end: every worker is asked to stop and must exit by itself.
+phase = 'stopping the workers'
 stopping = true
 for (const p of live()) {
   if (p.child.connected) p.child.send({ t: 'stop' })
@@ -244,6 +257,7 @@ for (const p of live()) {
   p.child.kill('SIGKILL')
 }
 clearInterval(watch)
+phase = 'stopping the servers'
 await backend.stop()
 
 const result = check({ grants, writes: store.log, faults, stalls, procs, backend: args.backend, ttl })

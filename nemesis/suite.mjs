@@ -40,7 +40,10 @@ for (const backend of BACKENDS) {
   }
   console.log(`\n--- nemesis ${backend} (${args.seconds} s)`)
   const started = Date.now()
-  const r = spawnSync(process.execPath, [run, '--backend', backend, '--seconds', args.seconds], { stdio: 'inherit' })
+  const r = spawnSync(process.execPath, [run, '--backend', backend, '--seconds', args.seconds], {
+    stdio: 'inherit',
+    timeout: (Number(args.seconds) + 240) * 1000, // run.mjs bounds itself; this is the backstop
+  })
   const secs = ((Date.now() - started) / 1000).toFixed(0)
   results.push([backend, r.status === 0 ? `ok (${secs} s)` : `FAILED (exit ${r.status ?? r.signal}, ${secs} s)`])
 }
