@@ -333,7 +333,7 @@ describe('dynamo-lock@npm:ferrolock runs dynamo-lock 0.1.3 README code', () => {
         ['getLock Lock shortLock after expiry', null, 'SUCCESS'],
         ['deleteLockTable lockTable', null, 'SUCCESS'],
         ['deleteLockTable, no such table', 'ERROR'],
-        // The original never called back here (COMPAT.md: GetItem errors call back 'ERROR').
+        // The original never called back here (docs/compat/README.md: GetItem errors call back 'ERROR').
         ['getLock, no such table', 'ERROR'],
         ['deleteLockTable Lock', null, 'SUCCESS'],
       ],

@@ -1,4 +1,4 @@
-// The dist-lock 2.0.1 drop-in (compat/dist-lock.js, COMPAT.md section 2): call shapes and
+// The dist-lock 2.0.1 drop-in (compat/dist-lock.js, docs/compat/dist-lock.md): call shapes and
 // messages (checked against the real dist-lock side by side), results, the retry loop, the
 // Redis layout, errors of the caller's client, and a mixed fleet of real dist-lock and
 // ferrolock processes excluding each other.

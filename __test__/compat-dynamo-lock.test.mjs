@@ -1,4 +1,4 @@
-// ferrolock/dynamo-lock is dynamo-lock 0.1.3's main export (COMPAT.md section 3): the same calls,
+// ferrolock/dynamo-lock is dynamo-lock 0.1.3's main export (docs/compat/dynamo-lock.md): the same calls,
 // string errors, 'SUCCESS' results and item layout, through a plain mock db, aws-sdk v2 and
 // @aws-sdk/client-dynamodb v3 against dynalite; and the real dynamo-lock 0.1.3 in another
 // process excludes and is excluded by it on the same table.

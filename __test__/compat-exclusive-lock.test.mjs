@@ -1,6 +1,6 @@
 // require('ferrolock/exclusive-lock') is @logdna/exclusive-lock 2.0.0's ExclusiveLock
-// (COMPAT.md section 4): validation errors, key layout, events, refresh and inspect against a
-// real redis-server with ioredis 5 and node_redis 4, and the safety changes of COMPAT.md
+// (docs/compat/exclusive-lock.md): validation errors, key layout, events, refresh and inspect against a
+// real redis-server with ioredis 5 and node_redis 4, and the safety changes of docs/compat/README.md
 // section 1 (lost locks, release of a key another instance holds, refresh failures).
 import assert from 'node:assert/strict'
 import { EventEmitter } from 'node:events'
@@ -278,7 +278,7 @@ describe('ExclusiveLock: construction', () => {
     assert.equal(new ExclusiveLock({ name: 'x', cache_connection, log }).log, log)
   })
 
-  test('the schema module is the one in COMPAT.md, at both exported paths', T, () => {
+  test('the schema module is the one in docs/compat/exclusive-lock.md, at both exported paths', T, () => {
     const schemas = require('ferrolock/exclusive-lock/schemas')
     assert.equal(require('ferrolock/lib/schemas/index.js'), schemas)
     assert.equal(require('ferrolock/lib/schemas'), schemas)

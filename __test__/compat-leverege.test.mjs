@@ -1,4 +1,4 @@
-// require('ferrolock/leverege') is @leverege/lock's `Lock` (COMPAT.md section 5): the call
+// require('ferrolock/leverege') is @leverege/lock's `Lock` (docs/compat/leverege.md): the call
 // shapes of its README, on the memory backend, one redis-server and three Redlock masters, with
 // Redlock 4's error shapes. Keys on Redis are the names as given (`myKey`, `myApp:myKey`).
 import assert from 'node:assert/strict'

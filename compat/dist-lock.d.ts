@@ -1,4 +1,4 @@
-// Types of `ferrolock/dist-lock`: the factory of dist-lock 2.0.1 (see COMPAT.md section 2).
+// Types of `ferrolock/dist-lock`: the factory of dist-lock 2.0.1 (see docs/compat/dist-lock.md).
 
 /**
  * Creates a lock manager over a Redis client: node_redis 0.12 to 3 or ioredis (`send_command`,

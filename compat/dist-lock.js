@@ -1,6 +1,6 @@
 'use strict'
 // Drop-in for dist-lock 2.0.1: `require('ferrolock/dist-lock')` (and `require('ferrolock')`
-// itself) is its factory, `distLock(redisClient, options)` (COMPAT.md section 2). Same call
+// itself) is its factory, `distLock(redisClient, options)` (docs/compat/dist-lock.md). Same call
 // shapes, messages, results and Redis layout (a hash at keyPrefix + name with `id` and
 // `owner`, expiring by PEXPIRE), so old and new processes exclude each other.
 //
@@ -9,7 +9,7 @@
 // keeps dist-lock's observable contract in JS: argument checks, the fixed-delay retry loop,
 // the lock objects and the callbacks.
 //
-// Differences from the original (COMPAT.md section 1): a ttl or extension Redis would refuse,
+// Differences from the original (docs/compat/README.md): a ttl or extension Redis would refuse,
 // or one that is not positive, is refused before any I/O; callbacks of release/extend are
 // optional (errors then become process warnings); one `error` listener per client object
 // instead of `connect` and `error` listeners per factory call; node_redis 4 clients work.

@@ -1,4 +1,4 @@
-// Types of `ferrolock/dynamo-lock`: the main export of dynamo-lock 0.1.3 (see COMPAT.md).
+// Types of `ferrolock/dynamo-lock`: the main export of dynamo-lock 0.1.3 (see docs/compat/dynamo-lock.md).
 
 /** A DynamoDB AttributeValue as aws-sdk v2 and @aws-sdk/client-dynamodb v3 shape it. */
 export interface AttributeValue {

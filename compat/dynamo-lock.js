@@ -1,9 +1,9 @@
 'use strict'
 
 // `require('ferrolock/dynamo-lock')`: the main export of dynamo-lock 0.1.3, call for call
-// (COMPAT.md section 3). Errors are strings ('ERROR', 'TABLE_EXISTS', 'Lock expires on ...'),
+// (docs/compat/dynamo-lock.md). Errors are strings ('ERROR', 'TABLE_EXISTS', 'Lock expires on ...'),
 // success is 'SUCCESS', the lock is the item {name: {S}, guid: {S}, expiresOn: {N}} in the
-// caller's table. Differences from the original are the safety fixes of COMPAT.md section 1:
+// caller's table. Differences from the original are the safety fixes of docs/compat/README.md:
 // a GetItem error calls back 'ERROR' (the original never called back), deleteLockTable calls
 // back once, bad input calls back 'ERROR' before any I/O, GetItem reads consistently, an item
 // without guid is taken over with attribute_not_exists(guid), and an opt-in `clockSkewMs`

@@ -1,5 +1,5 @@
 // Types of `ferrolock/exclusive-lock`: the `ExclusiveLock` class of @logdna/exclusive-lock 2.0.0
-// (see COMPAT.md section 4).
+// (see docs/compat/exclusive-lock.md).
 
 // No dependency on @types/node: the timer type comes from ../lib/host-types.d.ts, and the class
 // lists EventEmitter's methods (the event-independent ones through EmitterMethods) instead of

@@ -1,11 +1,11 @@
 'use strict'
 // Drop-in for @logdna/exclusive-lock 2.0.0: `require('ferrolock/exclusive-lock')` is its
-// `ExclusiveLock` class (COMPAT.md section 4), same options, errors, events and Redis layout
+// `ExclusiveLock` class (docs/compat/exclusive-lock.md), same options, errors, events and Redis layout
 // (a string at `slug(key_prefix):slug(name)` holding `lock_contents`, SET PX NX then PEXPIRE).
 // Every command goes through the caller's client, looked up on `this.cache_connection` at call
 // time, because callers replace `pexpire`, `del`, `multi` and `exec` in their tests.
-// Differences from the original, all after a lock was lost or for bad input (COMPAT.md
-// section 1): release() deletes only a key that still holds our contents; a PEXPIRE reply of 0
+// Differences from the original, all after a lock was lost or for bad input (docs/compat/README.md,
+// known unsafe behaviours): release() deletes only a key that still holds our contents; a PEXPIRE reply of 0
 // is a lost lock; a refresh failure without an 'error' listener warns instead of crashing;
 // logger methods are optional; non-positive timings are refused.
 

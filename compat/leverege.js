@@ -1,5 +1,5 @@
 'use strict'
-// @leverege/lock drop-in: `require('ferrolock/leverege')` is `Lock` (COMPAT.md section 5).
+// @leverege/lock drop-in: `require('ferrolock/leverege')` is `Lock` (docs/compat/leverege.md).
 // A thin adapter over ferrolock's public API: it maps the old settings (Redlock's lockOptions,
 // the in-memory retry/delay) onto acquire options and the results onto Redlock 4's shapes. The
 // waiting, retries, TTLs and fences stay in the Rust core. README.md ("Migrating from @leverege/lock") lists every
