@@ -31,7 +31,7 @@ async function main() {
     ticks: env('TICKS', 4),
     tickMs: env('TICK_MS', 3000),
     stallTick: env('STALL_TICK', 1),
-    stallMs: ttl + 2000, // long past the lease: another process takes over meanwhile
+    stallMs: ttl + 1500, // past the lease: another process takes over meanwhile
     ttl,
   }
   const lockDir = process.env.LOCK_DIR || path.join(os.tmpdir(), 'ferrolock-worker-cron')

@@ -49,7 +49,7 @@ async function main(plan) {
       if (!(err instanceof StaleFenceError)) throw err
       log(`tick ${tick}: the store refused my write: ${err.message}`)
     } finally {
-      await lock.release() // false when the lock was lost meanwhile
+      if (!(await lock.release())) log(`tick ${tick}: my lease had run out before the release`)
     }
   }
   await locks.close()
