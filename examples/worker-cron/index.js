@@ -40,8 +40,17 @@ async function main() {
       env: { ...process.env, WORKER_NAME: `worker-${i + 1}`, LOCK_DIR: lockDir },
     }),
   )
-  // Start the ticks together, once every process is up.
-  await Promise.all(children.map((c) => new Promise((resolve) => c.once('message', resolve))))
+  // Start the ticks together, once every process is up; if one fails to start, stop them all.
+  const up = (c) =>
+    new Promise((resolve, reject) => {
+      c.once('message', resolve)
+      c.once('exit', (code) => reject(new Error(`a worker exited with ${code} before it was ready`)))
+    })
+  await Promise.all(children.map(up)).catch((err) => {
+    for (const c of children) c.kill()
+    server.close()
+    throw err
+  })
   plan.start = Date.now() + 200
   for (const c of children) c.send(plan)
   const codes = await Promise.all(children.map((c) => new Promise((resolve) => c.once('exit', resolve))))
