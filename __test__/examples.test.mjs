@@ -139,6 +139,7 @@ test('examples/typescript compiles with tsc --strict and runs', async () => {
 
 test('examples/dynamodb: two jobs take turns; each keeps its lease past 2 s by heartbeats', async () => {
   const dynamo = await startDynalite()
+  let first, second
   try {
     const env = {
       AWS_ENDPOINT_URL_DYNAMODB: dynamo.endpoint,
@@ -151,15 +152,16 @@ test('examples/dynamodb: two jobs take turns; each keeps its lease past 2 s by h
       STEP_MS: '500',
     }
     // The first job holds the lease before the second starts, so the order is known.
-    const first = startExample('examples/dynamodb/job.js', { env: { ...env, JOB_OWNER: 'job-a' } })
+    // job-a runs 6 s, so that job-b (a new process, slow to start on a loaded machine) finds it holding.
+    first = startExample('examples/dynamodb/job.js', { env: { ...env, JOB_OWNER: 'job-a', STEPS: '12' } })
     await first.waitFor(/\[job-a\] acquired nightly-export \(fence 1\)/, 'job-a acquired the lock')
-    const second = startExample('examples/dynamodb/job.js', { env: { ...env, JOB_OWNER: 'job-b' } })
-    await first.waitFor(/\[job-a\] step 6\/6/, 'job-a finished its steps')
+    second = startExample('examples/dynamodb/job.js', { env: { ...env, JOB_OWNER: 'job-b' } })
+    await second.waitFor(/\[job-b\] nightly-export is held by job-a \(fence 1\); waiting/, 'job-b saw job-a hold')
+    await first.waitFor(/\[job-a\] step 12\/12/, 'job-a finished its steps')
     assert.doesNotMatch(second.output, /acquired/, 'job-b waits while job-a heartbeats')
     const [a, b] = await Promise.all([first.exited, second.exited])
     assert.equal(a.code, 0, a.output)
     assert.equal(b.code, 0, b.output)
-    assert.match(b.output, /\[job-b\] nightly-export is held by job-a \(fence 1\); waiting/)
     assert.match(b.output, /\[job-b\] acquired nightly-export \(fence 2\)/)
     for (const [job, out] of [
       ['job-a', a.output],
@@ -172,6 +174,8 @@ test('examples/dynamodb: two jobs take turns; each keeps its lease past 2 s by h
       assert.doesNotMatch(out, /lost the lease/)
     }
   } finally {
+    first?.kill()
+    second?.kill()
     await dynamo.stop()
   }
 })
