@@ -17,7 +17,9 @@ const locks = createClient(options)
 
 // The "database": a counter that must not be read and written by two requests at once.
 let lastNumber = 0
-const slowly = <T,>(value: T): Promise<T> => new Promise((resolve) => setTimeout(() => resolve(value), 20))
+function slowly<T>(value: T): Promise<T> {
+  return new Promise((resolve) => setTimeout(() => resolve(value), 20)) // a database round trip
+}
 
 async function issueInvoice(customer: string): Promise<Invoice> {
   // using<T> resolves what the function returns: here an Invoice, typed.

@@ -46,8 +46,9 @@ async function main(plan) {
     try {
       await runTick(lock, tick, plan, store)
     } catch (err) {
-      if (!(err instanceof StaleFenceError)) throw err
-      log(`tick ${tick}: the store refused my write: ${err.message}`)
+      if (err instanceof StaleFenceError) log(`tick ${tick}: the store refused my write: ${err.message}`)
+      else if (err.code === 'ERR_LOCK_LOST') log(`tick ${tick}: lost the lock; the next holder finishes the tick`)
+      else throw err
     } finally {
       if (!(await lock.release())) log(`tick ${tick}: my lease had run out before the release`)
     }
