@@ -83,11 +83,27 @@ describe('examples/express-exclusive-init', () => {
     } finally {
       app.kill()
     }
+
+    // Started again on the same state: every worker finds the schema migrated, nothing runs.
+    const again = startExample('examples/express-exclusive-init/server.js', {
+      env: { PORT: '0', WORKERS: '4', STATE_DIR: stateDir, ...env },
+    })
+    try {
+      await again.waitFor(/all 4 workers serve on /, 'all workers served after a restart')
+      assert.equal(lines(again.output, /schema already at version 1/).length, 4, again.output)
+      assert.doesNotMatch(again.output, /migrating/)
+      assert.equal(JSON.parse(await readFile(join(stateDir, 'db.json'), 'utf8')).migrations.length, 1)
+      again.signal('SIGTERM')
+      assert.equal((await again.exited).code, 0, again.output)
+    } finally {
+      again.kill()
+    }
   }
 
-  test('on Redis (REDIS_URL): the migration runs once, all 4 workers serve after it', () =>
+  test('on Redis (REDIS_URL): the migration runs once, all 4 workers serve after it; not again on restart', () =>
     check({ REDIS_URL: redis.url }))
-  test('on the file backend (the default): the migration runs once, all 4 workers serve after it', () => check({}))
+  test('on the file backend (the default): the migration runs once, all 4 workers serve after it; not again on restart', () =>
+    check({}))
 })
 
 describe('examples/worker-cron', () => {
