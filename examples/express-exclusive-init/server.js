@@ -53,7 +53,7 @@ async function worker() {
 
   // Every worker asks for the same lock; one at a time gets it. The first one finds the schema
   // old and migrates; the others wait meanwhile, then find it done. using() releases the lock
-  // even when the migration throws (then this worker exits and the next one tries).
+  // even when the migration throws (then this worker exits, and the primary stops the app).
   const schema = await locks.using('db-migrate', { ttl: 10_000 }, async (signal, lock) => {
     const before = await db.schemaVersion(stateDir)
     if (before >= db.LATEST) {
