@@ -13,6 +13,7 @@ use crate::lease::{Acquire, AcquireRequest, LockInfo, Payload, ReleaseOptions};
 
 pub mod dynamodb;
 pub mod dynamodb_raw;
+pub mod file;
 pub mod memory;
 pub mod redis;
 pub mod redlock;
