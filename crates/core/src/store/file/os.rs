@@ -14,20 +14,27 @@ use rustix::fs::{flock, FlockOperation};
 use crate::error::{LockError, Result};
 
 /// A backend error about the lock directory, naming what went wrong in words a user can act
-/// on. The path is the user's own setting, so it is safe to show.
+/// on. The path is the user's own setting, so it is safe to show. What a retry cannot fix
+/// (not a directory, no permission, read-only, full) is refused at once, so a waiting acquire
+/// rejects instead of retrying into its deadline; other I/O errors may pass and are retried.
 pub(crate) fn io_error(what: &str, path: &Path, err: std::io::Error) -> LockError {
-  let why = match err.kind() {
-    ErrorKind::NotADirectory => "a path component is not a directory",
-    ErrorKind::PermissionDenied => "permission denied",
-    ErrorKind::ReadOnlyFilesystem => "the file system is read-only",
-    ErrorKind::StorageFull | ErrorKind::QuotaExceeded => "no space left on the device",
-    ErrorKind::NotFound => "it does not exist",
-    _ => "I/O error",
+  let (why, lasting) = match err.kind() {
+    ErrorKind::NotADirectory => ("a path component is not a directory", true),
+    ErrorKind::PermissionDenied => ("permission denied", true),
+    ErrorKind::ReadOnlyFilesystem => ("the file system is read-only", true),
+    ErrorKind::StorageFull | ErrorKind::QuotaExceeded => ("no space left on the device", true),
+    ErrorKind::NotFound => ("it does not exist", false),
+    _ => ("I/O error", false),
   };
-  LockError::backend(
-    format!("file backend: cannot {what} {}: {why}", path.display()),
-    err,
-  )
+  let message = format!("file backend: cannot {what} {}: {why}", path.display());
+  if lasting {
+    LockError::Rejected {
+      message,
+      source: Some(Box::new(err)),
+    }
+  } else {
+    LockError::backend(message, err)
+  }
 }
 
 /// Creates the lock directory if it is missing (with `mode`), and checks that it is a
@@ -159,12 +166,19 @@ pub(crate) fn is_locked(path: &Path) -> Result<bool> {
 /// fence for recovering a torn record). Made beside it and renamed, so a stopped holder's
 /// locked file is replaced, never shared.
 pub(crate) fn new_hold(path: &Path, tmp: &Path, fence: u64) -> Result<File> {
-  let mut file = open_rw(tmp, true).map_err(|e| io_error("create", tmp, e))?;
-  flock(&file, FlockOperation::NonBlockingLockExclusive)
-    .map_err(|e| io_error("lock", tmp, e.into()))?;
-  file
-    .write_all(fence.to_string().as_bytes())
-    .map_err(|e| io_error("write", tmp, e))?;
+  let made = (|| {
+    let mut file = open_rw(tmp, true)?;
+    flock(&file, FlockOperation::NonBlockingLockExclusive)?;
+    file.write_all(fence.to_string().as_bytes())?;
+    Ok(file)
+  })();
+  let file = match made {
+    Ok(file) => file,
+    Err(e) => {
+      let _ = std::fs::remove_file(tmp);
+      return Err(io_error("write", tmp, e));
+    }
+  };
   std::fs::rename(tmp, path).map_err(|e| io_error("rename", tmp, e))?;
   Ok(file)
 }
