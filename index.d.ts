@@ -258,11 +258,7 @@ declare namespace ferrolock {
 
   /** Options of `createClient`: one backend, memory (the default), file, redis (one server or a cluster), redlock or dynamodb. */
   export type ClientOptions =
-    | MemoryClientOptions
-    | FileClientOptions
-    | RedisClientOptions
-    | RedlockClientOptions
-    | DynamoClientOptions
+    MemoryClientOptions | FileClientOptions | RedisClientOptions | RedlockClientOptions | DynamoClientOptions
 
   /** Options of `acquire`, `tryAcquire` and `using`: durations are integer ms, and `undefined` means the default. */
   export interface AcquireOptions {

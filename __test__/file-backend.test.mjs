@@ -32,7 +32,9 @@ function within(ms, what, promise) {
 
 // A `hold` worker: resolves with the child and a function that waits for its next output line.
 async function holder(dir, name, ttl) {
-  const child = spawn(process.execPath, [worker, 'hold', dir, name, String(ttl)], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const child = spawn(process.execPath, [worker, 'hold', dir, name, String(ttl)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
   const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]()
   const next = (what) =>
     within(20000, what, lines.next()).then((r) => {
@@ -55,7 +57,9 @@ test('4 processes x 4 workers x 10 acquisitions: the counter is exact, no critic
   const outputs = await within(
     120000,
     'the counting processes',
-    Promise.all(Array.from({ length: 4 }, () => run(process.execPath, [worker, 'count', dir, 'counter', counter, '4', '10']))),
+    Promise.all(
+      Array.from({ length: 4 }, () => run(process.execPath, [worker, 'count', dir, 'counter', counter, '4', '10'])),
+    ),
   )
   const intervals = outputs
     .flatMap(({ stdout }) => JSON.parse(stdout))
@@ -152,7 +156,10 @@ test('10,000 distinct names, and names that look like paths or differ in case on
         held.map((l) => l.fence),
         batch.map(() => 1n),
       )
-      assert.deepEqual(await Promise.all(held.map((l) => l.release())), batch.map(() => true))
+      assert.deepEqual(
+        await Promise.all(held.map((l) => l.release())),
+        batch.map(() => true),
+      )
     }
     const files = readdirSync(dir)
     assert.equal(files.length, 30000) // .lk, .rec and .hold per name
@@ -237,7 +244,18 @@ test('the directory is made with mode 0700 (or the given mode); a file in its pl
 })
 
 test('bad file options are refused with ERR_INVALID_ARG before any I/O', () => {
-  for (const file of ['', 5, null, [], { dir: '' }, { dir: 'x', mode: -1 }, { dir: 'x', mode: 0o10000 }, { dir: 'x', mode: 1.5 }, { dir: 'x', fsync: 'yes' }, { dir: 'x', other: 1 }]) {
+  for (const file of [
+    '',
+    5,
+    null,
+    [],
+    { dir: '' },
+    { dir: 'x', mode: -1 },
+    { dir: 'x', mode: 0o10000 },
+    { dir: 'x', mode: 1.5 },
+    { dir: 'x', fsync: 'yes' },
+    { dir: 'x', other: 1 },
+  ]) {
     assert.throws(() => createClient({ file }), { code: 'ERR_INVALID_ARG' }, JSON.stringify(file))
   }
   assert.throws(() => createClient({ file: 'x', redis: 'redis://localhost' }), { code: 'ERR_INVALID_ARG' })

@@ -18,19 +18,30 @@ const require = createRequire(import.meta.url)
 const now = () => process.hrtime.bigint()
 const MS = 1e6
 const TTL = 10000
-const LIBS = ['ferrolock file', 'proper-lockfile', 'ferrolock memory', 'ferrolock redis']
+const ALL = ['ferrolock file', 'proper-lockfile', 'ferrolock memory', 'ferrolock redis']
+// `node bench/file.mjs file proper-lockfile` runs a subset (names matched by their last word).
+const picked = process.argv.slice(2).filter((a) => !a.startsWith('--'))
+const LIBS = picked.length ? ALL.filter((l) => picked.includes(l.split(' ').pop())) : ALL
 
 // One adapter per library: acquire(key) waits until the lock is ours; release(handle).
 async function open(lib, dir, redisUrl) {
   if (lib === 'proper-lockfile') {
     const lockfile = require('proper-lockfile')
-    // Polls every 2 ms while the lock is taken (the library has no wake-up); never stale here.
-    const opts = { realpath: false, stale: TTL, retries: { retries: 1e9, factor: 1, minTimeout: 2, maxTimeout: 2 } }
-    return {
-      acquire: (key) => lockfile.lock(join(dir, key), opts),
-      release: (unlock) => unlock(),
-      close: async () => {},
+    // Its own `retries` option precomputes every retry's timeout on each call (10 ms for a long
+    // wait), so it waits here instead: one attempt, then again every 2 ms while the lock is taken
+    // (it has no wake-up). Never stale within a run.
+    const opts = { realpath: false, stale: TTL }
+    const acquire = async (key) => {
+      for (;;) {
+        try {
+          return await lockfile.lock(join(dir, key), opts)
+        } catch (err) {
+          if (err.code !== 'ELOCKED') throw err
+          await new Promise((resolve) => setTimeout(resolve, 2))
+        }
+      }
     }
+    return { acquire, release: (unlock) => unlock(), close: async () => {} }
   }
   const { createClient } = require('..')
   const backend = { 'ferrolock file': { file: dir }, 'ferrolock memory': {}, 'ferrolock redis': { redis: redisUrl } }
@@ -50,8 +61,9 @@ async function loop(peer, key, startAt, endAt, log) {
     const h = await peer.acquire(key)
     const acquired = now()
     await Promise.resolve() // the critical section
+    const releasing = now()
     await peer.release(h)
-    if (log) log.push([String(acquired), String(now())])
+    if (log) log.push([String(acquired), String(releasing), String(now())])
     n++
   }
   return n
@@ -89,16 +101,24 @@ async function contended(lib, dir, redisUrl) {
   const procs = Array.from({ length: 4 }, () =>
     fork(self, ['--worker', lib, dir, redisUrl, String(startAt), String(endAt)], { stdio: 'inherit' }),
   )
-  const logs = await Promise.all(procs.map((p) => new Promise((resolve) => p.once('message', resolve))))
+  const logs = await Promise.all(
+    procs.map(
+      (p) =>
+        new Promise((resolve, reject) => {
+          p.once('message', resolve)
+          p.once('exit', (code) => reject(new Error(`${lib}: a contention worker exited with ${code}`)))
+        }),
+    ),
+  )
   const workers = logs.flat()
   const all = workers
-    .flatMap((log, w) => log.map(([a, r]) => ({ w, a: BigInt(a), r: BigInt(r) })))
+    .flatMap((log, w) => log.map(([a, c, r]) => ({ w, a: BigInt(a), c: BigInt(c), r: BigInt(r) })))
     .sort((x, y) => (x.a < y.a ? -1 : 1))
   const gaps = []
   let overlaps = 0
   for (let i = 1; i < all.length; i++) {
     gaps.push(Number(all[i].a - all[i - 1].r) / MS)
-    if (all[i].a < all[i - 1].r) overlaps++
+    if (all[i].a < all[i - 1].c) overlaps++ // taken before the previous holder let go
   }
   gaps.sort((a, b) => a - b)
   const counts = workers.map((l) => l.length)
@@ -126,12 +146,16 @@ try {
       const dir = mkdtempSync(join(os.tmpdir(), 'ferrolock-bench-'))
       results[lib].seq.push(await throughput(lib, dir, redis.url, 1))
       results[lib].keys.push(await throughput(lib, dir, redis.url, 64))
+      console.error(
+        `round ${round + 1}: ${lib} ${Math.round(results[lib].seq.at(-1))} / ${Math.round(results[lib].keys.at(-1))}`,
+      )
       rmSync(dir, { recursive: true, force: true })
     }
   }
   for (const lib of LIBS) {
     const dir = mkdtempSync(join(os.tmpdir(), 'ferrolock-bench-'))
     results[lib].c = await contended(lib, dir, redis.url)
+    console.error(`contended: ${lib} ${JSON.stringify(results[lib].c)}`)
     rmSync(dir, { recursive: true, force: true })
   }
 } finally {
@@ -140,7 +164,7 @@ try {
 const loadEnd = os.loadavg()[0]
 
 const f = (n) => Math.round(n).toLocaleString('en-US')
-const plf = median(results['proper-lockfile'].seq)
+const plf = results['proper-lockfile'] ? median(results['proper-lockfile'].seq) : NaN
 const rows = LIBS.map((lib) => {
   const r = results[lib]
   const s = median(r.seq)
@@ -158,7 +182,9 @@ ${os.tmpdir()}; load average (1 min) ${load.toFixed(2)} at the start, ${loadEnd.
 work shares this machine: the numbers are indicative). ttl ${TTL} ms, no auto-extension; proper-lockfile 4.1.2 with
 \`realpath: false\` and a 2 ms retry (it polls; it has no wake-up). Sequential and 64 names: median of 3 rounds of
 1 s. Contended: 4 processes x 2 loops on one name for 3 s; the gap is the next holder's acquire resolved minus the
-previous release resolved (ms); Jain over the 8 per-worker counts (1 = equal); overlaps must be 0.
+previous release resolved (ms; slightly negative when the next holder hears of its grant before the releaser hears
+its reply); Jain over the 8 per-worker counts (1 = equal); overlaps (a holder's acquire resolved before the previous
+holder called release) must be 0.
 
 | library | sequential cycles/s | vs proper-lockfile | 64 names cycles/s | contended acq/s | gap p50 ms | gap p99 ms | Jain | overlaps |
 | --- | --: | --: | --: | --: | --: | --: | --: | --: |
@@ -171,6 +197,9 @@ if (!process.argv.includes('--no-write')) {
   let text = readFileSync(path, 'utf8')
   const a = text.indexOf('<!-- FILE:')
   const b = text.indexOf('<!-- /FILE -->')
-  text = a >= 0 && b > a ? text.slice(0, a) + section + text.slice(b + '<!-- /FILE -->'.length) : `${text.trimEnd()}\n\n${section}\n`
+  text =
+    a >= 0 && b > a
+      ? text.slice(0, a) + section + text.slice(b + '<!-- /FILE -->'.length)
+      : `${text.trimEnd()}\n\n${section}\n`
   writeFileSync(path, text)
 }

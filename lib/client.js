@@ -313,7 +313,7 @@ function warnIfNotShared() {
     `ferrolock: the memory backend excludes only within one process, and this is ${
       worker ? 'a node cluster worker' : 'one instance of a PM2 cluster'
     }: every process has locks of its own. Use the file backend (createClient({ file: dir })) to exclude the ` +
-      'processes of one host, or Redis (createClient({ redis })), Redlock or DynamoDB across hosts. ' +
+      'processes of one host, or the Redis backend (createClient({ redis })), Redlock or DynamoDB across hosts. ' +
       'createClient({ memoryWarning: false }) silences this.',
     { type: 'FerrolockWarning', code: 'FERROLOCK_MEMORY_NOT_SHARED' },
   )

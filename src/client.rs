@@ -188,7 +188,7 @@ impl NativeClient {
       binary_data: true,
       dynamo_options: false,
       tables: false,
-      immediate: false,
+      immediate: true,
     };
     Ok(Self::with(
       LockManager::new(Arc::new(store)),

@@ -11,8 +11,7 @@ use ferrolock_core::{
   LockError, LockManager, LockStore, LostReason, MemoryStore, Payload, RedisOptions, RedisStore,
   StaticCredentials, TableOptions, Wait,
 };
-use ferrolock_core::{FileOptions, FileStore,
-};
+use ferrolock_core::{FileOptions, FileStore};
 use support::{Dynalite, RedisCluster, RedisServer};
 use tokio_util::sync::CancellationToken;
 

@@ -198,7 +198,17 @@ impl Inner {
         torn: false,
       });
     };
-    match Record::decode(&bytes) {
+    if bytes.is_empty() {
+      // Made, but its first write never happened (a full disk): no version yet.
+      return Ok(Loaded {
+        rec: Record {
+          name: name.to_owned(),
+          ..Record::default()
+        },
+        torn: false,
+      });
+    }
+    match Record::decode_file(&bytes) {
       Some(rec) if rec.name == name => Ok(Loaded { rec, torn: false }),
       Some(rec) => Err(LockError::Rejected {
         message: format!(
@@ -223,6 +233,11 @@ impl Inner {
             fence: floor,
             holder: None,
             queue: Vec::new(),
+            // Rewritten whole, not in a slot next to the torn bytes.
+            place: record::Place {
+              whole: true,
+              ..record::Place::default()
+            },
           },
           torn: true,
         })
@@ -230,13 +245,38 @@ impl Inner {
     }
   }
 
+  /// Writes `rec` as the next version: in place into the slot it was not read from, or as
+  /// the whole file when it is larger than a slot (or the file must be rewritten whole).
   fn save(&self, p: &NamePaths, rec: &Record) -> Result<()> {
-    os::write_atomic(&p.record, &p.record_tmp, &rec.encode(), self.opts.fsync)
+    let bytes = rec.encode(rec.place.seq + 1);
+    if rec.place.whole || bytes.len() > record::SLOT {
+      return os::write_atomic(&p.record, &p.record_tmp, &bytes, self.opts.fsync);
+    }
+    let slot = match rec.place.slot {
+      Some(0) => 1,
+      _ => 0,
+    };
+    os::write_at(&p.record, slot * record::SLOT, &bytes, self.opts.fsync)
   }
 
   fn try_acquire(&self, name: &str, req: &Request) -> Result<Acquire> {
     let p = NamePaths::new(&self.opts.dir, name);
     let _state = os::lock_state(&p.state)?;
+    self.try_acquire_locked(name, &p, req)
+  }
+
+  /// `try_acquire` done at once on this thread, or `None` when another process is inside
+  /// the name's state lock right now (then the caller takes the async path).
+  fn try_acquire_now(&self, name: &str, req: &Request) -> Result<Option<Acquire>> {
+    self.ready()?;
+    let p = NamePaths::new(&self.opts.dir, name);
+    let Some(_state) = os::try_lock_state(&p.state)? else {
+      return Ok(None);
+    };
+    self.try_acquire_locked(name, &p, req).map(Some)
+  }
+
+  fn try_acquire_locked(&self, name: &str, p: &NamePaths, req: &Request) -> Result<Acquire> {
     let now = os::now_ms();
     let Loaded { mut rec, torn } = self.load(name, &p)?;
     if torn {
@@ -323,7 +363,7 @@ impl Inner {
     };
     let file = match renew {
       Some(_) if self.held_fence(name, &req.token).is_some() => None,
-      _ => Some(os::new_hold(&p.hold, &p.hold_tmp, fence)?),
+      _ => Some(os::take_hold(&p.hold, &p.hold_tmp, fence)?),
     };
     rec.fence = rec.fence.max(fence);
     rec.holder = Some(record::Holder {
@@ -356,9 +396,11 @@ impl Inner {
     let Loaded { mut rec, torn } = self.load(name, &p)?;
     if torn {
       // Ours only if we hold its kernel lock: write it whole again from what we kept.
-      let held = self.holds().get(name).filter(|h| h.token == token).map(|h| {
-        (h.fence, h.owner.clone(), h.data.clone())
-      });
+      let held = self
+        .holds()
+        .get(name)
+        .filter(|h| h.token == token)
+        .map(|h| (h.fence, h.owner.clone(), h.data.clone()));
       let Some((fence, owner, data)) = held else {
         return Ok(false);
       };
@@ -388,6 +430,20 @@ impl Inner {
   fn release(&self, name: &str, token: &str) -> Result<bool> {
     let p = NamePaths::new(&self.opts.dir, name);
     let _state = os::lock_state(&p.state)?;
+    self.release_locked(name, &p, token)
+  }
+
+  /// `release` done at once on this thread, or `None` as for `try_acquire_now`.
+  fn release_now(&self, name: &str, token: &str) -> Result<Option<bool>> {
+    self.ready()?;
+    let p = NamePaths::new(&self.opts.dir, name);
+    let Some(_state) = os::try_lock_state(&p.state)? else {
+      return Ok(None);
+    };
+    self.release_locked(name, &p, token).map(Some)
+  }
+
+  fn release_locked(&self, name: &str, p: &NamePaths, token: &str) -> Result<bool> {
     let now = os::now_ms();
     let Loaded { mut rec, torn } = self.load(name, &p)?;
     let released = if torn {
@@ -416,7 +472,9 @@ impl Inner {
       os::ping(&p.hold);
     }
     if released {
-      self.hub.wake(name, rec.queue.first().map(|w| w.token.as_str()));
+      self
+        .hub
+        .wake(name, rec.queue.first().map(|w| w.token.as_str()));
     }
     Ok(released)
   }
@@ -466,7 +524,9 @@ impl Inner {
     self.save(&p, &rec)?;
     if was_head && rec.holder.is_none() && !rec.queue.is_empty() {
       os::ping(&p.hold);
-      self.hub.wake(name, rec.queue.first().map(|w| w.token.as_str()));
+      self
+        .hub
+        .wake(name, rec.queue.first().map(|w| w.token.as_str()));
     }
     Ok(())
   }
@@ -535,6 +595,33 @@ impl LockStore for FileStore {
 
   fn watched(&self) -> usize {
     self.inner.hub.len()
+  }
+
+  /// Without `fsync`, a free lock is taken in the caller's call: a few system calls on a
+  /// local file system, no thread hop. Contended (or with `fsync`), the async path.
+  fn try_acquire_now(&self, name: &str, req: &AcquireRequest<'_>) -> Option<Result<Acquire>> {
+    if self.inner.opts.fsync || self.inner.closed.load(Ordering::Acquire) {
+      return None;
+    }
+    if !req.extras.is_default() {
+      return Some(Err(unsupported_extras("file")));
+    }
+    let req = Request {
+      token: req.token.to_owned(),
+      owner: req.owner.to_owned(),
+      ttl_ms: ms(req.ttl),
+      data: req.data.cloned(),
+      queue_for_ms: req.queue_for.map(ms),
+    };
+    // An error is reported by the async path, which tries the same again (nothing happened).
+    self.inner.try_acquire_now(name, &req).ok().flatten().map(Ok)
+  }
+
+  fn release_now(&self, name: &str, token: &str) -> Option<Result<bool>> {
+    if self.inner.opts.fsync || self.inner.closed.load(Ordering::Acquire) {
+      return None;
+    }
+    self.inner.release_now(name, token).ok().flatten().map(Ok)
   }
 
   async fn close(&self) {

@@ -5,7 +5,7 @@
 
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -58,8 +58,11 @@ pub(crate) fn prepare_dir(dir: &Path, mode: u32) -> Result<()> {
     Err(err) => return Err(io_error("open the lock directory", dir, err)),
   }
   // Root passes permission checks but not a read-only mount: access(2) reports both.
-  rustix::fs::access(dir, rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK)
-    .map_err(|e| io_error("write to the lock directory", dir, e.into()))?;
+  rustix::fs::access(
+    dir,
+    rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK,
+  )
+  .map_err(|e| io_error("write to the lock directory", dir, e.into()))?;
   if let Some(fs) = network_fs(dir) {
     return Err(LockError::Rejected {
       message: format!(
@@ -120,14 +123,11 @@ pub(crate) fn open_rw(path: &Path, truncate: bool) -> std::io::Result<File> {
 /// for microseconds, so waiting for it is a short back-off, bounded: a process stopped inside
 /// this window (SIGSTOP) must not hang every other one.
 pub(crate) fn lock_state(path: &Path) -> Result<File> {
-  let file = open_rw(path, false).map_err(|e| io_error("open", path, e))?;
   let started = Instant::now();
   let mut pause = Duration::from_micros(50);
   loop {
-    match flock(&file, FlockOperation::NonBlockingLockExclusive) {
-      Ok(()) => return Ok(file),
-      Err(e) if e == rustix::io::Errno::WOULDBLOCK || e == rustix::io::Errno::INTR => {}
-      Err(e) => return Err(io_error("lock", path, e.into())),
+    if let Some(file) = try_lock_state(path)? {
+      return Ok(file);
     }
     if started.elapsed() > STATE_WAIT {
       return Err(LockError::backend(
@@ -141,6 +141,16 @@ pub(crate) fn lock_state(path: &Path) -> Result<File> {
     }
     std::thread::sleep(pause);
     pause = (pause * 2).min(Duration::from_millis(2));
+  }
+}
+
+/// One attempt at the state lock: `None` when another open file description has it.
+pub(crate) fn try_lock_state(path: &Path) -> Result<Option<File>> {
+  let file = open_rw(path, false).map_err(|e| io_error("open", path, e))?;
+  match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+    Ok(()) => Ok(Some(file)),
+    Err(e) if e == rustix::io::Errno::WOULDBLOCK || e == rustix::io::Errno::INTR => Ok(None),
+    Err(e) => Err(io_error("lock", path, e.into())),
   }
 }
 
@@ -162,10 +172,26 @@ pub(crate) fn is_locked(path: &Path) -> Result<bool> {
   }
 }
 
-/// A fresh holder file at `path`, locked by us, with `fence` in it (a second copy of the
-/// fence for recovering a torn record). Made beside it and renamed, so a stopped holder's
-/// locked file is replaced, never shared.
-pub(crate) fn new_hold(path: &Path, tmp: &Path, fence: u64) -> Result<File> {
+/// The holder file at `path`, locked by us, with `fence` in it (a second copy of the fence,
+/// for recovering a torn record). The existing file is reused when nobody holds its lock (the
+/// usual case: its last holder released or died); otherwise (a stopped holder whose lease
+/// ended keeps its lock) a fresh one is made beside it and renamed over it, so the stopped
+/// holder keeps a lock on a file nobody looks at any more.
+pub(crate) fn take_hold(path: &Path, tmp: &Path, fence: u64) -> Result<File> {
+  if let Ok(file) = OpenOptions::new().read(true).write(true).open(path) {
+    if flock(&file, FlockOperation::NonBlockingLockExclusive).is_ok() {
+      let text = fence.to_string();
+      file
+        .write_all_at(text.as_bytes(), 0)
+        .and_then(|()| file.set_len(text.len() as u64))
+        .map_err(|e| io_error("write", path, e))?;
+      return Ok(file);
+    }
+  }
+  new_hold(path, tmp, fence)
+}
+
+fn new_hold(path: &Path, tmp: &Path, fence: u64) -> Result<File> {
   let made = (|| {
     let mut file = open_rw(tmp, true)?;
     flock(&file, FlockOperation::NonBlockingLockExclusive)?;
@@ -221,6 +247,19 @@ pub(crate) fn write_atomic(path: &Path, tmp: &Path, bytes: &[u8], sync: bool) ->
         .and_then(|d| d.sync_all())
         .map_err(|e| io_error("sync", dir, e))?;
     }
+  }
+  Ok(())
+}
+
+/// Writes `bytes` at `offset` of `path` (made if missing), in place; with `sync`, on disk
+/// before this returns.
+pub(crate) fn write_at(path: &Path, offset: usize, bytes: &[u8], sync: bool) -> Result<()> {
+  let file = open_rw(path, false).map_err(|e| io_error("open", path, e))?;
+  file
+    .write_all_at(bytes, offset as u64)
+    .map_err(|e| io_error("write", path, e))?;
+  if sync {
+    file.sync_data().map_err(|e| io_error("sync", path, e))?;
   }
   Ok(())
 }

@@ -37,10 +37,7 @@ impl DirWatch {
     use rustix::fs::inotify;
     let fail = |e: rustix::io::Errno| {
       LockError::backend(
-        format!(
-          "file backend: cannot watch {} for releases",
-          dir.display()
-        ),
+        format!("file backend: cannot watch {} for releases", dir.display()),
         std::io::Error::from(e),
       )
     };
