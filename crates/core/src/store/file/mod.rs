@@ -278,12 +278,12 @@ impl Inner {
 
   fn try_acquire_locked(&self, name: &str, p: &NamePaths, req: &Request) -> Result<Acquire> {
     let now = os::now_ms();
-    let Loaded { mut rec, torn } = self.load(name, &p)?;
+    let Loaded { mut rec, torn } = self.load(name, p)?;
     if torn {
       if let Some(fence) = self.held_fence(name, &req.token) {
         // Ours, by the kernel lock we hold: renew it in a whole record again.
         rec.fence = rec.fence.max(fence);
-        return self.grant(name, &p, rec, req, now, Some(fence));
+        return self.grant(name, p, rec, req, now, Some(fence));
       }
       if os::is_locked(&p.hold)? {
         // A live holder we cannot read: wait for it to go.
@@ -296,7 +296,7 @@ impl Inner {
       if h.token == req.token && h.expires_ms > now {
         // An earlier attempt of ours took it: renew within this attempt.
         let fence = rec.fence;
-        return self.grant(name, &p, rec, req, now, Some(fence));
+        return self.grant(name, p, rec, req, now, Some(fence));
       }
       // The kernel says whether the holder lives; its lease, whether it may still hold.
       if h.expires_ms > now && os::is_locked(&p.hold)? {
@@ -304,19 +304,19 @@ impl Inner {
           owner: Some(h.owner.clone()),
           remaining: Some(Duration::from_millis(h.expires_ms - now)),
         };
-        self.enqueue(&p, &mut rec, &before, req, now)?;
+        self.enqueue(p, &mut rec, &before, req, now)?;
         return Ok(Acquire::Held(holder));
       }
       rec.holder = None;
     }
     if let Some(head) = rec.queue.first() {
       if head.token != req.token {
-        self.enqueue(&p, &mut rec, &before, req, now)?;
+        self.enqueue(p, &mut rec, &before, req, now)?;
         return Ok(Acquire::Held(Holder::default()));
       }
       rec.queue.remove(0);
     }
-    self.grant(name, &p, rec, req, now, None)
+    self.grant(name, p, rec, req, now, None)
   }
 
   /// Keeps a waiting caller in the queue; writes the record only when that changes it
@@ -445,12 +445,12 @@ impl Inner {
 
   fn release_locked(&self, name: &str, p: &NamePaths, token: &str) -> Result<bool> {
     let now = os::now_ms();
-    let Loaded { mut rec, torn } = self.load(name, &p)?;
+    let Loaded { mut rec, torn } = self.load(name, p)?;
     let released = if torn {
       match self.held_fence(name, token) {
         Some(fence) => {
           rec.fence = rec.fence.max(fence);
-          self.save(&p, &rec)?;
+          self.save(p, &rec)?;
           true
         }
         None => false,
@@ -460,7 +460,7 @@ impl Inner {
         Some(h) if h.token == token => {
           let live = h.expires_ms > now;
           rec.holder = None;
-          self.save(&p, &rec)?;
+          self.save(p, &rec)?;
           live
         }
         _ => false,
@@ -614,7 +614,12 @@ impl LockStore for FileStore {
       queue_for_ms: req.queue_for.map(ms),
     };
     // An error is reported by the async path, which tries the same again (nothing happened).
-    self.inner.try_acquire_now(name, &req).ok().flatten().map(Ok)
+    self
+      .inner
+      .try_acquire_now(name, &req)
+      .ok()
+      .flatten()
+      .map(Ok)
   }
 
   fn release_now(&self, name: &str, token: &str) -> Option<Result<bool>> {

@@ -250,7 +250,10 @@ mod tests {
   #[test]
   fn round_trip() {
     let r = sample();
-    assert_eq!(Record::decode_file(&r.encode(1)), Some(placed(&r, 1, 0, false)));
+    assert_eq!(
+      Record::decode_file(&r.encode(1)),
+      Some(placed(&r, 1, 0, false))
+    );
     let text = Record {
       holder: Some(Holder {
         data: Some(Payload::Text("héllo".into())),
@@ -258,7 +261,10 @@ mod tests {
       }),
       ..sample()
     };
-    assert_eq!(Record::decode_file(&text.encode(7)), Some(placed(&text, 7, 0, false)));
+    assert_eq!(
+      Record::decode_file(&text.encode(7)),
+      Some(placed(&text, 7, 0, false))
+    );
     let big = Record {
       holder: Some(Holder {
         data: Some(Payload::Text("x".repeat(SLOT))),
@@ -266,14 +272,21 @@ mod tests {
       }),
       ..sample()
     };
-    assert_eq!(Record::decode_file(&big.encode(3)), Some(placed(&big, 3, 0, true)));
+    assert_eq!(
+      Record::decode_file(&big.encode(3)),
+      Some(placed(&big, 3, 0, true))
+    );
   }
 
   #[test]
   fn every_torn_prefix_and_flipped_byte_is_refused() {
     let bytes = sample().encode(1);
     for len in 0..bytes.len() {
-      assert_eq!(Record::decode_file(&bytes[..len]), None, "prefix of {len} bytes");
+      assert_eq!(
+        Record::decode_file(&bytes[..len]),
+        None,
+        "prefix of {len} bytes"
+      );
     }
     let mut flipped = bytes.clone();
     let last = flipped.len() - 2;
@@ -294,11 +307,17 @@ mod tests {
     assert_eq!(Record::decode_file(&file), Some(placed(&new, 2, 1, false)));
     // The write of slot 1 was cut short: slot 0 is the truth.
     let cut = file.len() - 5;
-    assert_eq!(Record::decode_file(&file[..cut]), Some(placed(&old, 1, 0, false)));
+    assert_eq!(
+      Record::decode_file(&file[..cut]),
+      Some(placed(&old, 1, 0, false))
+    );
     // A newer version in slot 0 beats an older one in slot 1.
     let mut swapped = new.encode(3);
     swapped.resize(SLOT, 0);
     swapped.extend_from_slice(&old.encode(2));
-    assert_eq!(Record::decode_file(&swapped), Some(placed(&new, 3, 0, false)));
+    assert_eq!(
+      Record::decode_file(&swapped),
+      Some(placed(&new, 3, 0, false))
+    );
   }
 }
