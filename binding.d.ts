@@ -30,6 +30,11 @@ export declare class NativeClient {
   /** Redlock over independent masters; connects on first use. */
   static redlock(completions: Completions, options: NativeRedlockOptions, defaults?: NativeClientOptions | undefined | null): NativeClient
   /**
+   * Locks shared by the processes of one host through files in a directory; the directory
+   * is made and checked on first use.
+   */
+  static file(completions: Completions, options: NativeFileOptions, defaults?: NativeClientOptions | undefined | null): NativeClient
+  /**
    * One DynamoDB table; the SDK client is made on first use. Locks default to its
    * `leaseDuration` and `heartbeatPeriod`.
    */
@@ -205,6 +210,16 @@ export interface NativeEvent {
   reason?: string
   message?: string
   probe?: number
+}
+
+/** `options.file` as an object (lib/options/file.js turns the string form into `{ dir }`). */
+export interface NativeFileOptions {
+  /** The lock directory. */
+  dir: string
+  /** Mode of the directory when it is created (default 0o700). */
+  mode?: number
+  /** fsync every record write (default false). */
+  fsync?: boolean
 }
 
 /**

@@ -100,6 +100,7 @@ declare namespace ferrolock {
     /** Not allowed together with `memory`. */
     dynamodb?: undefined
     redlock?: undefined
+    file?: undefined
   }
 
   /**
@@ -121,6 +122,7 @@ declare namespace ferrolock {
     /** Not allowed together with `redis`. */
     dynamodb?: undefined
     redlock?: undefined
+    file?: undefined
   }
 
   /** Static AWS credentials; never shown in messages or logs. */
@@ -185,6 +187,7 @@ declare namespace ferrolock {
     redlock?: undefined
     /** Not allowed together with `dynamodb`. */
     keyPrefix?: undefined
+    file?: undefined
   }
 
   /** A JSON value, as stored in DynamoDB additional attributes. */
@@ -225,10 +228,44 @@ declare namespace ferrolock {
     redis?: undefined
     /** Not allowed together with `redlock`. */
     dynamodb?: undefined
+    file?: undefined
   }
 
-  /** Options of `createClient`: one backend, memory (the default), redis (one server or a cluster), redlock or dynamodb. */
-  export type ClientOptions = MemoryClientOptions | RedisClientOptions | RedlockClientOptions | DynamoClientOptions
+  /**
+   * Options of the file backend: locks shared by the processes of one host through files in a local
+   * directory, with no server (see docs/file.md). Network file systems (NFS, SMB) are refused.
+   */
+  export interface FileOptions {
+    /** The lock directory; created on first use if missing. Relative paths are resolved against the current directory. */
+    dir: string
+    /** Mode of the directory when ferrolock creates it (default `0o700`: this user only). */
+    mode?: number | undefined
+    /** fsync every record write, so fences also survive a power loss (default `false`: they survive any process crash). */
+    fsync?: boolean | undefined
+  }
+
+  /** Options of the file backend (`keyPrefix` does not apply). */
+  export interface FileClientOptions {
+    /** The lock directory, or `{ dir, mode, fsync }`. */
+    file: string | FileOptions
+    logger?: Logger | undefined
+    /** The most bytes of lock `data` an acquire may carry; default 1 MiB (1048576). */
+    maxDataBytes?: number | undefined
+    /** Not allowed together with `file`. */
+    memory?: undefined
+    /** Not allowed together with `file`. */
+    redis?: undefined
+    /** Not allowed together with `file`. */
+    redlock?: undefined
+    /** Not allowed together with `file`. */
+    dynamodb?: undefined
+    /** Not allowed together with `file`. */
+    keyPrefix?: undefined
+  }
+
+  /** Options of `createClient`: one backend, memory (the default), file, redis (one server or a cluster), redlock or dynamodb. */
+  export type ClientOptions =
+    MemoryClientOptions | FileClientOptions | RedisClientOptions | RedlockClientOptions | DynamoClientOptions
 
   /** Options of `acquire`, `tryAcquire` and `using`: durations are integer ms, and `undefined` means the default. */
   export interface AcquireOptions {
@@ -251,7 +288,7 @@ declare namespace ferrolock {
     refreshInterval?: number | undefined
     /** Owner name stored with the lock, at most 1024 bytes (default `hostname:pid`; DynamoDB: the client's `ownerName`). */
     owner?: string | undefined
-    /** Data stored with the lock and shown by `inspect`: a string, or a Buffer (memory and dynamodb) (default none). */
+    /** Data stored with the lock and shown by `inspect`: a string, or a Buffer (memory, file and dynamodb) (default none). */
     data?: string | BufferType | undefined
     /** Cancels the wait when aborted: the acquire rejects with `ERR_ABORTED` (a held lock is unaffected). */
     signal?: AbortSignalType | undefined
@@ -369,7 +406,7 @@ declare namespace ferrolock {
   }
 
   /** The backend a client talks to. */
-  export type Backend = 'memory' | 'redis' | 'redis-cluster' | 'redlock' | 'dynamodb'
+  export type Backend = 'memory' | 'file' | 'redis' | 'redis-cluster' | 'redlock' | 'dynamodb'
 
   // ---- Lock --------------------------------------------------------------------------------------
 
@@ -490,7 +527,7 @@ declare namespace ferrolock {
    */
   export class Client {
     private constructor()
-    /** The backend this client talks to: `'memory'`, `'redis'`, `'redis-cluster'`, `'redlock'` or `'dynamodb'`. */
+    /** The backend this client talks to: `'memory'`, `'file'`, `'redis'`, `'redis-cluster'`, `'redlock'` or `'dynamodb'`. */
     get backend(): Backend
 
     /** Acquires `name`, waiting as `options.wait` says; rejects `ERR_LOCK_NOT_ACQUIRED` if it gives up. */
@@ -564,6 +601,7 @@ declare namespace ferrolock {
 
   /**
    * Creates a lock client: the in-process memory backend with no options (or `{ memory: true }`),
+   * the processes of one host through a lock directory with `{ file: dir | { dir, mode, fsync } }`,
    * one Redis server with `{ redis: url | options }`, a Redis Cluster with `{ redis: { cluster: urls } }`,
    * Redlock over independent masters with `{ redlock: urls }`, or a DynamoDB table with
    * `{ dynamodb: { table, ... } }`. Throws `ERR_INVALID_ARG` on bad options.

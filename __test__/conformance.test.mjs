@@ -2,6 +2,9 @@
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
 import { createRequire } from 'node:module'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 
 import { AbortedError, ClientClosedError, createClient, LockError, LockNotAcquiredError } from '../index.js'
@@ -37,6 +40,12 @@ const unique = (p) => `${p}-${process.pid}-${++seq}`
 // `push`: a release wakes waiters by itself (DynamoDB has no notifications: waiters poll).
 const backends = {
   memory: async () => ({ make: () => createClient(), stop: async () => {}, push: true }),
+  // Two clients of one lock directory exclude each other as two processes do.
+  file: async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ferrolock-conf-'))
+    const stop = async () => rmSync(dir, { recursive: true, force: true })
+    return { make: () => createClient({ file: dir }), stop, push: true }
+  },
   redis: async () => {
     const server = await startRedis()
     return { make: () => createClient({ redis: server.url, keyPrefix: 'conf:' }), stop: server.stop, push: true }

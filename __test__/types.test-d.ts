@@ -100,7 +100,7 @@ function clients(): Client[] {
 
 function client(locks: Client): void {
   expectType<Backend>(locks.backend)
-  expectType<'memory' | 'redis' | 'redis-cluster' | 'redlock' | 'dynamodb'>(locks.backend)
+  expectType<'memory' | 'file' | 'redis' | 'redis-cluster' | 'redlock' | 'dynamodb'>(locks.backend)
   // @ts-expect-error backend is read-only
   locks.backend = 'redis'
   // @ts-expect-error there is only memory, redis (one server or a cluster) and redlock
@@ -549,6 +549,14 @@ async function dynamodb() {
     },
   })
   createClient({ dynamodb: { table: 'locks' }, logger: console })
+  createClient({ file: '/var/lib/app/locks' })
+  createClient({ file: { dir: './locks', mode: 0o750, fsync: true }, logger: console, maxDataBytes: 1024 })
+  // @ts-expect-error the file backend has no keyPrefix (use another directory)
+  createClient({ file: './locks', keyPrefix: 'x' })
+  // @ts-expect-error one backend at a time
+  createClient({ file: './locks', redis: 'redis://localhost' })
+  // @ts-expect-error the directory is required
+  createClient({ file: { mode: 0o700 } })
   // @ts-expect-error -- the table is required
   createClient({ dynamodb: { region: 'eu-west-1' } })
   // @ts-expect-error -- keyPrefix does not apply to DynamoDB

@@ -347,6 +347,10 @@ async function writeResults(results, info, started) {
     const d = old.indexOf('<!-- DYNAMODB:')
     const e = old.indexOf('<!-- /DYNAMODB -->')
     if (d >= 0 && e > d) notes += `\n\n${old.slice(d, e + '<!-- /DYNAMODB -->'.length)}`
+    // And the block of bench/file.mjs.
+    const fa = old.indexOf('<!-- FILE:')
+    const fb = old.indexOf('<!-- /FILE -->')
+    if (fa >= 0 && fb > fa) notes += `\n\n${old.slice(fa, fb + '<!-- /FILE -->'.length)}`
   }
   const text = `# ferrolock benchmark results
 

@@ -12,6 +12,7 @@ const { show, invalid, isPlainObject, shape, checkName } = require('./options/sh
 const { acquireOptions } = require('./options/acquire.js')
 const { redisOptions, nativeRedis, redlockOptions } = require('./options/redis.js')
 const { dynamoOptions, nativeDynamo } = require('./options/dynamodb.js')
+const { fileOptions } = require('./options/file.js')
 const { isRedisCluster } = require('./transport.js')
 const { Lock, kClientClosed } = require('./lock.js')
 const ops = require('./ops.js')
@@ -30,6 +31,7 @@ const checkClient = shape({
   redis: 'any',
   redlock: 'any',
   dynamodb: 'any',
+  file: 'any',
   keyPrefix: 'string',
   logger: 'any',
   driftFactor: 'number',
@@ -70,7 +72,7 @@ class Client {
     this.#capabilities = nativeClient.capabilities
   }
 
-  /** 'memory', 'redis', 'redis-cluster', 'redlock' or 'dynamodb'. */
+  /** 'memory', 'file', 'redis', 'redis-cluster', 'redlock' or 'dynamodb'. */
   get backend() {
     return this.#native.kind
   }
@@ -264,10 +266,11 @@ function openClient(options) {
     throw invalid('options.logger must be a logger object (pino-compatible)')
   }
   if (o.memory !== undefined && o.memory !== true) throw invalid('options.memory must be true when given')
-  if (o.memoryWarning !== undefined && (o.redis !== undefined || o.redlock !== undefined || o.dynamodb !== undefined)) {
+  const others = [o.redis, o.redlock, o.dynamodb, o.file]
+  if (o.memoryWarning !== undefined && others.some((b) => b !== undefined)) {
     throw invalid('options.memoryWarning applies to the memory backend only')
   }
-  const chosen = ['memory', 'redis', 'redlock', 'dynamodb'].filter((b) => o[b] !== undefined)
+  const chosen = ['memory', 'file', 'redis', 'redlock', 'dynamodb'].filter((b) => o[b] !== undefined)
   if (chosen.length > 1) throw invalid(`options: choose one backend (got ${chosen.join(' and ')})`)
   if (o.redlock === undefined) {
     const extra = REDLOCK_KEYS.find((k) => o[k] !== undefined)
@@ -292,6 +295,10 @@ function openClient(options) {
         { ...defaults, retryCount, retryDelay, retryJitter },
       ),
     )
+  } else if (o.file !== undefined) {
+    if (o.keyPrefix !== undefined) throw invalid('options.keyPrefix does not apply to the file backend')
+    const f = fileOptions(o.file)
+    native = wrapNative(() => NativeClient.file(ops.queue(), f, defaults))
   } else if (o.redis !== undefined) {
     const r = redisOptions(o.redis, o.keyPrefix)
     native = wrapNative(() => NativeClient.redis(ops.queue(), nativeRedis(r), defaults))
@@ -314,8 +321,8 @@ function warnIfNotShared() {
   process.emitWarning(
     `ferrolock: the memory backend excludes only within one process, and this is ${
       worker ? 'a node cluster worker' : 'one instance of a PM2 cluster'
-    }: every process has locks of its own. Use the Redis backend (createClient({ redis })), Redlock or DynamoDB ` +
-      'to exclude across processes (a file backend for one host is planned). ' +
+    }: every process has locks of its own. Use the file backend (createClient({ file: dir })) to exclude the ` +
+      'processes of one host, or the Redis backend (createClient({ redis })), Redlock or DynamoDB across hosts. ' +
       'createClient({ memoryWarning: false }) silences this.',
     { type: 'FerrolockWarning', code: 'FERROLOCK_MEMORY_NOT_SHARED' },
   )

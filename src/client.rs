@@ -6,13 +6,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ferrolock_core::{AcquireOptions, LockError};
-use ferrolock_core::{DynamoStore, LockManager, MemoryStore, RedisStore, RedlockStore};
+use ferrolock_core::{DynamoStore, FileStore, LockManager, MemoryStore, RedisStore, RedlockStore};
 use napi::bindgen_prelude::{BigInt, Buffer, Either};
 use napi_derive::napi;
 use tokio_util::sync::CancellationToken;
 
 use crate::completion::{run, Completions, Queue, Value};
 use crate::error::to_napi;
+use crate::file_options::NativeFileOptions;
 use crate::lock::Held;
 use crate::options::{
   ms, to_js, AcquireDefaults, NativeAcquireOptions, NativeClientOptions, NativeDynamoOptions,
@@ -171,6 +172,29 @@ impl NativeClient {
       completions,
       AcquireDefaults::from_options(defaults)?,
       REDIS,
+    ))
+  }
+
+  /// Locks shared by the processes of one host through files in a directory; the directory
+  /// is made and checked on first use.
+  #[napi(factory)]
+  pub fn file(
+    completions: &Completions,
+    options: NativeFileOptions,
+    defaults: Option<NativeClientOptions>,
+  ) -> napi::Result<Self> {
+    let store = FileStore::new(options.into_core()?).map_err(to_napi)?;
+    let capabilities = NativeCapabilities {
+      binary_data: true,
+      dynamo_options: false,
+      tables: false,
+      immediate: true,
+    };
+    Ok(Self::with(
+      LockManager::new(Arc::new(store)),
+      completions,
+      AcquireDefaults::from_options(defaults)?,
+      capabilities,
     ))
   }
 

@@ -3,6 +3,7 @@
 mod client;
 mod completion;
 mod error;
+mod file_options;
 mod lock;
 mod options;
 mod runtime;

@@ -2,7 +2,8 @@
 //!
 //! A [`LockManager`] waits, retries and keeps leases alive over any [`LockStore`]; a store
 //! speaks one backend's protocol ([`MemoryStore`], [`RedisStore`] for one server or a Redis Cluster,
-//! [`RedlockStore`] for a quorum of independent masters, [`DynamoStore`]).
+//! [`RedlockStore`] for a quorum of independent masters, [`DynamoStore`], [`FileStore`] for the
+//! processes of one host).
 
 pub mod client;
 pub mod error;
@@ -19,6 +20,7 @@ pub use lease::{
 pub use store::dynamodb::{
   Billing, DynamoOptions, DynamoStore, Record, StaticCredentials, TableOptions,
 };
+pub use store::file::{FileOptions, FileStore};
 pub use store::memory::MemoryStore;
 pub use store::redis::{RedisOptions, RedisStore};
 pub use store::redlock::{RedlockOptions, RedlockStore, RestartQuarantine};

@@ -13,6 +13,11 @@ use crate::lease::{Acquire, AcquireRequest, LockInfo, Payload, ReleaseOptions};
 
 pub mod dynamodb;
 pub mod dynamodb_raw;
+#[cfg(unix)]
+pub mod file;
+#[cfg(not(unix))]
+#[path = "store/file_unsupported.rs"]
+pub mod file;
 pub mod memory;
 pub mod redis;
 pub mod redlock;

@@ -11,6 +11,7 @@ use ferrolock_core::{
   LockError, LockManager, LockStore, LostReason, MemoryStore, Payload, RedisOptions, RedisStore,
   StaticCredentials, TableOptions, Wait,
 };
+use ferrolock_core::{FileOptions, FileStore};
 use support::{Dynalite, RedisCluster, RedisServer};
 use tokio_util::sync::CancellationToken;
 
@@ -164,6 +165,11 @@ macro_rules! conformance {
 }
 
 conformance!(memory, ((), Arc::new(MemoryStore::new())));
+conformance!(file, {
+  let dir = TempDir::new("conformance");
+  let store = Arc::new(FileStore::new(FileOptions::new(&dir.0)).expect("valid options"));
+  (dir, store)
+});
 conformance!(redis, {
   let srv = RedisServer::start();
   let store = redis_store(&srv);
@@ -191,6 +197,26 @@ conformance!(redlock, {
   );
   (masters, store)
 });
+
+/// A lock directory of its own under the system temp dir, removed on drop.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+  fn new(prefix: &str) -> Self {
+    let dir = std::env::temp_dir().join(format!(
+      "ferrolock-{}-{}",
+      unique(prefix),
+      std::process::id()
+    ));
+    TempDir(dir)
+  }
+}
+
+impl Drop for TempDir {
+  fn drop(&mut self) {
+    let _ = std::fs::remove_dir_all(&self.0);
+  }
+}
 
 fn cluster_store(cluster: &RedisCluster) -> Arc<RedisStore> {
   Arc::new(

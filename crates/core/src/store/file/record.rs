@@ -1,0 +1,323 @@
+//! The lock record of one name and its on-disk form. A version is a header line (length,
+//! sequence number, checksum) and the body as JSON. The file has two slots of `SLOT` bytes,
+//! written in place in turn, so an update is one write and no file is created or renamed: a
+//! write cut short (a process killed in it, a full disk) spoils only the slot being written,
+//! and the other one still holds the previous version, which is then the truth (the cut
+//! operation never returned). A version larger than a slot is written as the whole file
+//! instead (beside it, then renamed). A file with no valid version is torn and is recovered
+//! by the store, never trusted.
+
+use serde_json::{json, Map, Value};
+
+use crate::lease::Payload;
+
+const MAGIC: &str = "ferrolock-file-record 2";
+
+/// Size of one slot: a version that fits is written in place.
+pub(crate) const SLOT: usize = 4096;
+
+/// Where the version a record was read from sits, so the next write goes to the other slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Place {
+  /// Sequence number of the version read (0: none).
+  pub seq: u64,
+  /// Its slot; `None`: no valid version (a new or torn file).
+  pub slot: Option<usize>,
+  /// The file holds one version larger than a slot, or must be rewritten whole (torn).
+  pub whole: bool,
+}
+
+/// The holder of a lock, as the record keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Holder {
+  pub token: String,
+  pub owner: String,
+  /// End of the lease on the host's shared clock (ms, see `clock::now_ms`).
+  pub expires_ms: u64,
+  pub data: Option<Payload>,
+}
+
+/// A waiter in the FIFO queue: its token, and until when it counts as alive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Waiter {
+  pub token: String,
+  pub alive_until_ms: u64,
+}
+
+/// Everything the directory knows about one name.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct Record {
+  /// The name itself, to tell a hash collision (never expected) from a match.
+  pub name: String,
+  /// The last fence handed out for this name; 0 before the first grant.
+  pub fence: u64,
+  pub holder: Option<Holder>,
+  pub queue: Vec<Waiter>,
+  /// Where it was read from (not stored).
+  pub place: Place,
+}
+
+/// FNV-1a, 64 bit: a checksum against torn writes, not against an adversary.
+fn checksum(bytes: &[u8]) -> u64 {
+  let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+  for b in bytes {
+    h ^= u64::from(*b);
+    h = h.wrapping_mul(0x0100_0000_01b3);
+  }
+  h
+}
+
+/// The checksum of a version: its sequence number and body.
+fn sum(seq: u64, body: &[u8]) -> u64 {
+  let mut bytes = seq.to_le_bytes().to_vec();
+  bytes.extend_from_slice(body);
+  checksum(&bytes)
+}
+
+fn hex(bytes: &[u8]) -> String {
+  bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+  if !text.len().is_multiple_of(2) {
+    return None;
+  }
+  (0..text.len())
+    .step_by(2)
+    .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+    .collect()
+}
+
+impl Record {
+  /// This record as version `seq`.
+  pub fn encode(&self, seq: u64) -> Vec<u8> {
+    let holder = self.holder.as_ref().map(|h| {
+      let mut obj = Map::new();
+      obj.insert("token".into(), json!(h.token));
+      obj.insert("owner".into(), json!(h.owner));
+      obj.insert("expires".into(), json!(h.expires_ms));
+      match &h.data {
+        Some(Payload::Text(t)) => {
+          obj.insert("text".into(), json!(t));
+        }
+        Some(Payload::Bytes(b)) => {
+          obj.insert("bytes".into(), json!(hex(b)));
+        }
+        None => {}
+      }
+      Value::Object(obj)
+    });
+    let queue: Vec<Value> = self
+      .queue
+      .iter()
+      .map(|w| json!([w.token, w.alive_until_ms]))
+      .collect();
+    let body = json!({
+      "name": self.name,
+      "fence": self.fence,
+      "holder": holder,
+      "queue": queue,
+    })
+    .to_string();
+    let mut out = format!(
+      "{MAGIC} {} {seq} {:016x}\n",
+      body.len(),
+      sum(seq, body.as_bytes())
+    )
+    .into_bytes();
+    out.extend_from_slice(body.as_bytes());
+    out
+  }
+
+  /// The newest valid version in the bytes of a record file, with its place; `None` when
+  /// there is none (torn).
+  pub fn decode_file(bytes: &[u8]) -> Option<Record> {
+    let first = Self::decode_one(bytes);
+    if let Some((mut rec, seq, used)) = first.clone() {
+      if used > SLOT {
+        rec.place = Place {
+          seq,
+          slot: Some(0),
+          whole: true,
+        };
+        return Some(rec);
+      }
+    }
+    let second = bytes
+      .get(SLOT..)
+      .and_then(Self::decode_one)
+      .filter(|(_, _, used)| *used <= SLOT);
+    let (mut rec, seq, slot) = match (first, second) {
+      (Some(a), Some(b)) if b.1 > a.1 => (b.0, b.1, 1),
+      (Some(a), _) => (a.0, a.1, 0),
+      (None, Some(b)) => (b.0, b.1, 1),
+      (None, None) => return None,
+    };
+    rec.place = Place {
+      seq,
+      slot: Some(slot),
+      whole: false,
+    };
+    Some(rec)
+  }
+
+  /// One version at the start of `bytes`: the record, its sequence number and its length.
+  fn decode_one(bytes: &[u8]) -> Option<(Record, u64, usize)> {
+    let newline = bytes.iter().take(256).position(|b| *b == b'\n')?;
+    let header = std::str::from_utf8(bytes.get(..newline)?).ok()?;
+    let rest = header.strip_prefix(MAGIC)?;
+    let mut parts = rest.split_whitespace();
+    let len: usize = parts.next()?.parse().ok()?;
+    let seq: u64 = parts.next()?.parse().ok()?;
+    let expected = u64::from_str_radix(parts.next()?, 16).ok()?;
+    let body = bytes.get(newline + 1..newline + 1 + len)?;
+    if sum(seq, body) != expected {
+      return None;
+    }
+    let rec = Self::decode_body(body)?;
+    Some((rec, seq, newline + 1 + len))
+  }
+
+  fn decode_body(body: &[u8]) -> Option<Record> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let holder = match v.get("holder")? {
+      Value::Null => None,
+      h => Some(Holder {
+        token: h.get("token")?.as_str()?.to_owned(),
+        owner: h.get("owner")?.as_str()?.to_owned(),
+        expires_ms: h.get("expires")?.as_u64()?,
+        data: match (h.get("text"), h.get("bytes")) {
+          (Some(t), _) => Some(Payload::Text(t.as_str()?.to_owned())),
+          (None, Some(b)) => Some(Payload::Bytes(unhex(b.as_str()?)?)),
+          (None, None) => None,
+        },
+      }),
+    };
+    let queue = v
+      .get("queue")?
+      .as_array()?
+      .iter()
+      .map(|w| {
+        Some(Waiter {
+          token: w.get(0)?.as_str()?.to_owned(),
+          alive_until_ms: w.get(1)?.as_u64()?,
+        })
+      })
+      .collect::<Option<Vec<_>>>()?;
+    Some(Record {
+      name: v.get("name")?.as_str()?.to_owned(),
+      fence: v.get("fence")?.as_u64()?,
+      holder,
+      queue,
+      place: Place::default(),
+    })
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  fn sample() -> Record {
+    Record {
+      name: "../x\0y".into(),
+      fence: 42,
+      holder: Some(Holder {
+        token: "t".into(),
+        owner: "o \"q\"".into(),
+        expires_ms: 123,
+        data: Some(Payload::Bytes(vec![0, 255, 7])),
+      }),
+      queue: vec![Waiter {
+        token: "w".into(),
+        alive_until_ms: 9,
+      }],
+      place: Place::default(),
+    }
+  }
+
+  fn placed(rec: &Record, seq: u64, slot: usize, whole: bool) -> Record {
+    Record {
+      place: Place {
+        seq,
+        slot: Some(slot),
+        whole,
+      },
+      ..rec.clone()
+    }
+  }
+
+  #[test]
+  fn round_trip() {
+    let r = sample();
+    assert_eq!(
+      Record::decode_file(&r.encode(1)),
+      Some(placed(&r, 1, 0, false))
+    );
+    let text = Record {
+      holder: Some(Holder {
+        data: Some(Payload::Text("héllo".into())),
+        ..sample().holder.expect("holder")
+      }),
+      ..sample()
+    };
+    assert_eq!(
+      Record::decode_file(&text.encode(7)),
+      Some(placed(&text, 7, 0, false))
+    );
+    let big = Record {
+      holder: Some(Holder {
+        data: Some(Payload::Text("x".repeat(SLOT))),
+        ..sample().holder.expect("holder")
+      }),
+      ..sample()
+    };
+    assert_eq!(
+      Record::decode_file(&big.encode(3)),
+      Some(placed(&big, 3, 0, true))
+    );
+  }
+
+  #[test]
+  fn every_torn_prefix_and_flipped_byte_is_refused() {
+    let bytes = sample().encode(1);
+    for len in 0..bytes.len() {
+      assert_eq!(
+        Record::decode_file(&bytes[..len]),
+        None,
+        "prefix of {len} bytes"
+      );
+    }
+    let mut flipped = bytes.clone();
+    let last = flipped.len() - 2;
+    flipped[last] ^= 1;
+    assert_eq!(Record::decode_file(&flipped), None);
+  }
+
+  #[test]
+  fn the_newest_whole_slot_wins_and_a_torn_one_falls_back() {
+    let old = sample();
+    let new = Record {
+      fence: 43,
+      ..sample()
+    };
+    let mut file = old.encode(1);
+    file.resize(SLOT, 0);
+    file.extend_from_slice(&new.encode(2));
+    assert_eq!(Record::decode_file(&file), Some(placed(&new, 2, 1, false)));
+    // The write of slot 1 was cut short: slot 0 is the truth.
+    let cut = file.len() - 5;
+    assert_eq!(
+      Record::decode_file(&file[..cut]),
+      Some(placed(&old, 1, 0, false))
+    );
+    // A newer version in slot 0 beats an older one in slot 1.
+    let mut swapped = new.encode(3);
+    swapped.resize(SLOT, 0);
+    swapped.extend_from_slice(&old.encode(2));
+    assert_eq!(
+      Record::decode_file(&swapped),
+      Some(placed(&new, 3, 0, false))
+    );
+  }
+}
