@@ -10,6 +10,7 @@ import { createInterface } from 'node:readline'
 import { after, before, describe, test } from 'node:test'
 import { setTimeout as delay } from 'node:timers/promises'
 
+import { bounded } from './support/bounded.mjs'
 import { startRedis } from './support/servers.mjs'
 
 const require = createRequire(import.meta.url)
@@ -750,7 +751,7 @@ function worker(args) {
   child.on('exit', () => children.delete(child))
   const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]()
   const next = async () => {
-    const { value, done } = await lines.next()
+    const { value, done } = await bounded(lines.next(), `worker ${args.join(' ')}: a line`)
     if (done) throw new Error(`worker ${args.join(' ')} ended`)
     return value
   }

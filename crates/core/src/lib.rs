@@ -22,6 +22,7 @@ pub use store::dynamodb::{
 pub use store::memory::MemoryStore;
 pub use store::redis::{RedisOptions, RedisStore};
 pub use store::redlock::{RedlockOptions, RedlockStore};
+pub use store::wall_clock::{SystemClock, WallClock};
 pub use store::{LockStore, WakeHub, Watch};
 pub use transport::{BoxFuture, CommandTransport, DynamoClientObject, RedisClientObject};
 pub use watchdog::{EventSink, LeaseEvent, Lock, LostReason};

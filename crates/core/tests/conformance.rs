@@ -381,9 +381,7 @@ async fn waits_and_wakes<S: LockStore>(store: Arc<S>, push: bool) {
     })
   };
   // Give the waiter time to subscribe and queue.
-  while mgr.stats().pending == 0 {
-    tokio::task::yield_now().await;
-  }
+  support::wait_until("a pending waiter", || mgr.stats().pending > 0).await;
   tokio::time::sleep(Duration::from_millis(50)).await;
   let released_at = tokio::time::Instant::now();
   assert!(held.release().await.expect("release"));
@@ -431,9 +429,7 @@ async fn deadlines_and_cancel<S: LockStore>(store: Arc<S>) {
     let (mgr, name, cancel) = (mgr.clone(), name.clone(), cancel.clone());
     tokio::spawn(async move { mgr.acquire(&name, opts(1_000), cancel).await })
   };
-  while mgr.stats().pending == 0 {
-    tokio::task::yield_now().await;
-  }
+  support::wait_until("a pending waiter", || mgr.stats().pending > 0).await;
   cancel.cancel();
   let err = waiter.await.expect("join").expect_err("aborted");
   assert!(matches!(err, LockError::Aborted(_)), "{err:?}");
@@ -639,9 +635,7 @@ async fn close<S: LockStore>(store: Arc<S>) {
         .await
     })
   };
-  while mgr.stats().pending == 0 {
-    tokio::task::yield_now().await;
-  }
+  support::wait_until("a pending waiter", || mgr.stats().pending > 0).await;
   mgr.close().await;
   assert!(matches!(
     waiter.await.expect("join"),

@@ -2,6 +2,9 @@
 
 #![allow(dead_code)]
 
+mod bounded;
+pub use bounded::{bounded, scaled, slack, wait_until, within, HANG};
+
 use std::net::TcpListener;
 use std::sync::Arc;
 
