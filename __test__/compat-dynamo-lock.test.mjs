@@ -6,7 +6,7 @@ import assert from 'node:assert/strict'
 import { createRequire } from 'node:module'
 import { after, before, describe, test } from 'node:test'
 
-import { bounded, within } from './support/bounded.mjs'
+import { bounded, waitUntil, within } from './support/bounded.mjs'
 import { startDynalite } from './support/servers.mjs'
 import { dynamoLockWorker } from './support/dynamo-lock-worker.mjs'
 
@@ -390,7 +390,7 @@ describe('getLock with a mock db (getItem/putItem only, synchronous callbacks)',
     const r = recorder()
     createClient('Locks', { db }).getLock('job', 500, r.cb)
     await r.first
-    while (late.length === 0) await new Promise((resolve) => setTimeout(resolve, 5))
+    await waitUntil(() => late.length > 0, 'the late callback')
     await drain()
     assert.deepEqual(r.calls, [['ERROR']])
 
