@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferrolock_core::{
-  Acquire, AcquireExtras, AcquireOptions, AcquireRequest, DynamoOptions, DynamoStore,
-  LockManager, LockStore, StaticCredentials, SystemClock, TableOptions, Wait, WallClock,
+  Acquire, AcquireExtras, AcquireOptions, AcquireRequest, DynamoOptions, DynamoStore, LockManager,
+  LockStore, StaticCredentials, SystemClock, TableOptions, Wait, WallClock,
 };
 use serde_json::json;
 use support::Dynalite;
@@ -46,15 +46,15 @@ async fn an_hour_of_wall_clock_skew_neither_steals_a_live_lock_nor_waits_an_hour
   let srv = Dynalite::start();
   let lease = Duration::from_millis(1_200);
   // The holder's clock is an hour ahead, the taker's an hour behind.
-  let holder = DynamoStore::with_clock(options(&srv, "locks"), Arc::new(Skewed(HOUR_MS)))
-    .expect("options");
+  let holder =
+    DynamoStore::with_clock(options(&srv, "locks"), Arc::new(Skewed(HOUR_MS))).expect("options");
   assert!(holder
     .create_table(&TableOptions::default())
     .await
     .expect("create"));
   let holder = Arc::new(holder);
-  let taker = DynamoStore::with_clock(options(&srv, "locks"), Arc::new(Skewed(-HOUR_MS)))
-    .expect("options");
+  let taker =
+    DynamoStore::with_clock(options(&srv, "locks"), Arc::new(Skewed(-HOUR_MS))).expect("options");
   let taker = LockManager::new(Arc::new(taker));
 
   // The holder takes the lock and renews it every 200 ms until it "dies" (the task is aborted).
@@ -117,7 +117,11 @@ async fn an_hour_of_wall_clock_skew_neither_steals_a_live_lock_nor_waits_an_hour
   let died = Instant::now();
   let bound = support::within(1_200 + 100);
   let lock = taker
-    .acquire("skew", opts(bound.as_millis() as u64), CancellationToken::new())
+    .acquire(
+      "skew",
+      opts(bound.as_millis() as u64),
+      CancellationToken::new(),
+    )
     .await
     .expect("the taker gets the dead holder's lock")
     .expect("a lock");

@@ -305,7 +305,11 @@ async fn redlock_fence_is_on_a_majority_before_the_grant_is_reported() {
     .await
     .expect("acquire")
     .expect("lock");
-  assert!(lock.fence() > high, "fence {} from a majority", lock.fence());
+  assert!(
+    lock.fence() > high,
+    "fence {} from a majority",
+    lock.fence()
+  );
   // The fence is the highest granting counter, and a majority already holds it when the grant is
   // reported, so any next owner's majority meets a counter at least this high.
   let at_least = masters
