@@ -37,6 +37,8 @@ const testFiles = readdirSync(join(root, '__test__'))
   .filter((f) => f.endsWith('.test.mjs') && (!onlyFiles || onlyFiles.includes(f)))
   .sort()
   .map((f) => join('__test__', f))
+// (With no file named, node --test would run every test file it finds.)
+if (!testFiles.length) throw new Error(`no test file matches FERROLOCK_TEST_FILES=${process.env.FERROLOCK_TEST_FILES}`)
 // On Node 20 the --test-timeout also bounds each file as a whole (a hung file fails by its name).
 const nodeTest = (results) => [
   '--test',
@@ -155,6 +157,7 @@ for (const line of readFileSync(join(root, 'scripts', 'test-skips.txt'), 'utf8')
 
 const totals = { passed: 0, failed: 0 }
 const unlisted = [] // skipped or ignored tests nobody listed
+let listedSkips = 0
 const durations = [] // [seconds, what]
 
 // cargo test: "test result: ok. 12 passed; 0 failed; 1 ignored; ... finished in 3.21s" per test
@@ -170,7 +173,10 @@ function countCargo(out) {
   }
   for (const m of out.matchAll(/^test (\S+) \.\.\. ignored/gm)) {
     const key = `cargo | ${m[1]}`
-    if (allowed.has(key)) continue
+    if (allowed.has(key)) {
+      listedSkips++
+      continue
+    }
     unlisted.push(key)
     totals.failed++
   }
@@ -198,7 +204,10 @@ function countNode(file, label) {
     if (!t.ok) totals.failed++
     else if (t.skip !== null || t.todo !== null) {
       const key = `${where} | ${t.name}`
-      if (allowed.has(key)) continue
+      if (allowed.has(key)) {
+        listedSkips++
+        continue
+      }
       unlisted.push(`${key} (${t.skip !== null ? 'skipped' : 'todo'}: ${t.skip ?? t.todo})`)
       totals.failed++
     } else totals.passed++
@@ -243,7 +252,9 @@ if (durations.length) {
 if (unlisted.length) {
   console.log('\nSkipped or ignored, not listed in scripts/test-skips.txt (each counts as failed):')
   for (const u of unlisted) console.log(`  ${u}`)
+  failed.push('unlisted skips')
 }
+if (listedSkips) console.log(`\n${listedSkips} skipped as listed in scripts/test-skips.txt`)
 console.log(failed.length ? `\nFailed steps: ${failed.join(', ')}` : '\nAll steps passed.')
 console.log(`${totals.passed} passed, ${totals.failed} failed`)
 process.exit(failed.length || totals.failed ? 1 : 0)
