@@ -13,7 +13,7 @@ import { after, before, describe, test } from 'node:test'
 import { DescribeTimeToLiveCommand, DynamoDBClient, GetItemCommand, PutItemCommand } from '@aws-sdk/client-dynamodb'
 
 import { createClient, InvalidArgumentError, TableNotFoundError } from '../index.js'
-import { bounded, watchChild } from './support/bounded.mjs'
+import { bounded, watchChild, within } from './support/bounded.mjs'
 import { freePort, startDynalite, startMoto } from './support/servers.mjs'
 
 const WORKER = fileURLToPath(new URL('./fixtures/dynamo-worker.mjs', import.meta.url))
@@ -106,7 +106,7 @@ describe('dynamodb', () => {
     // The waiter counts a whole lease on its own clock from its first look; then one poll at most.
     assert.ok(waited >= lease, `took over after ${waited} ms`)
     // Room for a loaded machine above; the lower bound is the safety property.
-    assert.ok(waited < lease + 100 + 800, `took over after ${waited} ms`)
+    assert.ok(waited < within(lease + 100), `took over after ${waited} ms`)
     assert.ok(lock.fence > BigInt(fence))
     await lock.release()
     await taker.close()
@@ -137,7 +137,7 @@ describe('dynamodb', () => {
     const resumedAt = Date.now()
     holder.child.kill('SIGCONT')
     const lost = await holder.next('lost')
-    assert.ok(lost.receivedAt - resumedAt < heartbeat + 300, `lost ${lost.receivedAt - resumedAt} ms after resuming`)
+    assert.ok(lost.receivedAt - resumedAt < within(heartbeat), `lost ${lost.receivedAt - resumedAt} ms after resuming`)
     // The old holder did not touch the new holder's lock.
     assert.equal((await admin.inspect(name)).fence, lock.fence)
     assert.equal(await lock.release(), true)
@@ -171,7 +171,7 @@ describe('dynamodb', () => {
     const overwrittenAt = Date.now()
     const lost = await holder.next('lost')
     assert.match(lost.message, /deleted or taken by another owner/)
-    assert.ok(lost.receivedAt - overwrittenAt < heartbeat + 300, `lost after ${lost.receivedAt - overwrittenAt} ms`)
+    assert.ok(lost.receivedAt - overwrittenAt < within(heartbeat), `lost after ${lost.receivedAt - overwrittenAt} ms`)
     // The old holder left the new owner's record alone.
     const { Item } = await raw.send(
       new GetItemCommand({ TableName: table, Key: { key: { S: name } }, ConsistentRead: true }),
@@ -275,7 +275,7 @@ describe('dynamodb', () => {
       code: 'ERR_LOCK_NOT_ACQUIRED',
     })
     const waited = performance.now() - started
-    assert.ok(waited >= 600 && waited < 1500, `gave up after ${waited} ms`)
+    assert.ok(waited >= 600 && waited < within(600), `gave up after ${waited} ms`)
     await lock.release()
     // A dead holder with a longer lease than ours is taken over, even with no extra time.
     const dead = await holder.acquire(unique('atw-dead'), { ttl: 700, autoExtend: false })
@@ -305,7 +305,7 @@ describe('dynamodb', () => {
       assert.match(err.message, new RegExp(t))
       return true
     })
-    assert.ok(performance.now() - started < 1000)
+    assert.ok(performance.now() - started < within(0)) // at once
     await assert.rejects(locks.inspect('a'), { code: 'ERR_TABLE_NOT_FOUND' })
     await locks.close()
   })
