@@ -72,6 +72,8 @@ function node22() {
 }
 
 // [name, command, args, minutes allowed, what the output feeds: 'cargo' | 'node' | undefined]
+// The minutes are generous (a node --test run takes about 4-5 min on a loaded 2-core machine, the
+// install tests may pack dist/ first); they only turn a hang into a named failure.
 const steps = [
   ['cargo fmt', 'cargo', ['fmt', '--all', '--', '--check'], 2],
   ['cargo clippy', 'cargo', ['clippy', '--workspace', '--all-targets', '--', '-D', 'warnings'], 15],
@@ -80,12 +82,12 @@ const steps = [
   ['typings (tsc --strict)', 'npx', ['tsc', '-p', 'tsconfig.json'], 5],
   ['oxlint', 'npx', ['oxlint', '--deny-warnings', '.'], 2],
   ['prettier', 'npx', ['prettier', '--check', '.'], 3],
-  [`node --test (Node.js ${process.versions.node})`, process.execPath, nodeTest, 10, 'node'],
+  [`node --test (Node.js ${process.versions.node})`, process.execPath, nodeTest, 15, 'node'],
 ]
 if (process.versions.node.split('.')[0] === '22') {
   console.log(`Node.js ${process.versions.node} runs this script: its node --test step is the Node.js 22 run.`)
 } else {
-  steps.push([`node --test (Node.js 22)`, node22, nodeTest, 10, 'node'])
+  steps.push([`node --test (Node.js 22)`, node22, nodeTest, 15, 'node'])
 }
 
 // `node scripts/test.mjs <word>...` runs only the steps whose name contains one of the words.
