@@ -328,7 +328,7 @@ describe('dynamo-lock@npm:ferrolock runs dynamo-lock 0.1.3 README code', () => {
         ['getLock lockTable testLock', null, 'SUCCESS'],
         ['getLock lockTable testLock again', '<Lock expires on>'],
         ['getLock Lock testLock', '<Lock expires on>'],
-        ['getLock Lock shortLock 100', null, 'SUCCESS'],
+        ['getLock Lock shortLock 1100', null, 'SUCCESS'],
         ['getLock Lock shortLock again', '<Lock expires on>'],
         ['getLock Lock shortLock after expiry', null, 'SUCCESS'],
         ['deleteLockTable lockTable', null, 'SUCCESS'],

@@ -13,7 +13,7 @@ import { freePort, startRedis } from './support/servers.mjs'
 const badNames = ['', 42, null, undefined, 'x'.repeat(1025), 'é'.repeat(513)]
 const badTtls = [0, -1, NaN, Infinity, 1.5, 2 ** 31, '1000', null]
 const badOptions = [
-  [{ tll: 1000 }, /unknown option "tll" \(did you mean "ttl"\?\)|unknown option "tll"/],
+  [{ tll: 1000 }, /unknown option "tll" \(did you mean "ttl"\?\)/],
   [{ TTL: 1000 }, /did you mean "ttl"/],
   [{ ttl: 1000, refreshInterval: 1000 }, /refreshInterval/],
   [{ ttl: 1000, refreshInterval: 0 }, /refreshInterval/],

@@ -6,6 +6,7 @@ import { createRequire } from 'node:module'
 import { after, before, describe, test } from 'node:test'
 
 import { createClient } from '../index.js'
+import { waitUntil } from './support/bounded.mjs'
 import { startRedis } from './support/servers.mjs'
 
 const require = createRequire(import.meta.url)
@@ -122,7 +123,7 @@ describe('completion queue', () => {
           (err) => err,
         )
         // Let the waiter reach the store (queued / subscribed), then release and abort at once.
-        while (locks.stats().pending === 0) await new Promise((resolve) => setImmediate(resolve))
+        await waitUntil(() => locks.stats().pending > 0, 'a pending waiter')
         const releasing = holder.release()
         if (i % 2) await new Promise((resolve) => setImmediate(resolve))
         ac.abort()

@@ -7,6 +7,7 @@ import { describe, test } from 'node:test'
 import Redis from 'ioredis'
 
 import { createClient } from '../index.js'
+import { bounded, waitUntil } from './support/bounded.mjs'
 import { startCluster, startMasters, startStallProxy } from './support/servers.mjs'
 
 const exists = async (url, key) => {
@@ -131,9 +132,10 @@ describe('redis cluster faults', () => {
       const master = await cluster.masterOf('lock:sharded')
       const redis = new Redis(master.url)
       let subscribers = 0
-      while (subscribers === 0) {
+      await waitUntil(async () => {
         ;[, subscribers] = await redis.call('PUBSUB', 'SHARDNUMSUB', '{lock:sharded}:released')
-      }
+        return subscribers > 0
+      }, 'the waiter subscribing to the release channel')
       redis.disconnect()
       assert.equal(subscribers, 1)
       await lock.release()
@@ -160,7 +162,7 @@ describe('redis cluster faults', () => {
         for (const name of ['refreshed', 'error', 'expiring', 'lost']) lock.on(name, () => events.push(name))
         const waiting = waiter.acquire('failover', { ttl: 3000, retryDelay: 50 })
         waiting.catch(() => {}) // awaited below; a failure before that must not go unhandled
-        while (waiter.stats().pending === 0) await new Promise((r) => setImmediate(r))
+        await waitUntil(() => waiter.stats().pending > 0, 'the waiter to be pending')
 
         const master = await cluster.masterOf('lock:failover')
         await cluster.replicated(master) // the replica has the lock, as it usually has before a crash
@@ -172,10 +174,13 @@ describe('redis cluster faults', () => {
         // (Heartbeat errors while the cluster fails over are 'error' events, recorded above.)
         const before = events.length
         while (!lock.lost && events.slice(before).filter((e) => e === 'refreshed').length < 3) {
-          await new Promise((resolve) => {
-            lock.once('refreshed', resolve)
-            lock.once('lost', resolve)
-          })
+          await bounded(
+            new Promise((resolve) => {
+              lock.once('refreshed', resolve)
+              lock.once('lost', resolve)
+            }),
+            "the holder's next 'refreshed' or 'lost' after the failover",
+          )
         }
         const keptByHolder = !lock.lost
         const released = await lock.release()
@@ -184,7 +189,8 @@ describe('redis cluster faults', () => {
         t.diagnostic(
           `holder kept the lock: ${keptByHolder}, release: ${released}, events: ${events.join(',')}, fences ${lock.fence} -> ${next.fence}`,
         )
-        if (keptByHolder) assert.equal(released, true, 'a lock its holder kept is still releasable')
+        // Either way, release tells the truth: a lock the holder kept is releasable, a lost one is not.
+        assert.equal(released, keptByHolder, 'release() after the failover')
         // Whatever happened, the fence orders the holders.
         assert.ok(next.fence > lock.fence)
         assert.equal(await next.release(), true)

@@ -10,6 +10,7 @@ import { createInterface } from 'node:readline'
 import { after, before, describe, test } from 'node:test'
 import { setTimeout as delay } from 'node:timers/promises'
 
+import { bounded, waitUntil } from './support/bounded.mjs'
 import { startRedis } from './support/servers.mjs'
 
 const require = createRequire(import.meta.url)
@@ -595,7 +596,7 @@ describe('other holders and expiry', () => {
 
   test('an expired lock: release and extend answer false, acquire succeeds at once', async () => {
     const lock = await ok((cb) => distLock(c, { ttl: 30, maxRetries: 0 }).acquire('expiring', cb))
-    while (await raw.exists(lock.key)) await delay(5)
+    await waitUntil(async () => !(await raw.exists(lock.key)), 'the key to expire')
     assert.deepEqual(await outcome((cb) => lock.extend(1000, cb)), [null, false])
     assert.deepEqual(await outcome((cb) => lock.release(cb)), [null, false])
     const next = await ok((cb) => distLock(c, { maxRetries: 0 }).acquire('expiring', cb))
@@ -750,7 +751,7 @@ function worker(args) {
   child.on('exit', () => children.delete(child))
   const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]()
   const next = async () => {
-    const { value, done } = await lines.next()
+    const { value, done } = await bounded(lines.next(), `worker ${args.join(' ')}: a line`)
     if (done) throw new Error(`worker ${args.join(' ')} ended`)
     return value
   }
@@ -807,12 +808,20 @@ for (const [here, there] of [
       const dl = IMPLS[here](c, { ttl: 5000, retryDelay: 2, maxRetries: -1 })
       const call = (fn) => ok(fn)
 
+      // This side takes the lock first and keeps it until MONITOR showed both workers asking for
+      // it, so each of them has to wait at least once (seen, not left to timing).
+      const first = await call((cb) => dl.acquire(name, 'here', cb))
+      const monitor = await raw.monitor()
+      const asked = new Set()
+      monitor.on('monitor', (_, args, source) => {
+        if (args.some((a) => String(a).includes(name))) asked.add(source)
+      })
       for (const w of workers) w.send('go')
-      // they take the lock first: this side has to wait for theirs
-      for (const w of workers) assert.equal(await w.next(), 'started')
+      await waitUntil(() => asked.size >= 2, 'both workers asking for the held lock')
+      monitor.disconnect()
       const mine = { intervals: [], waited: 0, releasedFalse: 0 }
       for (let i = 0; i < rounds; i++) {
-        const lock = await call((cb) => dl.acquire(name, 'here', cb))
+        const lock = i === 0 ? first : await call((cb) => dl.acquire(name, 'here', cb))
         const start = process.hrtime.bigint()
         if (lock.acquiredOnAttempt > 1) mine.waited++
         const value = Number(await call((cb) => c.get(`${name}:total`, cb)))
@@ -821,17 +830,25 @@ for (const [here, there] of [
         mine.intervals.push([start, process.hrtime.bigint()])
         if (!(await call((cb) => lock.release(cb)))) mine.releasedFalse++
       }
-      const theirs = await Promise.all(workers.map(async (w) => JSON.parse(await w.next())))
+      const theirs = await Promise.all(
+        workers.map(async (w) => {
+          assert.equal(await w.next(), 'started')
+          return JSON.parse(await w.next())
+        }),
+      )
 
       assert.equal(Number(await raw.get(`${name}:total`)), rounds * 3, 'no lost update')
       const all = [...mine.intervals, ...theirs.flatMap((r) => r.intervals.map(([a, b]) => [BigInt(a), BigInt(b)]))]
       all.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
       for (let i = 1; i < all.length; i++) assert.ok(all[i][0] > all[i - 1][1], 'two holders at once')
       assert.equal(mine.releasedFalse + theirs.reduce((n, r) => n + r.releasedFalse, 0), 0)
-      // both sides had to wait for a lock the other side held
-      assert.ok(mine.waited > 0, `${label[here]} never waited`)
-      assert.ok(theirs.reduce((n, r) => n + r.waited, 0) > 0, `${label[there]} never waited`)
-      await Promise.all(workers.map((w) => (w.child.exitCode === null ? once(w.child, 'exit') : null)))
+      // Both workers waited for the lock this side held first. (That this side waits for theirs
+      // is shown without timing by "each side sees the other's lock as held".)
+      for (const r of theirs) assert.ok(r.waited > 0, `${label[there]} never waited`)
+      await bounded(
+        Promise.all(workers.map((w) => (w.child.exitCode === null ? once(w.child, 'exit') : null))),
+        'the race workers to exit',
+      )
     })
   })
 }

@@ -10,6 +10,7 @@ import { after, before, describe, test } from 'node:test'
 import { setTimeout as delay } from 'node:timers/promises'
 
 import { createClient, InvalidArgumentError } from '../index.js'
+import { bounded } from './support/bounded.mjs'
 import { rawCommand, startMasters, startRedis } from './support/servers.mjs'
 
 const require = createRequire(import.meta.url)
@@ -19,22 +20,6 @@ const redis3 = require('redis3')
 const redis4 = require('redis4')
 
 const ROOT = new URL('..', import.meta.url).pathname
-
-// Whether ferrolock's createClient already takes a Redis client object ({ redis: ioredis }):
-// until it does, it refuses one as unknown options (ERR_INVALID_ARG).
-async function nativeTakesClientObjects() {
-  const probe = new IORedis({ port: 1, lazyConnect: true, enableOfflineQueue: false })
-  try {
-    await createClient({ redis: probe }).close()
-    return true
-  } catch (err) {
-    if (err.code === 'ERR_INVALID_ARG') return false
-    throw err
-  } finally {
-    probe.disconnect()
-  }
-}
-const takesClientObjects = await nativeTakesClientObjects()
 
 // Checks a Redlock 4 LockError.
 const lockError = (message, attempts) => (err) => {
@@ -591,8 +576,9 @@ describe('redis (one server)', () => {
       },
     )
     const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]()
-    const exited = once(child, 'exit')
-    const [type, childFence] = (await lines.next()).value.split(' ')
+    const exited = bounded(once(child, 'exit'), 'the child to exit')
+    exited.catch(() => {}) // awaited below
+    const [type, childFence] = (await bounded(lines.next(), "the child's first line")).value.split(' ')
     assert.equal(type, 'redis')
     const lock = create({ type: 'redis', namespace: 'myApp', connection: server.url, lockOptions: { retryCount: 0 } })
     await assert.rejects(lock.lockNs('job', 1000), notAcquired(0, 'myApp:job'))
@@ -638,40 +624,36 @@ describe('redis (one server)', () => {
     }
   })
 
-  test(
-    'connection: a Redis client object goes to ferrolock as is (ioredis, node_redis 4, node_redis 3)',
-    { skip: !takesClientObjects && 'ferrolock createClient({ redis: clientObject }) does not take objects yet' },
-    async () => {
-      const io = new IORedis({ port: server.port })
-      const r4 = redis4.createClient({ url: server.url })
-      await r4.connect()
-      const r3 = redis3.createClient({ port: server.port })
-      try {
-        for (const [name, client, ping] of [
-          ['ioredis', io, () => io.ping()],
-          ['node_redis 4', r4, () => r4.ping()],
-          ['node_redis 3', r3, () => new Promise((resolve, reject) => r3.ping((e, v) => (e ? reject(e) : resolve(v))))],
-        ]) {
-          const lock = Lock.create({ type: 'redis', connection: client, lockOptions: { retryCount: 0 } })
-          const other = create({ type: 'redis', connection: server.url, lockOptions: { retryCount: 0 } })
-          const l = await lock.lock(`obj-${name}`, 5000)
-          assert.equal((await inspector.inspect(`obj-${name}`)).fence, l.fence, name)
-          await assert.rejects(other.lock(`obj-${name}`, 1000), notAcquired(0, `obj-${name}`))
-          const ext = await l.extend(5000)
-          await ext.unlock()
-          assert.equal(await inspector.inspect(`obj-${name}`), null, name)
-          await lock.lock(`obj-${name}-held`, 5000)
-          await lock.destroy()
-          assert.equal(await inspector.inspect(`obj-${name}-held`), null, `${name}: destroy released it`)
-          assert.equal(await ping(), 'PONG', `${name}: destroy leaves the caller's client open`)
-        }
-      } finally {
-        io.disconnect()
-        await r4.quit()
-        r3.quit()
+  test('connection: a Redis client object goes to ferrolock as is (ioredis, node_redis 4, node_redis 3)', async () => {
+    const io = new IORedis({ port: server.port })
+    const r4 = redis4.createClient({ url: server.url })
+    await r4.connect()
+    const r3 = redis3.createClient({ port: server.port })
+    try {
+      for (const [name, client, ping] of [
+        ['ioredis', io, () => io.ping()],
+        ['node_redis 4', r4, () => r4.ping()],
+        ['node_redis 3', r3, () => new Promise((resolve, reject) => r3.ping((e, v) => (e ? reject(e) : resolve(v))))],
+      ]) {
+        const lock = Lock.create({ type: 'redis', connection: client, lockOptions: { retryCount: 0 } })
+        const other = create({ type: 'redis', connection: server.url, lockOptions: { retryCount: 0 } })
+        const l = await lock.lock(`obj-${name}`, 5000)
+        assert.equal((await inspector.inspect(`obj-${name}`)).fence, l.fence, name)
+        await assert.rejects(other.lock(`obj-${name}`, 1000), notAcquired(0, `obj-${name}`))
+        const ext = await l.extend(5000)
+        await ext.unlock()
+        assert.equal(await inspector.inspect(`obj-${name}`), null, name)
+        await lock.lock(`obj-${name}-held`, 5000)
+        await lock.destroy()
+        assert.equal(await inspector.inspect(`obj-${name}-held`), null, `${name}: destroy released it`)
+        assert.equal(await ping(), 'PONG', `${name}: destroy leaves the caller's client open`)
       }
-    },
-  )
+    } finally {
+      io.disconnect()
+      await r4.quit()
+      r3.quit()
+    }
+  })
 })
 
 describe('redis, several masters (Redlock)', () => {
@@ -723,27 +705,23 @@ describe('redis, several masters (Redlock)', () => {
     await assert.rejects(lb.unlock(), notReleased('myApp:myKey'))
   })
 
-  test(
-    "an array of ioredis clients: Redlock through the callers' clients, left open by destroy",
-    { skip: !takesClientObjects && 'ferrolock createClient({ redlock: [clientObjects] }) does not take objects yet' },
-    async () => {
-      const clients = group.masters.map((m) => new IORedis({ port: m.port }))
-      try {
-        const lock = Lock.create({ type: 'redis', connection: clients, lockOptions: { retryCount: 0 } })
-        const other = create({ type: 'redis', connection: group.urls, lockOptions: { retryCount: 0 } })
-        const l = await lock.lock('rl-objects', 5000)
-        for (const m of group.masters) assert.equal(await m.command('EXISTS rl-objects'), ':1')
-        await assert.rejects(other.lock('rl-objects', 1000), notAcquired(0, 'rl-objects'))
-        await lock.lock('rl-objects-held', 5000)
-        await lock.destroy()
-        for (const m of group.masters) assert.equal(await m.command('EXISTS rl-objects-held'), ':0')
-        assert.deepEqual(await Promise.all(clients.map((c) => c.ping())), ['PONG', 'PONG', 'PONG'])
-        await assert.rejects(l.unlock(), notReleased('rl-objects'))
-      } finally {
-        for (const c of clients) c.disconnect()
-      }
-    },
-  )
+  test("an array of ioredis clients: Redlock through the callers' clients, left open by destroy", async () => {
+    const clients = group.masters.map((m) => new IORedis({ port: m.port }))
+    try {
+      const lock = Lock.create({ type: 'redis', connection: clients, lockOptions: { retryCount: 0 } })
+      const other = create({ type: 'redis', connection: group.urls, lockOptions: { retryCount: 0 } })
+      const l = await lock.lock('rl-objects', 5000)
+      for (const m of group.masters) assert.equal(await m.command('EXISTS rl-objects'), ':1')
+      await assert.rejects(other.lock('rl-objects', 1000), notAcquired(0, 'rl-objects'))
+      await lock.lock('rl-objects-held', 5000)
+      await lock.destroy()
+      for (const m of group.masters) assert.equal(await m.command('EXISTS rl-objects-held'), ':0')
+      assert.deepEqual(await Promise.all(clients.map((c) => c.ping())), ['PONG', 'PONG', 'PONG'])
+      await assert.rejects(l.unlock(), notReleased('rl-objects'))
+    } finally {
+      for (const c of clients) c.disconnect()
+    }
+  })
 
   test('destroy releases on every master', async () => {
     const lock = Lock.create({ type: 'redis', connection: group.urls })

@@ -1,5 +1,5 @@
 // The DynamoDB backend against dynalite (and moto_server for TTL), with real processes for the
-// fault tests: a holder killed, a holder stopped and resumed, skewed wall clocks.
+// fault tests: a holder killed, a holder stopped and resumed (skewed wall clocks: crates/core/tests/dynamodb_clock.rs).
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
@@ -13,10 +13,10 @@ import { after, before, describe, test } from 'node:test'
 import { DescribeTimeToLiveCommand, DynamoDBClient, GetItemCommand, PutItemCommand } from '@aws-sdk/client-dynamodb'
 
 import { createClient, InvalidArgumentError, TableNotFoundError } from '../index.js'
+import { bounded, watchChild, within } from './support/bounded.mjs'
 import { freePort, startDynalite, startMoto } from './support/servers.mjs'
 
 const WORKER = fileURLToPath(new URL('./fixtures/dynamo-worker.mjs', import.meta.url))
-const SKEW_ENV = 'FERROLOCK_TEST_WALL_CLOCK_SKEW_MS'
 let seq = 0
 const unique = (p) => `${p}-${process.pid}-${++seq}`
 
@@ -34,14 +34,17 @@ function worker(args, options, env = {}) {
     if (i >= 0) waiting.splice(i, 1)[0].resolve(ev)
     else seen.push(ev)
   })
-  const exited = once(child, 'exit')
+  const exited = bounded(once(child, 'exit'), `worker ${args[0]} to exit`)
+  exited.catch(() => {}) // awaited by the tests that need it
+  const answer = watchChild(child, `worker ${args[0]}`)
   return {
     child,
     exited,
     next(event) {
       const i = seen.findIndex((e) => e.event === event)
       if (i >= 0) return Promise.resolve(seen.splice(i, 1)[0])
-      return new Promise((resolve) => waiting.push({ event, resolve }))
+      // Rejects if the worker exits without saying it, or after HANG_MS.
+      return answer(new Promise((resolve) => waiting.push({ event, resolve })), `'${event}'`)
     },
     kill: async (signal = 'SIGKILL') => {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal)
@@ -103,7 +106,7 @@ describe('dynamodb', () => {
     // The waiter counts a whole lease on its own clock from its first look; then one poll at most.
     assert.ok(waited >= lease, `took over after ${waited} ms`)
     // Room for a loaded machine above; the lower bound is the safety property.
-    assert.ok(waited < lease + 100 + 800, `took over after ${waited} ms`)
+    assert.ok(waited < within(lease + 100), `took over after ${waited} ms`)
     assert.ok(lock.fence > BigInt(fence))
     await lock.release()
     await taker.close()
@@ -120,40 +123,6 @@ describe('dynamodb', () => {
     await taker.close()
   })
 
-  test('wall clocks do not matter: an hour of skew neither steals a live lock nor waits an hour', async () => {
-    const name = unique('skew')
-    const lease = 1200
-    const opts = server.options(table, { leaseDuration: lease, heartbeatPeriod: 200, ttlAttribute: 'expiresAt' })
-    const hour = 3_600_000
-    // The holder's clock is an hour ahead; the taker's an hour behind.
-    const holder = worker(['hold', name], opts, { [SKEW_ENV]: String(hour) })
-    await holder.next('acquired')
-    // The skew is real: the TTL attribute the holder wrote is an hour (plus the 24 h grace) ahead.
-    const raw = new DynamoDBClient({
-      endpoint: server.endpoint,
-      region: 'us-east-1',
-      credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
-    })
-    const { Item } = await raw.send(new GetItemCommand({ TableName: table, Key: { key: { S: name } } }))
-    const ahead = Number(Item.expiresAt.N) - Date.now() / 1000 - 24 * 3600
-    assert.ok(Math.abs(ahead - hour / 1000) < 10, `TTL ${ahead} s ahead`)
-    raw.destroy()
-
-    const early = worker(['take', name], opts, { [SKEW_ENV]: String(-hour) })
-    const acquired = early.next('acquired')
-    const outcome = await Promise.race([
-      acquired,
-      new Promise((resolve) => setTimeout(resolve, 3 * lease, 'still waiting')),
-    ])
-    assert.equal(outcome, 'still waiting', 'a skewed clock stole a live lock')
-    await holder.kill()
-    const killedAt = Date.now()
-    const taken = await acquired
-    const after = taken.receivedAt - killedAt
-    assert.ok(after < lease + 100 + 800, `the skewed taker waited ${after} ms after the holder died`)
-    await early.exited
-  })
-
   test('a holder that was stopped past its lease reports lost within one heartbeat of resuming', async () => {
     const name = unique('stopped')
     const lease = 800
@@ -168,7 +137,7 @@ describe('dynamodb', () => {
     const resumedAt = Date.now()
     holder.child.kill('SIGCONT')
     const lost = await holder.next('lost')
-    assert.ok(lost.receivedAt - resumedAt < heartbeat + 300, `lost ${lost.receivedAt - resumedAt} ms after resuming`)
+    assert.ok(lost.receivedAt - resumedAt < within(heartbeat), `lost ${lost.receivedAt - resumedAt} ms after resuming`)
     // The old holder did not touch the new holder's lock.
     assert.equal((await admin.inspect(name)).fence, lock.fence)
     assert.equal(await lock.release(), true)
@@ -202,7 +171,7 @@ describe('dynamodb', () => {
     const overwrittenAt = Date.now()
     const lost = await holder.next('lost')
     assert.match(lost.message, /deleted or taken by another owner/)
-    assert.ok(lost.receivedAt - overwrittenAt < heartbeat + 300, `lost after ${lost.receivedAt - overwrittenAt} ms`)
+    assert.ok(lost.receivedAt - overwrittenAt < within(heartbeat), `lost after ${lost.receivedAt - overwrittenAt} ms`)
     // The old holder left the new owner's record alone.
     const { Item } = await raw.send(
       new GetItemCommand({ TableName: table, Key: { key: { S: name } }, ConsistentRead: true }),
@@ -306,7 +275,7 @@ describe('dynamodb', () => {
       code: 'ERR_LOCK_NOT_ACQUIRED',
     })
     const waited = performance.now() - started
-    assert.ok(waited >= 600 && waited < 1500, `gave up after ${waited} ms`)
+    assert.ok(waited >= 600 && waited < within(600), `gave up after ${waited} ms`)
     await lock.release()
     // A dead holder with a longer lease than ours is taken over, even with no extra time.
     const dead = await holder.acquire(unique('atw-dead'), { ttl: 700, autoExtend: false })
@@ -336,7 +305,7 @@ describe('dynamodb', () => {
       assert.match(err.message, new RegExp(t))
       return true
     })
-    assert.ok(performance.now() - started < 1000)
+    assert.ok(performance.now() - started < within(0)) // at once
     await assert.rejects(locks.inspect('a'), { code: 'ERR_TABLE_NOT_FOUND' })
     await locks.close()
   })
@@ -377,7 +346,7 @@ describe('dynamodb', () => {
       })
       let out = ''
       child.stdout.on('data', (d) => (out += d))
-      const [code] = await once(child, 'exit')
+      const [code] = await bounded(once(child, 'exit'), 'a worker with credentials from the chain to exit')
       assert.equal(code, 0, Object.keys(env).join(' '))
       assert.equal(JSON.parse(out).event, 'acquired')
     }
@@ -468,7 +437,7 @@ describe('dynamodb', () => {
     })
     let stderr = ''
     child.stderr.on('data', (d) => (stderr += d))
-    const [code] = await once(child, 'exit')
+    const [code] = await bounded(once(child, 'exit'), 'a worker without credentials to exit')
     assert.notEqual(code, 0)
     assert.match(stderr, /ERR_BACKEND_UNAVAILABLE/)
     assert.match(stderr, /credentials/i)

@@ -10,9 +10,11 @@ import { test } from 'node:test'
 import Redis from 'ioredis'
 
 import { createClient } from '../index.js'
+import { HANG_MS } from './support/bounded.mjs'
 import { startCluster, startMasters, startRedis } from './support/servers.mjs'
 
-const run = promisify(execFile)
+// Each child is bounded: past HANG_MS it is killed and the test fails naming the command.
+const run = (cmd, args) => promisify(execFile)(cmd, args, { timeout: HANG_MS, killSignal: 'SIGKILL' })
 
 function assertNoOverlap(intervals) {
   const sorted = intervals.map(([a, b]) => [BigInt(a), BigInt(b)]).sort((x, y) => (x[0] < y[0] ? -1 : 1))

@@ -9,6 +9,7 @@ import { after, before, describe, test } from 'node:test'
 import Redis from 'ioredis'
 
 import { createClient } from '../index.js'
+import { bounded, waitUntil, watchChild } from './support/bounded.mjs'
 import { freePort, startRedis } from './support/servers.mjs'
 
 describe('redis faults', () => {
@@ -66,7 +67,7 @@ describe('redis faults', () => {
       waiterGotIt = { lock: l, holderLost: lock.lost }
       return l
     })
-    while (waiter.stats().pending === 0) await new Promise((r) => setImmediate(r))
+    await waitUntil(() => waiter.stats().pending > 0, 'the waiter to be pending')
 
     await srv.stop()
     await assert.rejects(waiter.tryAcquire('other'), (err) => {
@@ -75,8 +76,8 @@ describe('redis faults', () => {
       return true
     })
     await assert.rejects(waiter.acquire('other', { wait: 200 }), { code: 'ERR_BACKEND_UNAVAILABLE' })
-    await expiring
-    const [lostErr] = await lost // the lease ran out while the server was down
+    await bounded(expiring, "'expiring' while the server is down")
+    const [lostErr] = await bounded(lost, "'lost' while the server is down") // the lease ran out while the server was down
     assert.match(lostErr.message, /lease ran out/)
     assert.ok(errors.length > 0 && errors.every((e) => e.code === 'ERR_BACKEND_UNAVAILABLE'))
     assert.equal(waiterGotIt, null)
@@ -95,6 +96,7 @@ describe('redis faults', () => {
   test('a holder whose event loop is blocked past the ttl loses the lock; its fence is stale', async () => {
     const script = fileURLToPath(new URL('./fixtures/blocked-holder.mjs', import.meta.url))
     const child = fork(script, [server.url, 'blocked', '300', '1500'], { stdio: 'inherit' })
+    const answer = watchChild(child, 'the blocked holder')
     const messages = []
     let wake = () => {}
     child.on('message', (m) => {
@@ -102,7 +104,7 @@ describe('redis faults', () => {
       wake()
     })
     const next = async () => {
-      while (!messages.length) await new Promise((resolve) => (wake = resolve))
+      while (!messages.length) await answer(new Promise((resolve) => (wake = resolve)), 'a message')
       return messages.shift()
     }
     const first = await next()
@@ -116,7 +118,7 @@ describe('redis faults', () => {
     assert.ok(lock.fence > BigInt(report.fence), 'the new holder has the greater fence')
     assert.equal(lock.lost, false)
     await lock.release()
-    await once(child, 'exit')
+    await bounded(once(child, 'exit'), 'the blocked holder to exit')
     await locks.close()
   })
 
@@ -133,9 +135,7 @@ describe('redis faults', () => {
           (err) => err.code,
         ),
       )
-      while (locks.stats().pending < 10_000 || locks.stats().watched === 0) {
-        await new Promise((r) => setTimeout(r, 10))
-      }
+      await waitUntil(() => locks.stats().pending >= 10_000 && locks.stats().watched > 0, '10,000 pending waiters')
       for (const ac of controllers) ac.abort()
       const outcomes = await Promise.all(waits)
       assert.ok(outcomes.every((o) => o === 'ERR_ABORTED'))

@@ -48,7 +48,11 @@ describe('modules', () => {
       const entry = path.resolve('index.js')
       process.stdout.write(JSON.stringify(Object.keys(require.cache).includes(entry)))
     `
-    const run = spawnSync(process.execPath, ['-e', script, JSON.stringify(modules)], { cwd: root, encoding: 'utf8' })
+    const run = spawnSync(process.execPath, ['-e', script, JSON.stringify(modules)], {
+      cwd: root,
+      encoding: 'utf8',
+      timeout: 50_000, // a hang fails (status null) instead of blocking the run
+    })
     assert.equal(run.status, 0, run.stderr)
     assert.equal(run.stdout, 'false')
     assert.equal(ferrolock._internal, undefined)

@@ -6,9 +6,11 @@ import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { after, before, describe, test } from 'node:test'
 
+import { HANG_MS } from './support/bounded.mjs'
 import { startRedis } from './support/servers.mjs'
 
-const run = promisify(execFile)
+// Each child is bounded: past HANG_MS it is killed and the test fails naming the command.
+const run = (cmd, args) => promisify(execFile)(cmd, args, { timeout: HANG_MS, killSignal: 'SIGKILL' })
 const script = fileURLToPath(new URL('./fixtures/lifetime.mjs', import.meta.url))
 
 describe('process lifetime', () => {

@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 
 import { createClient } from '../index.js'
+import { waitUntil } from './support/bounded.mjs'
 import { freePort, startRedis } from './support/servers.mjs'
 
 describe('redis over TLS', () => {
@@ -76,7 +77,7 @@ describe('redis over TLS', () => {
     const lock = await locks.acquire('tls-job', { ttl: 5000 })
     assert.equal(await other.tryAcquire('tls-job'), null)
     const waiting = other.acquire('tls-job', { retryDelay: 600_000 }) // woken over TLS pub/sub
-    while (other.stats().watched === 0) await new Promise((r) => setTimeout(r, 5))
+    await waitUntil(() => other.stats().watched > 0, 'a watched lock')
     assert.equal(await lock.release(), true)
     const next = await waiting
     assert.ok(next.fence > lock.fence)

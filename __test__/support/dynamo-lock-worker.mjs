@@ -3,6 +3,8 @@
 import { fork } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 
+import { watchChild } from './bounded.mjs'
+
 const WORKER = fileURLToPath(new URL('../fixtures/dynamo-lock-worker.mjs', import.meta.url))
 
 /**
@@ -14,10 +16,10 @@ export async function dynamoLockWorker(impl, table, params, env = process.env) {
     env: { ...env, FERROLOCK_TEST_DYNAMO_LOCK: JSON.stringify(params) },
     stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
   })
+  const answer = watchChild(child, `dynamo-lock worker (${impl})`)
   const pending = new Map()
   let id = 0
-  await new Promise((resolve, reject) => {
-    child.once('exit', (code) => reject(new Error(`worker exited with ${code}`)))
+  const ready = new Promise((resolve) => {
     child.on('message', (msg) => {
       if (msg.ready) return resolve()
       const p = pending.get(msg.id)
@@ -25,12 +27,17 @@ export async function dynamoLockWorker(impl, table, params, env = process.env) {
       p?.({ err: msg.err, res: msg.res })
     })
   })
+  await answer(ready, 'ready')
   return {
+    // Rejects if the worker exits first, or after HANG_MS.
     ask: (msg) =>
-      new Promise((resolve) => {
-        pending.set(++id, resolve)
-        child.send({ ...msg, id })
-      }),
+      answer(
+        new Promise((resolve) => {
+          pending.set(++id, resolve)
+          child.send({ ...msg, id })
+        }),
+        `an answer to ${msg.op}`,
+      ),
     kill: () => child.kill('SIGKILL'),
   }
 }

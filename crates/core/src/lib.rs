@@ -24,6 +24,7 @@ pub use store::file::{FileOptions, FileStore};
 pub use store::memory::MemoryStore;
 pub use store::redis::{RedisOptions, RedisStore};
 pub use store::redlock::{RedlockOptions, RedlockStore, RestartQuarantine};
+pub use store::wall_clock::{SystemClock, WallClock};
 pub use store::{LockStore, WakeHub, Watch};
 pub use transport::{BoxFuture, CommandTransport, DynamoClientObject, RedisClientObject};
 pub use watchdog::{EventSink, LeaseEvent, Lock, LostReason};

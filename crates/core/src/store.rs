@@ -21,6 +21,7 @@ pub mod file;
 pub mod memory;
 pub mod redis;
 pub mod redlock;
+pub mod wall_clock;
 
 /// One backend. Every method is one atomic round trip where the backend allows it; no method
 /// sleeps, retries or starts timers (that is the manager's job).

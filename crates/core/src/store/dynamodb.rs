@@ -21,7 +21,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_config::BehaviorVersion;
@@ -45,6 +45,7 @@ use crate::error::{LockError, Result};
 use crate::lease::{
   Acquire, AcquireRequest, Grant, Holder, LockInfo, Payload, ReleaseOptions, MAX_TTL,
 };
+use crate::store::wall_clock::{SystemClock, WallClock};
 use crate::store::{LockStore, Watch};
 use crate::transport::dynamo_http::ObjectHttp;
 use crate::transport::DynamoClientObject;
@@ -64,8 +65,6 @@ const RESERVED: [&str; 7] = [OWNER, RVN, LEASE, FENCE, TOKEN, RELEASED, DATA];
 const TTL_GRACE: Duration = Duration::from_secs(24 * 3600);
 /// Forget takeover observations this long after they became useful.
 const OBSERVATION_KEEP: Duration = Duration::from_secs(60);
-/// Environment variable that shifts this store's wall clock (tests inject clock skew).
-pub const CLOCK_SKEW_ENV: &str = "FERROLOCK_TEST_WALL_CLOCK_SKEW_MS";
 
 /// Static AWS credentials.
 #[derive(Clone)]
@@ -309,25 +308,27 @@ pub struct DynamoStore {
   observed: Mutex<HashMap<String, Observation>>,
   requests: Arc<AtomicU64>,
   closed: AtomicBool,
-  /// Shift of this store's wall clock (only the TTL attribute reads the wall clock).
-  skew_ms: i64,
+  /// The wall clock, read only for the TTL attribute.
+  clock: Arc<dyn WallClock>,
 }
 
 impl DynamoStore {
   /// A store over `opts.table`; checks the options, opens nothing yet.
   pub fn new(opts: DynamoOptions) -> Result<Self> {
+    Self::with_clock(opts, Arc::new(SystemClock))
+  }
+
+  /// [`DynamoStore::new`] with another wall clock, which only the TTL attribute reads (lock
+  /// timing runs on the monotonic clock whatever this says).
+  pub fn with_clock(opts: DynamoOptions, clock: Arc<dyn WallClock>) -> Result<Self> {
     opts.validate()?;
-    let skew_ms = std::env::var(CLOCK_SKEW_ENV)
-      .ok()
-      .and_then(|v| v.trim().parse::<i64>().ok())
-      .unwrap_or(0);
     Ok(DynamoStore {
       opts,
       client: OnceCell::new(),
       observed: Mutex::new(HashMap::new()),
       requests: Arc::new(AtomicU64::new(0)),
       closed: AtomicBool::new(false),
-      skew_ms,
+      clock,
     })
   }
 
@@ -476,11 +477,7 @@ impl DynamoStore {
 
   /// Epoch seconds at which DynamoDB's TTL may delete a record with this lease.
   fn ttl_value(&self, lease: Duration) -> AttributeValue {
-    let now = SystemTime::now()
-      .duration_since(UNIX_EPOCH)
-      .map(|d| d.as_millis() as i64)
-      .unwrap_or(0)
-      + self.skew_ms;
+    let now = self.clock.now_ms();
     let at = (now + (lease + TTL_GRACE).as_millis() as i64) / 1000;
     AttributeValue::N(at.to_string())
   }

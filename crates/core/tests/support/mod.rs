@@ -2,6 +2,10 @@
 
 #![allow(dead_code)]
 
+mod bounded;
+#[allow(unused_imports)] // each test binary uses some of them
+pub use bounded::{bounded, scaled, slack, wait_until, within, HANG};
+
 use std::net::TcpListener;
 use std::sync::Arc;
 
