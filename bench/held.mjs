@@ -7,6 +7,9 @@
 // redlock 5 `using()` with `automaticExtensionThreshold: 20000` (it extends once 20 s are left).
 // Measured:
 //   - RSS per lock: RSS after acquiring N locks minus RSS before (both after a full GC), over N;
+//     again after the renewal round (10 s later: V8 has given back pages it kept after the
+//     acquires by then); JS heap per lock: the same for the V8 heap in use (the rest of the RSS is native memory and
+//     heap pages V8 keeps);
 //   - CPU per renewal round: the process's user + system CPU over one refresh interval (10 s)
 //     right after the last acquire, with nothing else to do: each lock renews once in it;
 //   - round trips per round: the server's `total_reads_processed` (INFO stats) over that window,
@@ -81,12 +84,12 @@ const holders = {
   },
 }
 
-const gcRss = async () => {
+const gcMemory = async () => {
   for (let i = 0; i < 3; i++) {
     global.gc()
     await sleep(50)
   }
-  return process.memoryUsage().rss
+  return process.memoryUsage()
 }
 
 async function child(lib, port, n) {
@@ -100,7 +103,7 @@ async function child(lib, port, n) {
   const holder = await holders[lib](port)
   // Warm up: connections, scripts, code paths.
   for (let i = 0; i < 200; i++) await holder.release(await holder.hold(`warm-${i}`))
-  const rssBefore = await gcRss()
+  const before = await gcMemory()
   const held = []
   const t0 = Date.now()
   for (let i = 0; i < n; i += 1000) {
@@ -109,13 +112,14 @@ async function child(lib, port, n) {
     held.push(...(await Promise.all(chunk)))
   }
   const acquireMs = Date.now() - t0
-  const rssAfter = await gcRss()
+  const after = await gcMemory()
   // One refresh interval with nothing else to do: every lock renews once in it.
   const s0 = await stats()
   const cpu0 = process.cpuUsage()
   await sleep(REFRESH)
   const cpu = process.cpuUsage(cpu0)
   const s1 = await stats()
+  const settled = await gcMemory()
   const keys = await admin.dbsize()
   for (let i = 0; i < held.length; i += 1000) await Promise.all(held.slice(i, i + 1000).map((h) => holder.release(h)))
   await holder.close()
@@ -123,7 +127,9 @@ async function child(lib, port, n) {
   return {
     acquireMs,
     keys,
-    rssPerLockKB: (rssAfter - rssBefore) / n / 1024,
+    rssPerLockKB: (after.rss - before.rss) / n / 1024,
+    settledPerLockKB: (settled.rss - before.rss) / n / 1024,
+    heapPerLockKB: (after.heapUsed - before.heapUsed) / n / 1024,
     cpuMs: (cpu.user + cpu.system) / 1000,
     // The two INFO calls are one read and one command each.
     reads: s1.reads - s0.reads - 1,
@@ -152,6 +158,8 @@ if (process.argv[2] === '--child') {
           library: lib,
           locks: n,
           'RSS/lock KB': r.rssPerLockKB.toFixed(2),
+          'RSS/lock KB after the round': r.settledPerLockKB.toFixed(2),
+          'JS heap/lock KB': r.heapPerLockKB.toFixed(2),
           'CPU/round ms': r.cpuMs.toFixed(0),
           'round trips/round': r.reads,
           'commands/round': r.commands,
