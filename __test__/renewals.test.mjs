@@ -47,7 +47,10 @@ describe('batched renewals', () => {
     for (let i = 0; i < names.length; i++) {
       if (gone[i]) {
         assert.equal(seen[i].at(-1), 'lost', names[i])
-        assert.ok(seen[i].slice(0, -1).every((k) => k === 'refreshed'), `${names[i]}: ${seen[i]}`)
+        assert.ok(
+          seen[i].slice(0, -1).every((k) => k === 'refreshed'),
+          `${names[i]}: ${seen[i]}`,
+        )
         assert.equal(held[i].lost, true)
       } else {
         assert.deepEqual(seen[i], ['refreshed'], names[i])
@@ -85,7 +88,10 @@ describe('batched renewals', () => {
         const kinds = seen.map(([kind]) => kind)
         assert.deepEqual(kinds.slice(0, 2), ['error', 'expiring'], JSON.stringify(seen))
         assert.equal(kinds.at(-1), 'lost', JSON.stringify(seen))
-        assert.ok(kinds.slice(2, -1).every((k) => k === 'error'), JSON.stringify(seen))
+        assert.ok(
+          kinds.slice(2, -1).every((k) => k === 'error'),
+          JSON.stringify(seen),
+        )
         const [[, errorMs, code], [, expiringMs, remaining]] = seen
         const [, lostMs, lostCode] = seen.at(-1)
         assert.equal(code, 'ERR_BACKEND_UNAVAILABLE')

@@ -143,7 +143,12 @@ if (process.argv[2] === '--child') {
   process.exit(0)
 } else {
   const rows = []
-  console.log(`load average before: ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`)
+  console.log(
+    `load average before: ${os
+      .loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')}`,
+  )
   for (const n of COUNTS) {
     for (const lib of LIBS) {
       // A fresh server each time: nothing left over from the previous library.
