@@ -8,7 +8,7 @@
 //! holds up the schedule. Each lock still gets its own result.
 //!
 //! A renewal waits at most until less than `safe_time` (default: one refresh interval) is left
-//! on the lease; one that starts with less than that left waits at most half of what is left.
+//! on the lease; one that starts with less than that left waits at most 7/8 of what is left.
 //! So under a hung server the holder hears `Error`, then `Expiring`, before `Lost`.
 
 use std::cmp::Reverse;
@@ -246,10 +246,11 @@ pub(crate) struct Plan {
 }
 
 /// The latest a renewal that starts at `now` may wait for its answer: until less than `safe`
-/// is left, or, when that is already so, half of what is left.
+/// is left, or, when that is already so (a retry, or a refresh interval close to the ttl),
+/// seven eighths of what is left, so that its `Error` still comes before `Lost`.
 pub(crate) fn bound(now: Instant, valid_until: Instant, safe: Duration) -> Instant {
   match valid_until.checked_sub(safe) {
     Some(warn_at) if warn_at > now => warn_at,
-    _ => now + valid_until.saturating_duration_since(now) / 2,
+    _ => now + valid_until.saturating_duration_since(now) * 7 / 8,
   }
 }
