@@ -134,11 +134,14 @@ class Lock extends EventEmitter {
     }
   }
 
+  // `ev`: `{ kind, ... }` from the binding, or a number: 'refreshed' with that ttl (the event of
+  // every heartbeat, sent without an object).
   #deliver(ev) {
+    if (typeof ev === 'number') {
+      if (this.listenerCount('refreshed') > 0) this.emit('refreshed', { ttl: ev })
+      return
+    }
     switch (ev.kind) {
-      case 'refreshed':
-        this.emit('refreshed', { ttl: ev.ttl })
-        break
       case 'expiring':
         call(this.#shared.logger, 'warn', { lock: this.name, remaining: ev.remaining }, 'ferrolock: lease expiring')
         this.emit('expiring', { remaining: ev.remaining })

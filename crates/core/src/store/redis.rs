@@ -92,15 +92,26 @@ fn hash_tag(key: &str) -> Option<&str> {
 }
 
 impl Keys {
-  fn new(prefix: &str, name: &str) -> Self {
-    let lock = format!("{prefix}{name}");
-    // The companion keys must hash to the lock's slot, and must not be the key of another
-    // lock: they start with `{tag}` (a key without a tag hashes as a whole, so `{key}` lands in
-    // its slot), where lock keys start with the prefix.
-    let base = match hash_tag(&lock) {
+  /// The start of the companion keys of `lock`. They must hash to the lock's slot, and must
+  /// not be the key of another lock: they start with `{tag}` (a key without a tag hashes as a
+  /// whole, so `{key}` lands in its slot), where lock keys start with the prefix.
+  fn base(lock: &str) -> String {
+    match hash_tag(lock) {
       Some(tag) => format!("{{{tag}}}:{lock}"),
       None => format!("{{{lock}}}"),
-    };
+    }
+  }
+
+  /// Only the lock key and its fence counter (what a renewal needs), named as by `new`.
+  fn lock_and_fence(prefix: &str, name: &str) -> (String, String) {
+    let lock = format!("{prefix}{name}");
+    let fence = format!("{}:fence", Keys::base(&lock));
+    (lock, fence)
+  }
+
+  fn new(prefix: &str, name: &str) -> Self {
+    let lock = format!("{prefix}{name}");
+    let base = Keys::base(&lock);
     Keys {
       fence: format!("{base}:fence"),
       queue: format!("{base}:queue"),
@@ -702,13 +713,13 @@ impl RedisStore {
       .load_script(&self.scripts.extend)
       .ignore();
     for r in items {
-      let keys = Keys::new(&self.prefix, r.name);
+      let (lock, fence) = Keys::lock_and_fence(&self.prefix, r.name);
       pipe.invoke_script(
         self
           .scripts
           .extend
-          .key(&keys.lock)
-          .key(&keys.fence)
+          .key(&lock)
+          .key(&fence)
           .arg(r.token)
           .arg(millis(r.ttl))
           .arg(keep),
