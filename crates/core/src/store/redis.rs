@@ -892,7 +892,7 @@ fn clone_error(err: &LockError) -> LockError {
       message: err.to_string(),
       source: err
         .cause_message()
-        .map(|c| Box::<dyn std::error::Error + Send + Sync>::from(c)),
+        .map(Box::<dyn std::error::Error + Send + Sync>::from),
     },
   }
 }
