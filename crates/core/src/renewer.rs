@@ -137,12 +137,31 @@ impl Renewer {
       heap.entries.extend(later.into_iter().map(Reverse));
       heap.entries.peek().map(|Reverse(d)| d.at)
     };
+    self.compact();
     while !renew.is_empty() {
       let rest = renew.split_off(renew.len().min(BATCH_MAX));
       tokio::spawn(self.clone().renew(renew));
       renew = rest;
     }
     next
+  }
+
+  /// Drops stale entries once they outnumber the live ones (each probe answer and each renewal
+  /// leaves its lock's older entry behind until its time comes): the heap stays within twice
+  /// the locks watched.
+  fn compact(&self) {
+    let held = self.held();
+    let mut heap = self.heap();
+    if heap.entries.len() <= 2 * held.len() + 1024 {
+      return;
+    }
+    let entries = std::mem::take(&mut heap.entries).into_vec();
+    let live: Vec<_> = entries
+      .into_iter()
+      .filter(|Reverse(d)| held.get(&d.id).is_some_and(|l| l.gen() == d.gen))
+      .collect();
+    heap.entries = BinaryHeap::from(live);
+    heap.entries.shrink_to_fit();
   }
 
   /// Renews one batch and hands each lock its own result.

@@ -28,6 +28,11 @@ impl LockInner {
     self.auto_extend || self.safe_time.is_some()
   }
 
+  /// The generation of the lock's live scheduler entry.
+  pub(crate) fn gen(&self) -> u32 {
+    self.state().gen
+  }
+
   /// `Expiring` comes once less than this is left without a renewal.
   fn safe(&self, st: &State) -> Duration {
     self.safe_time.unwrap_or(st.refresh)
