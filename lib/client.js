@@ -60,6 +60,7 @@ class Client {
   #closed = false
   #locks = new Set() // Lock objects not over yet, to end them on close()
   #forget = (lock) => this.#locks.delete(lock)
+  #lockShared = null // what every Lock of this client shares (made on first use)
 
   #table // DynamoDB: the lock table's name
   #capabilities // what the store can do: { binaryData, dynamoOptions, tables, immediate }
@@ -127,7 +128,10 @@ class Client {
       }
     }
     if (!nativeLock) return null
-    const lock = new Lock(new ops.HeldLock(native, nativeLock), name, this.#logger, this.#forget, this.#capabilities)
+    const shared =
+      this.#lockShared ||
+      (this.#lockShared = { logger: this.#logger, onOver: this.#forget, capabilities: this.#capabilities })
+    const lock = new Lock(new ops.HeldLock(native, nativeLock.handle), nativeLock, name, shared)
     this.#locks.add(lock)
     return lock
   }

@@ -29,41 +29,38 @@ function announceAll() {
   for (const lock of locks) lock[kAnnounce]()
 }
 const kAnnounce = Symbol('announce')
+let lastOwner = null // the owner name of the last lock made
 const kAnnounced = Symbol('announced')
 
 class Lock extends EventEmitter {
   #native
-  #logger
   #controller = null // made on first use of `signal`: most locks never need one
   #over = false
   #endReason = null // the abort reason once the lock is over (once lost; made on demand once released)
   #announced = false
   #backlog = null // events that came before 'acquired' was emitted
-  #events // whether the lock's events are listened to (heartbeats, the session monitor)
   #lost = false // `lost`, `signal.aborted` and the 'lost' event change together, in #finish
-
-  #onOver
-  #capabilities
+  #shared // what every lock of the client shares: { logger, onOver, capabilities }
 
   /**
    * Made by the client for `nativeLock` (a lib/ops.js HeldLock: a handle into the binding's table
-   * of held locks), a lock of `name`; `onOver(lock)` is called once when it ends.
+   * of held locks) and its `grant` (token, owner, fence, events), a lock of `name`. `shared` is
+   * one object per client: `{ logger, onOver, capabilities }`; `onOver(lock)` is called once when
+   * the lock ends. Thousands of locks may be held at once: each field here is paid per lock.
    */
-  constructor(nativeLock, name, logger, onOver, capabilities) {
+  constructor(nativeLock, grant, name, shared) {
     super()
     this.#native = nativeLock
-    this.#logger = logger
-    this.#onOver = onOver
-    this.#capabilities = capabilities
+    this.#shared = shared
     this.name = name
-    this.token = nativeLock.token
-    this.owner = nativeLock.owner
-    this.fence = nativeLock.fence
+    this.token = grant.token
+    // Most locks of a process share one owner name: keep one copy of it.
+    if (grant.owner !== lastOwner) lastOwner = grant.owner
+    this.owner = lastOwner
+    this.fence = grant.fence
     // Only heartbeats (and the session monitor of `safeTime`) produce events on their own;
     // they come through the completion queue, and keep the process alive while the lock is held.
-    const events = nativeLock.events
-    this.#events = events
-    if (events) ops.listen(nativeLock.handle, (ev) => this.#onEvent(ev))
+    if (grant.events) ops.listen(nativeLock.handle, this)
     if (!announcing) {
       announcing = true
       setImmediate(announceAll)
@@ -112,6 +109,11 @@ class Lock extends EventEmitter {
     return this.#controller.signal
   }
 
+  // An event of this lock from the completion queue (lib/ops.js).
+  [ops.kEvent](ev) {
+    this.#onEvent(ev)
+  }
+
   #onEvent(ev) {
     if (!this.#announced) {
       // A lock lost before its first turn (acquire() resolved after its lease ran out) is over
@@ -132,13 +134,16 @@ class Lock extends EventEmitter {
     }
   }
 
+  // `ev`: `{ kind, ... }` from the binding, or a number: 'refreshed' with that ttl (the event of
+  // every heartbeat, sent without an object).
   #deliver(ev) {
+    if (typeof ev === 'number') {
+      if (this.listenerCount('refreshed') > 0) this.emit('refreshed', { ttl: ev })
+      return
+    }
     switch (ev.kind) {
-      case 'refreshed':
-        this.emit('refreshed', { ttl: ev.ttl })
-        break
       case 'expiring':
-        call(this.#logger, 'warn', { lock: this.name, remaining: ev.remaining }, 'ferrolock: lease expiring')
+        call(this.#shared.logger, 'warn', { lock: this.name, remaining: ev.remaining }, 'ferrolock: lease expiring')
         this.emit('expiring', { remaining: ev.remaining })
         break
       case 'error': {
@@ -147,7 +152,7 @@ class Lock extends EventEmitter {
           `heartbeat of lock "${this.name}" failed: ${unmark(ev.message)}`,
           original ? { cause: original } : undefined,
         )
-        call(this.#logger, 'error', { lock: this.name, err }, 'ferrolock: heartbeat failed')
+        call(this.#shared.logger, 'error', { lock: this.name, err }, 'ferrolock: heartbeat failed')
         // Recoverable: only reported to those who listen, never crashes the process.
         if (this.listenerCount('error') > 0) this.emit('error', err)
         break
@@ -170,16 +175,16 @@ class Lock extends EventEmitter {
   #finish(kind, reason, later = false, keep = false) {
     if (this.#over) return
     this.#over = true
-    if (this.#events) ops.unlisten(this.#native.handle)
+    ops.unlisten(this.#native.handle)
     if (!keep) this.#native.forget(kind === 'lost')
-    this.#onOver(this)
+    this.#shared.onOver(this)
     if (kind === 'lost') {
       const err = new LockLostError(`lock "${this.name}" was lost: ${reason}`)
       this.#lost = true
       this.#endReason = err
       if (this.#controller) this.#controller.abort(err)
       const report = () => {
-        call(this.#logger, 'warn', { lock: this.name, fence: String(this.fence) }, err.message)
+        call(this.#shared.logger, 'warn', { lock: this.name, fence: String(this.fence) }, err.message)
         this.emit('lost', err)
       }
       if (later && !this.#announced) (this.#backlog || (this.#backlog = [])).push({ kind: 'report', report })
@@ -233,10 +238,10 @@ class Lock extends EventEmitter {
   #dataOption(options, method) {
     const o = options === undefined ? {} : options
     checkKeys(o, method === 'release' ? ['data', 'delete'] : ['data'], `${method} options`)
-    checkData(o.data, `${method} options.data`, this.#capabilities)
+    checkData(o.data, `${method} options.data`, this.#shared.capabilities)
     if (o.delete !== undefined && typeof o.delete !== 'boolean')
       throw invalid('release options.delete must be a boolean')
-    if ((o.data !== undefined || o.delete !== undefined) && !this.#capabilities.dynamoOptions) {
+    if ((o.data !== undefined || o.delete !== undefined) && !this.#shared.capabilities.dynamoOptions) {
       throw invalid(`${method} options are only supported by the dynamodb backend`)
     }
     return o

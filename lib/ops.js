@@ -12,7 +12,8 @@ const RESOLVE = 0
 const EVENT = 2
 
 const pending = new Map() // operation number -> { resolve, reject }
-const listeners = new Map() // lock handle -> (event) => void
+const listeners = new Map() // lock handle -> the Lock, whose [kEvent](event) takes its events
+const kEvent = Symbol('leaseEvent')
 const early = new Map() // lock handle -> events that came before the lock was listened to
 let nextOp = 0
 
@@ -37,7 +38,7 @@ function onReady(batch) {
     const value = batch[i + 2]
     if (batch[i + 1] === EVENT) {
       const listener = listeners.get(id)
-      if (listener) listener(value)
+      if (listener) listener[kEvent](value)
       else early.set(id, [...(early.get(id) || []), value])
       continue
     }
@@ -75,14 +76,14 @@ function submit(start) {
   })
 }
 
-/** Sends the events of the lock `handle` to `listener` (those that came early first). */
+/** Sends the events of the lock `handle` to `listener[kEvent]` (those that came early first). */
 function listen(handle, listener) {
   listeners.set(handle, listener)
   hold()
   const before = early.get(handle)
   if (before) {
     early.delete(handle)
-    for (const event of before) listener(event)
+    for (const event of before) listener[kEvent](event)
   }
 }
 
@@ -93,22 +94,17 @@ function unlisten(handle) {
 }
 
 /**
- * A held lock as the binding keeps it: a handle into its client's table of held locks, plus
- * what JS reads often (owner, token, fence, whether it has events), so reading them costs no
- * native call.
+ * A held lock as the binding keeps it: a handle into its client's table of held locks (the Lock
+ * keeps what JS reads often: owner, token, fence).
  */
 class HeldLock {
   #client
   #over = false
   #lost = false
 
-  constructor(client, grant) {
+  constructor(client, handle) {
     this.#client = client
-    this.handle = grant.handle
-    this.token = grant.token
-    this.owner = grant.owner
-    this.fence = grant.fence
-    this.events = grant.events
+    this.handle = handle
   }
 
   get lost() {
@@ -157,4 +153,4 @@ function promised(native) {
 /** Counters for tests: wake-ups so far, operations and lock listeners in flight. */
 const counters = () => ({ batches, pending: pending.size, listeners: listeners.size, early: early.size })
 
-module.exports = { queue, submit, listen, unlisten, promised, HeldLock, counters }
+module.exports = { queue, submit, listen, unlisten, promised, HeldLock, counters, kEvent }

@@ -112,10 +112,16 @@ impl Queue {
   }
 
   /// Passes on an event of the lock `handle`. `Released` is not passed on: JS ends a lock
-  /// itself when its release (or the client's close) settles.
+  /// itself when its release (or the client's close) settles. `Refreshed`, the one event of
+  /// every heartbeat, goes as its ttl alone (a number): no object per renewal.
   pub fn event(&self, handle: u32, lock: &ferrolock_core::watchdog::WeakLock, event: LeaseEvent) {
     match event {
       LeaseEvent::Released => {}
+      LeaseEvent::Refreshed { ttl } => self.push(Entry::Settled(
+        handle,
+        EVENT,
+        Value::Number(ttl.as_millis().min(u32::MAX as u128) as u32),
+      )),
       LeaseEvent::Probe(n) => self.push(Entry::Probe(lock.clone(), n)),
       event => self.push(Entry::Settled(
         handle,

@@ -1,9 +1,8 @@
 //! The lock manager: waiting, retry with jitter, FIFO wake-ups, cancellation and close.
 //! Generic over the store; knows nothing about any wire protocol.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
@@ -15,8 +14,9 @@ use crate::error::{LockError, Result};
 use crate::lease::{
   Acquire, AcquireExtras, AcquireRequest, LockInfo, Payload, MAX_NAME_BYTES, MAX_TTL,
 };
+use crate::renewer::Renewer;
 use crate::store::{LockStore, Watch};
-use crate::watchdog::{held_locks, Lock, NewLock, Registry};
+use crate::watchdog::{held_locks, Lock, NewLock};
 
 /// How long `acquire` waits for a held lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,6 +162,11 @@ pub struct Stats {
   pub held: usize,
   /// Names with a release subscription.
   pub watched: usize,
+  /// Heartbeat batches sent so far (one `extend_many` each: one round trip per server where
+  /// the backend batches).
+  pub renewal_batches: u64,
+  /// Heartbeat renewals sent so far.
+  pub renewals: u64,
 }
 
 /// Hands out locks of one store.
@@ -171,7 +176,8 @@ pub struct LockManager {
   /// Acquires hold it shared; `close` takes it exclusively, so the store closes only after
   /// every acquire in flight has settled (and released what it got too late).
   gate: RwLock<()>,
-  held: Arc<Registry>,
+  /// The heartbeats of every lock, and the locks held.
+  renewer: Arc<Renewer>,
   next_id: AtomicU64,
   pending: AtomicUsize,
   watched: Box<dyn Fn() -> usize + Send + Sync>,
@@ -190,10 +196,10 @@ impl LockManager {
     let for_stats = store.clone();
     let watched = Box::new(move || for_stats.watched());
     LockManager {
+      renewer: Renewer::new(store.clone()),
       store,
       closed: CancellationToken::new(),
       gate: RwLock::new(()),
-      held: Arc::new(Mutex::new(HashMap::new())),
       next_id: AtomicU64::new(1),
       pending: AtomicUsize::new(0),
       watched,
@@ -212,10 +218,13 @@ impl LockManager {
 
   /// Leak-check counters.
   pub fn stats(&self) -> Stats {
+    let (renewal_batches, renewals) = self.renewer.counts();
     Stats {
       pending: self.pending.load(Ordering::Acquire),
-      held: self.held.lock().map(|h| h.len()).unwrap_or(0),
+      held: self.renewer.held().len(),
       watched: (self.watched)(),
+      renewal_batches,
+      renewals,
     }
   }
 
@@ -467,8 +476,7 @@ impl LockManager {
         safe_time: opts.safe_time,
         delete_on_release: opts.extras.delete_on_release,
       },
-      self.store.clone(),
-      &self.held,
+      &self.renewer,
     )
   }
 
@@ -546,7 +554,7 @@ impl LockManager {
   pub async fn close(&self) {
     self.closed.cancel();
     let _gate = self.gate.write().await;
-    let locks = held_locks(&self.held);
+    let locks = held_locks(&self.renewer.held);
     futures_util::future::join_all(locks.iter().map(|l| l.release())).await;
     self.store.close().await;
   }

@@ -8,6 +8,7 @@
 pub mod client;
 pub mod error;
 pub mod lease;
+mod renewer;
 pub mod store;
 pub mod transport;
 pub mod watchdog;

@@ -38,6 +38,29 @@ pub trait LockStore: Send + Sync + 'static {
   /// Sets the lease to `ttl` from now; `false` when the lock is no longer ours.
   async fn extend(&self, name: &str, token: &str, ttl: Duration) -> Result<bool>;
 
+  /// Renews every lock of `items` (one heartbeat round), each to its own ttl from now, in as
+  /// few round trips as the backend allows. One result per item, in order: a lost lock or a
+  /// failure of one item never hides another's renewal. The default runs the `extend`s
+  /// concurrently, up to `EXTEND_CONCURRENCY` at a time (DynamoDB has no batched conditional
+  /// write: its per-item writes overlap instead of going one after another).
+  async fn extend_many(&self, items: &[Renewal<'_>]) -> Vec<Result<bool>> {
+    use futures_util::stream::{FuturesOrdered, StreamExt};
+    let mut out = Vec::with_capacity(items.len());
+    let mut running = FuturesOrdered::new();
+    for r in items {
+      if running.len() >= EXTEND_CONCURRENCY {
+        if let Some(done) = running.next().await {
+          out.push(done);
+        }
+      }
+      running.push_back(self.extend(r.name, r.token, r.ttl));
+    }
+    while let Some(done) = running.next().await {
+      out.push(done);
+    }
+    out
+  }
+
   /// Deletes the lock if it is ours and wakes waiters; `false` when it was gone or another
   /// owner's (which stays untouched).
   async fn release(&self, name: &str, token: &str) -> Result<bool>;
@@ -110,6 +133,17 @@ pub trait LockStore: Send + Sync + 'static {
   fn release_now(&self, _name: &str, _token: &str) -> Option<Result<bool>> {
     None
   }
+}
+
+/// How many per-lock extends the default `extend_many` keeps in flight at once.
+pub const EXTEND_CONCURRENCY: usize = 64;
+
+/// One lock of a batched renewal (`LockStore::extend_many`).
+#[derive(Debug, Clone, Copy)]
+pub struct Renewal<'a> {
+  pub name: &'a str,
+  pub token: &'a str,
+  pub ttl: Duration,
 }
 
 /// The error of a store that gets DynamoDB-only acquire settings.

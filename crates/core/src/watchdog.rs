@@ -1,17 +1,19 @@
-//! A held lock: its lease, its events, and the heartbeat task that keeps it alive.
+//! A held lock: its lease, its events, and what its heartbeat decides. The heartbeats of all
+//! locks of a manager run in one scheduler (`renewer.rs`); nothing here runs per lock.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch, Mutex as AsyncMutex, Notify};
-use tokio::time::{sleep_until, timeout_at, Instant};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::{mpsc, Mutex as AsyncMutex};
+use tokio::time::Instant;
 
 use crate::error::Result;
 use crate::lease::{Payload, ReleaseOptions};
-use crate::store::LockStore;
+use crate::renewer::{Registry, Renewer};
+
+mod heartbeat;
+pub(crate) use heartbeat::Step;
 
 /// Why a lock was lost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,9 +86,6 @@ impl EventOut {
   }
 }
 
-/// The locks a manager holds, strongly, so `close()` can release them all.
-pub(crate) type Registry = Mutex<HashMap<u64, Arc<LockInner>>>;
-
 struct State {
   ttl: Duration,
   refresh: Duration,
@@ -96,6 +95,16 @@ struct State {
   last_refresh: Instant,
   finished: bool,
   events: EventOut,
+  /// Heap entries of another generation are stale (see `renewer.rs`).
+  gen: u32,
+  /// A renewal of this lock is in a batch on its way.
+  in_flight: bool,
+  /// After a failed renewal: when to try again (four times as often).
+  retry_at: Option<Instant>,
+  expiring_sent: bool,
+  /// The last liveness probe sent, and whether its answer is awaited.
+  probe_n: u64,
+  probe_wait: bool,
 }
 
 pub(crate) struct LockInner {
@@ -104,16 +113,16 @@ pub(crate) struct LockInner {
   token: String,
   owner: String,
   fence: u64,
-  store: Arc<dyn LockStore>,
+  renewer: Arc<Renewer>,
   state: Mutex<State>,
-  stop: CancellationToken,
+  /// Set by `release` (and when the lock is over): a renewal answer that comes later is dropped.
+  stopped: AtomicBool,
   /// Extends (heartbeat or manual) go one at a time, so the lease we record is the one the
   /// server applied last.
-  extending: AsyncMutex<()>,
-  /// Wakes the heartbeat to re-read its schedule after a manual `extend`.
-  reschedule: Notify,
-  probe: Option<watch::Sender<u64>>,
-  registry: Weak<Registry>,
+  pub(crate) extending: AsyncMutex<()>,
+  /// Heartbeats wait for the embedder's answer to each probe (`ack_probe`).
+  probe: bool,
+  probe_acked: AtomicU64,
   lost_flag: AtomicBool,
   /// Set when a release failed: the lock is over for its holder, but a later release may still
   /// try the delete.
@@ -162,17 +171,17 @@ pub(crate) struct NewLock {
 }
 
 impl Lock {
-  pub(crate) fn start(new: NewLock, store: Arc<dyn LockStore>, registry: &Arc<Registry>) -> Lock {
+  pub(crate) fn start(new: NewLock, renewer: &Arc<Renewer>) -> Lock {
     // Validity counts from before the request was sent: the server's lease started later.
     // The store may take off a margin for clock drift (Redlock).
-    let valid_until = new.started + store.validity(new.ttl);
+    let valid_until = new.started + renewer.store.validity(new.ttl);
     let inner = Arc::new(LockInner {
       id: new.id,
       name: new.name,
       token: new.token,
       owner: new.owner,
       fence: new.fence,
-      store,
+      renewer: renewer.clone(),
       state: Mutex::new(State {
         ttl: new.ttl,
         refresh: new.refresh.unwrap_or_else(|| default_refresh(new.ttl)),
@@ -181,24 +190,26 @@ impl Lock {
         last_refresh: new.started,
         finished: false,
         events: EventOut::Kept(Vec::new()),
+        gen: 0,
+        in_flight: false,
+        retry_at: None,
+        expiring_sent: false,
+        probe_n: 0,
+        probe_wait: false,
       }),
-      stop: CancellationToken::new(),
+      stopped: AtomicBool::new(false),
       extending: AsyncMutex::new(()),
-      reschedule: Notify::new(),
-      probe: new.probe.then(|| watch::channel(0).0),
-      registry: Arc::downgrade(registry),
+      probe: new.probe,
+      probe_acked: AtomicU64::new(0),
       lost_flag: AtomicBool::new(false),
       unconfirmed: AtomicBool::new(false),
       auto_extend: new.auto_extend,
       safe_time: new.safe_time,
       delete_on_release: new.delete_on_release,
     });
-    registry
-      .lock()
-      .unwrap_or_else(|e| e.into_inner())
-      .insert(new.id, inner.clone());
+    renewer.held().insert(new.id, inner.clone());
     if new.auto_extend || new.safe_time.is_some() {
-      tokio::spawn(heartbeat(inner.clone()));
+      inner.reschedule(None);
     }
     Lock { inner }
   }
@@ -265,14 +276,12 @@ impl Lock {
 
   /// Answers the heartbeat's liveness probe `n`.
   pub fn ack_probe(&self, n: u64) {
-    if let Some(probe) = &self.inner.probe {
-      probe.send_if_modified(|v| {
-        let newer = n > *v;
-        if newer {
-          *v = n;
-        }
-        newer
-      });
+    if !self.inner.probe || self.inner.probe_acked.fetch_max(n, Ordering::AcqRel) >= n {
+      return;
+    }
+    // The renewal waited for this answer: it is due now.
+    if self.inner.state().probe_wait {
+      self.inner.reschedule(Some(Instant::now()));
     }
   }
 
@@ -306,9 +315,9 @@ impl Lock {
     }
     let done = self
       .inner
-      .store
+      .store()
       .release_now(&self.inner.name, &self.inner.token)?;
-    self.inner.stop.cancel();
+    self.inner.stopped.store(true, Ordering::Release);
     if let Ok(ok) = done {
       self.inner.finish((!ok).then_some(LostReason::Gone));
     }
@@ -332,16 +341,20 @@ impl Lock {
     let started = Instant::now();
     let ok = self
       .inner
-      .store
+      .store()
       .extend_with(&self.inner.name, &self.inner.token, ttl, data)
-      .await?;
-    if ok {
-      self.inner.refreshed(started, ttl);
-      self.inner.reschedule.notify_one();
-    } else {
-      self.inner.finish(Some(LostReason::Gone));
+      .await;
+    match ok {
+      Ok(true) => {
+        self.inner.refreshed(started, ttl);
+        // The schedule counts from this renewal now.
+        self.inner.reschedule(None);
+      }
+      Ok(false) => self.inner.finish(Some(LostReason::Gone)),
+      // The heartbeat may have skipped its turn while this ran: it takes it again.
+      Err(_) => self.inner.reschedule(None),
     }
-    Ok(ok)
+    ok
   }
 
   /// Stops the heartbeat and deletes the lock if it is still ours. `Ok(false)` when it was
@@ -361,14 +374,14 @@ impl Lock {
     if self.is_finished() && !retry {
       return Ok(false);
     }
-    self.inner.stop.cancel();
+    self.inner.stopped.store(true, Ordering::Release);
     let opts = ReleaseOptions {
       delete: delete.unwrap_or(self.inner.delete_on_release),
       data,
     };
     let done = self
       .inner
-      .store
+      .store()
       .release_with(&self.inner.name, &self.inner.token, &opts)
       .await;
     match done {
@@ -389,6 +402,18 @@ impl Lock {
 impl LockInner {
   fn state(&self) -> MutexGuard<'_, State> {
     self.state.lock().unwrap_or_else(|e| e.into_inner())
+  }
+
+  fn store(&self) -> &Arc<dyn crate::store::LockStore> {
+    &self.renewer.store
+  }
+
+  pub(crate) fn name(&self) -> &str {
+    &self.name
+  }
+
+  pub(crate) fn token(&self) -> &str {
+    &self.token
   }
 
   fn emit(&self, event: LeaseEvent) {
@@ -412,8 +437,10 @@ impl LockInner {
           .filter(|r| *r < ttl)
           .unwrap_or_else(|| default_refresh(ttl));
       }
-      st.valid_until = started + self.store.validity(ttl);
+      st.valid_until = started + self.store().validity(ttl);
       st.last_refresh = started;
+      st.retry_at = None;
+      st.expiring_sent = false;
     }
     self.emit(LeaseEvent::Refreshed { ttl });
   }
@@ -438,125 +465,15 @@ impl LockInner {
         st.events = EventOut::Done;
       }
     }
-    self.stop.cancel();
-    if let Some(registry) = self.registry.upgrade() {
-      registry
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(&self.id);
-    }
-  }
-}
-
-/// Renews the lease every refresh interval; after a failure, retries four times as often.
-/// Reports `Expiring` once less than the safe time (default: one interval) is left without a
-/// renewal, and `Lost` when the store says the lock is not ours or the lease runs out first.
-/// Without auto-extend (but with a safe time) it only watches the lease: manual extends move
-/// it.
-async fn heartbeat(inner: Arc<LockInner>) {
-  let mut failing = false;
-  let mut expiring_sent = false;
-  let mut probe_n = 0u64;
-  loop {
-    let (valid_until, refresh, last) = {
-      let st = inner.state();
-      (st.valid_until, st.refresh, st.last_refresh)
-    };
-    let safe = inner.safe_time.unwrap_or(refresh);
-    let next = if !inner.auto_extend {
-      valid_until
-    } else if failing {
-      Instant::now() + (refresh / 4).max(Duration::from_millis(5))
-    } else {
-      last + refresh
-    };
-    let due = next.min(valid_until);
-    let warn_at = valid_until.checked_sub(safe).unwrap_or(valid_until);
-    // Only an explicit safe time warns on a timer; by default `Expiring` follows failed renewals.
-    let warn = inner.safe_time.is_some() && !expiring_sent && warn_at < due;
-    tokio::select! {
-      _ = inner.stop.cancelled() => return,
-      _ = inner.reschedule.notified() => {
-        // A manual extend renewed the lease and changed the schedule.
-        expiring_sent = false;
-        continue;
-      }
-      _ = sleep_until(warn_at), if warn => {
-        expiring_sent = true;
-        let remaining = valid_until.saturating_duration_since(Instant::now());
-        inner.emit(LeaseEvent::Expiring { remaining });
-        continue;
-      }
-      _ = sleep_until(due) => {}
-    }
-    if Instant::now() >= valid_until {
-      lost_by_expiry(&inner);
-      return;
-    }
-    if !inner.auto_extend {
-      continue;
-    }
-    if let Some(probe) = &inner.probe {
-      // The lock belongs to the embedder's thread, not to ours: renew only when it answers.
-      probe_n += 1;
-      inner.emit(LeaseEvent::Probe(probe_n));
-      let mut acked = probe.subscribe();
-      tokio::select! {
-        _ = inner.stop.cancelled() => return,
-        _ = sleep_until(valid_until) => { lost_by_expiry(&inner); return; }
-        _ = acked.wait_for(|v| *v >= probe_n) => {}
-      }
-    }
-    let extend = async {
-      let guard = inner.extending.lock().await;
-      // Read the lease after waiting our turn: a manual extend may have changed it.
-      let (ttl, valid_until) = {
-        let st = inner.state();
-        (st.ttl, st.valid_until)
-      };
-      let started = Instant::now();
-      let r = inner.store.extend(&inner.name, &inner.token, ttl).await;
-      (r, started, ttl, valid_until, guard)
-    };
-    let result = tokio::select! {
-      _ = inner.stop.cancelled() => return,
-      r = timeout_at(valid_until, extend) => r,
-    };
-    match result {
-      Err(_) => {
-        lost_by_expiry(&inner);
-        return;
-      }
-      Ok((Ok(true), started, ttl, _, _guard)) => {
-        failing = false;
-        expiring_sent = false;
-        inner.refreshed(started, ttl);
-      }
-      Ok((Ok(false), ..)) => {
-        if !inner.stop.is_cancelled() {
-          inner.finish(Some(LostReason::Gone));
-        }
-        return;
-      }
-      Ok((Err(err), _, _, valid_until, _)) => {
-        failing = true;
-        inner.emit(LeaseEvent::Error {
-          message: err.to_string(),
-        });
-        let remaining = valid_until.saturating_duration_since(Instant::now());
-        if remaining < safe && !expiring_sent {
-          expiring_sent = true;
-          inner.emit(LeaseEvent::Expiring { remaining });
-        }
-      }
-    }
+    self.stopped.store(true, Ordering::Release);
+    self.renewer.held().remove(&self.id);
   }
 }
 
 /// The lease ran out: report it, and delete the lock in the background in case a late
 /// heartbeat renewed it after all (the delete only matches our own token).
 fn lost_by_expiry(inner: &Arc<LockInner>) {
-  if inner.stop.is_cancelled() {
+  if inner.stopped.load(Ordering::Acquire) {
     return;
   }
   inner.finish(Some(LostReason::Expired));
@@ -567,7 +484,7 @@ fn lost_by_expiry(inner: &Arc<LockInner>) {
       data: None,
     };
     let _ = inner
-      .store
+      .store()
       .release_with(&inner.name, &inner.token, &opts)
       .await;
   });

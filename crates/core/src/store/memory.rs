@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use crate::error::Result;
 use crate::lease::{Acquire, AcquireRequest, Grant, Holder, LockInfo, Payload};
-use crate::store::{unsupported_extras, LockStore, WakeHub, Watch};
+use crate::store::{unsupported_extras, LockStore, Renewal, WakeHub, Watch};
 
 struct Held {
   token: String,
@@ -96,6 +96,16 @@ impl MemoryStore {
     Ok(out)
   }
 
+  fn extend_sync(&self, name: &str, token: &str, ttl: Duration) -> Result<bool> {
+    self.with_entry(name, |entry, now| match &mut entry.held {
+      Some(held) if held.token == token => {
+        held.expires = now + ttl;
+        true
+      }
+      _ => false,
+    })
+  }
+
   /// Number of names with a lock or waiters (for leak tests).
   pub fn len(&self) -> usize {
     self.entries.lock().map(|e| e.len()).unwrap_or(0)
@@ -176,13 +186,15 @@ impl LockStore for MemoryStore {
   }
 
   async fn extend(&self, name: &str, token: &str, ttl: Duration) -> Result<bool> {
-    self.with_entry(name, |entry, now| match &mut entry.held {
-      Some(held) if held.token == token => {
-        held.expires = now + ttl;
-        true
-      }
-      _ => false,
-    })
+    self.extend_sync(name, token, ttl)
+  }
+
+  /// One pass over the batch, on this thread.
+  async fn extend_many(&self, items: &[Renewal<'_>]) -> Vec<Result<bool>> {
+    items
+      .iter()
+      .map(|r| self.extend_sync(r.name, r.token, r.ttl))
+      .collect()
   }
 
   async fn release(&self, name: &str, token: &str) -> Result<bool> {

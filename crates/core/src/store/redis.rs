@@ -34,7 +34,7 @@ use tokio::sync::{mpsc, oneshot, Mutex as AsyncMutex, OnceCell};
 
 use crate::error::{LockError, Result};
 use crate::lease::{Acquire, AcquireRequest, Grant, Holder, LockInfo, Payload};
-use crate::store::{unsupported_extras, LockStore, WakeHub, Watch};
+use crate::store::{unsupported_extras, LockStore, Renewal, WakeHub, Watch};
 use crate::transport::{ClientConn, RedisClientObject};
 
 mod tracked;
@@ -96,15 +96,26 @@ fn hash_tag(key: &str) -> Option<&str> {
 }
 
 impl Keys {
-  fn new(prefix: &str, name: &str) -> Self {
-    let lock = format!("{prefix}{name}");
-    // The companion keys must hash to the lock's slot, and must not be the key of another
-    // lock: they start with `{tag}` (a key without a tag hashes as a whole, so `{key}` lands in
-    // its slot), where lock keys start with the prefix.
-    let base = match hash_tag(&lock) {
+  /// The start of the companion keys of `lock`. They must hash to the lock's slot, and must
+  /// not be the key of another lock: they start with `{tag}` (a key without a tag hashes as a
+  /// whole, so `{key}` lands in its slot), where lock keys start with the prefix.
+  fn base(lock: &str) -> String {
+    match hash_tag(lock) {
       Some(tag) => format!("{{{tag}}}:{lock}"),
       None => format!("{{{lock}}}"),
-    };
+    }
+  }
+
+  /// Only the lock key and its fence counter (what a renewal needs), named as by `new`.
+  fn lock_and_fence(prefix: &str, name: &str) -> (String, String) {
+    let lock = format!("{prefix}{name}");
+    let fence = format!("{}:fence", Keys::base(&lock));
+    (lock, fence)
+  }
+
+  fn new(prefix: &str, name: &str) -> Self {
+    let lock = format!("{prefix}{name}");
+    let base = Keys::base(&lock);
     Keys {
       fence: format!("{base}:fence"),
       queue: format!("{base}:queue"),
@@ -720,6 +731,50 @@ impl RedisStore {
     reply.map_err(|e| self.error(what, e))
   }
 
+  /// `extend_many` on one server: one pipelined write. Each reply is its lock's own result.
+  async fn extend_pipelined(
+    &self,
+    mut con: ConnectionManager,
+    items: &[Renewal<'_>],
+  ) -> Vec<Result<bool>> {
+    let keep = millis(self.fence_keep);
+    let mut pipe = redis::pipe();
+    // Loading a cached script is a lookup: it spares the NOSCRIPT fallback of a pipeline.
+    pipe
+      .ignore_errors()
+      .load_script(&self.scripts.extend)
+      .ignore();
+    for r in items {
+      let (lock, fence) = Keys::lock_and_fence(&self.prefix, r.name);
+      pipe.invoke_script(
+        self
+          .scripts
+          .extend
+          .key(&lock)
+          .key(&fence)
+          .arg(r.token)
+          .arg(millis(r.ttl))
+          .arg(keep),
+      );
+    }
+    let replies: Vec<redis::RedisResult<Value>> = match pipe.query_async(&mut con).await {
+      Ok(replies) => replies,
+      Err(e) => {
+        let err = self.error("extend", e);
+        return items.iter().map(|_| Err(clone_error(&err))).collect();
+      }
+    };
+    let mut replies = replies.into_iter();
+    items
+      .iter()
+      .map(|_| match replies.next() {
+        Some(Ok(reply)) => Ok(as_i64(&reply) == Some(1)),
+        Some(Err(e)) => Err(self.error("extend", e)),
+        None => Err(unexpected("extend")),
+      })
+      .collect()
+  }
+
   /// Records `fence` in our lock (Redlock: the fence the majority agreed on) and makes sure the
   /// next fence of `name` here is higher: when `fence` is not below this server's clock, the
   /// counter keeps it. `false` when the lock is not ours here.
@@ -861,6 +916,19 @@ fn remaining(pttl: Option<i64>) -> Option<Duration> {
     .map(|ms| Duration::from_millis(ms as u64))
 }
 
+/// The same failure for each lock of a batch (the cause is kept as text).
+fn clone_error(err: &LockError) -> LockError {
+  match err {
+    LockError::Closed => LockError::Closed,
+    err => LockError::Backend {
+      message: err.to_string(),
+      source: err
+        .cause_message()
+        .map(Box::<dyn std::error::Error + Send + Sync>::from),
+    },
+  }
+}
+
 fn unexpected(what: &str) -> LockError {
   LockError::Backend {
     message: format!("redis: unexpected reply to {what}"),
@@ -940,6 +1008,21 @@ impl LockStore for RedisStore {
       )
       .await?;
     Ok(as_i64(&reply) == Some(1))
+  }
+
+  /// One server: one pipeline (SCRIPT LOAD, then one EVALSHA per lock), one round trip for
+  /// the whole batch. A cluster or the caller's client object: every extend at once (the
+  /// multiplexed connection writes them together per node).
+  async fn extend_many(&self, items: &[Renewal<'_>]) -> Vec<Result<bool>> {
+    let con = match self.con().await {
+      Ok(Conn::Single(con)) => con,
+      Ok(_) => {
+        let all = items.iter().map(|r| self.extend(r.name, r.token, r.ttl));
+        return futures_util::future::join_all(all).await;
+      }
+      Err(err) => return items.iter().map(|_| Err(clone_error(&err))).collect(),
+    };
+    self.extend_pipelined(con, items).await
   }
 
   async fn release(&self, name: &str, token: &str) -> Result<bool> {

@@ -35,7 +35,7 @@ use tokio::time::Instant;
 use crate::error::{LockError, Result};
 use crate::lease::{Acquire, AcquireExtras, AcquireRequest, Grant, Holder, LockInfo, Payload};
 use crate::store::redis::{RedisOptions, RedisStore, SubCmd};
-use crate::store::{unsupported_extras, LockStore, WakeHub, Watch};
+use crate::store::{unsupported_extras, LockStore, Renewal, WakeHub, Watch};
 
 mod quarantine;
 use quarantine::Quarantine;
@@ -452,6 +452,66 @@ impl LockStore for RedlockStore {
       return Ok(Acquire::Held(Holder { owner, remaining }));
     }
     Err(self.unavailable("acquire", n - failed.len()))
+  }
+
+  /// One batch per master (each one pipeline), every master at once; then each lock is
+  /// decided on its own by the same majority rule as `extend`.
+  async fn extend_many(&self, items: &[Renewal<'_>]) -> Vec<Result<bool>> {
+    let started = Instant::now();
+    let mut out: Vec<Option<Result<bool>>> = Vec::with_capacity(items.len());
+    let mut limit = self.request_timeout;
+    for r in items {
+      let drift = self.drift(r.ttl);
+      if r.ttl <= drift {
+        out.push(Some(Err(LockError::InvalidArg(format!(
+          "ttl ({} ms) is too short for the Redlock drift allowance ({} ms)",
+          r.ttl.as_millis(),
+          drift.as_millis()
+        )))));
+      } else {
+        limit = limit.min((r.ttl - drift).max(Duration::from_millis(1)));
+        out.push(None);
+      }
+    }
+    let per_master = self.masters.iter().map(|m| async move {
+      tokio::time::timeout(limit, m.extend_many(items))
+        .await
+        .unwrap_or_default()
+    });
+    let answers = futures_util::future::join_all(per_master).await;
+    let n = self.masters.len();
+    let mut late = Vec::new();
+    for (i, r) in items.iter().enumerate() {
+      if out[i].is_some() {
+        continue;
+      }
+      let (mut yes, mut no) = (0, 0);
+      for answer in &answers {
+        match answer.get(i) {
+          Some(Ok(true)) => yes += 1,
+          Some(Ok(false)) => no += 1,
+          _ => {}
+        }
+      }
+      out[i] = Some(if yes >= self.quorum {
+        if started.elapsed() < r.ttl - self.drift(r.ttl) {
+          Ok(true)
+        } else {
+          // Renewed too late to count: do not leave it blocking others for a whole ttl.
+          late.push(*r);
+          Ok(false)
+        }
+      } else if no > n - self.quorum {
+        Ok(false)
+      } else {
+        Err(self.unavailable("extend", yes + no))
+      });
+    }
+    futures_util::future::join_all(late.iter().map(|r| self.release(r.name, r.token))).await;
+    out
+      .into_iter()
+      .map(|r| r.unwrap_or_else(|| Err(self.unavailable("extend", 0))))
+      .collect()
   }
 
   async fn extend(&self, name: &str, token: &str, ttl: Duration) -> Result<bool> {
