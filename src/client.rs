@@ -134,10 +134,11 @@ impl NativeClient {
       tables: false,
       immediate: true,
     };
+    let defaults = AcquireDefaults::from_options(defaults)?;
     Ok(Self::with(
-      LockManager::new(MemoryStore::shared()),
+      LockManager::with_request_timeout(MemoryStore::shared(), defaults.request_timeout),
       completions,
-      AcquireDefaults::from_options(defaults)?,
+      defaults,
       capabilities,
     ))
   }
@@ -150,10 +151,11 @@ impl NativeClient {
     defaults: Option<NativeClientOptions>,
   ) -> napi::Result<Self> {
     let store = RedisStore::new(options.into_core("options.redis")?).map_err(to_napi)?;
+    let defaults = AcquireDefaults::from_options(defaults)?;
     Ok(Self::with(
-      LockManager::new(Arc::new(store)),
+      LockManager::with_request_timeout(Arc::new(store), defaults.request_timeout),
       completions,
-      AcquireDefaults::from_options(defaults)?,
+      defaults,
       REDIS,
     ))
   }
@@ -165,9 +167,13 @@ impl NativeClient {
     options: NativeRedlockOptions,
     defaults: Option<NativeClientOptions>,
   ) -> napi::Result<Self> {
-    let store = RedlockStore::new(options.into_core()?).map_err(to_napi)?;
+    let options = options.into_core()?;
+    // Redlock's requestTimeout is per master; one operation takes up to a few rounds of it
+    // (an attempt, the fence raise, undoing a minority), so it is bounded by four.
+    let limit = options.request_timeout * 4;
+    let store = RedlockStore::new(options).map_err(to_napi)?;
     Ok(Self::with(
-      LockManager::new(Arc::new(store)),
+      LockManager::with_request_timeout(Arc::new(store), limit),
       completions,
       AcquireDefaults::from_options(defaults)?,
       REDIS,
@@ -183,7 +189,9 @@ impl NativeClient {
     defaults: Option<NativeClientOptions>,
   ) -> napi::Result<Self> {
     let defaults = options.defaults(AcquireDefaults::from_options(defaults)?)?;
-    let store = Arc::new(DynamoStore::new(options.into_core()?).map_err(to_napi)?);
+    let options = options.into_core()?;
+    let limit = options.request_timeout;
+    let store = Arc::new(DynamoStore::new(options).map_err(to_napi)?);
     let capabilities = NativeCapabilities {
       binary_data: true,
       dynamo_options: true,
@@ -191,7 +199,7 @@ impl NativeClient {
       immediate: false,
     };
     let mut client = Self::with(
-      LockManager::new(store.clone()),
+      LockManager::with_request_timeout(store.clone(), limit),
       completions,
       defaults,
       capabilities,

@@ -119,6 +119,8 @@ pub struct NativeClientOptions {
   pub owner: Option<String>,
   /// The most bytes of lock data an acquire, heartbeat or release may carry (default 1 MiB).
   pub max_data_bytes: Option<f64>,
+  /// The bound of one request in ms (default 2000); not Redlock's (its own is per master).
+  pub request_timeout: Option<f64>,
   pub retry_count: Option<f64>,
   pub retry_delay: Option<f64>,
   pub retry_jitter: Option<f64>,
@@ -137,6 +139,8 @@ pub struct AcquireDefaults {
   owner: Option<String>,
   /// The most bytes of lock data (`maxDataBytes`).
   pub max_data_bytes: usize,
+  /// The bound of one request (`requestTimeout`).
+  pub request_timeout: Duration,
 }
 
 /// The default of `maxDataBytes`: lock data is for a little context, not for payloads.
@@ -154,6 +158,7 @@ impl Default for AcquireDefaults {
       refresh_interval: None,
       owner: None,
       max_data_bytes: MAX_DATA_BYTES,
+      request_timeout: ferrolock_core::DEFAULT_REQUEST_TIMEOUT,
     }
   }
 }
@@ -170,6 +175,9 @@ impl AcquireDefaults {
     }
     if let Some(j) = o.retry_jitter {
       out.retry_jitter = ms(j, "options.retryJitter", 0)?;
+    }
+    if let Some(t) = o.request_timeout {
+      out.request_timeout = ms(t, "options.requestTimeout", 1)?;
     }
     if let Some(n) = o.retry_count {
       out.max_retries = retries(n, "options.retryCount")?;

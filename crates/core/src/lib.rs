@@ -7,6 +7,7 @@
 pub mod client;
 pub mod error;
 pub mod lease;
+pub mod redact;
 pub mod store;
 pub mod transport;
 pub mod watchdog;
@@ -16,6 +17,7 @@ pub use error::{LockError, Result};
 pub use lease::{
   Acquire, AcquireExtras, AcquireRequest, Grant, Holder, LockInfo, Payload, ReleaseOptions,
 };
+pub use store::bounded::DEFAULT_REQUEST_TIMEOUT;
 pub use store::dynamodb::{
   Billing, DynamoOptions, DynamoStore, Record, StaticCredentials, TableOptions,
 };

@@ -11,11 +11,13 @@ use tokio::sync::Notify;
 use crate::error::{LockError, Result};
 use crate::lease::{Acquire, AcquireRequest, LockInfo, Payload, ReleaseOptions};
 
+pub mod bounded;
 pub mod dynamodb;
 pub mod dynamodb_raw;
 pub mod memory;
 pub mod redis;
 pub mod redlock;
+mod redlock_identity;
 
 /// One backend. Every method is one atomic round trip where the backend allows it; no method
 /// sleeps, retries or starts timers (that is the manager's job).

@@ -97,7 +97,7 @@ pub struct DynamoOptions {
   pub sort_key: Option<(String, String)>,
   /// Attribute that DynamoDB's TTL feature reads (epoch seconds), if the table uses it.
   pub ttl_attribute: Option<String>,
-  /// Per-request timeout. Default 3 s.
+  /// Per-request timeout. Default 2 s (`DEFAULT_REQUEST_TIMEOUT`).
   pub request_timeout: Duration,
   /// The caller's own client object (the transport seam): every request goes through it, with
   /// its credentials, region and endpoint; `region`, `endpoint` and `credentials` must be unset.
@@ -115,7 +115,7 @@ impl DynamoOptions {
       partition_key: "key".into(),
       sort_key: None,
       ttl_attribute: None,
-      request_timeout: Duration::from_secs(3),
+      request_timeout: crate::store::bounded::DEFAULT_REQUEST_TIMEOUT,
       client: None,
     }
   }
@@ -317,6 +317,14 @@ impl DynamoStore {
   /// A store over `opts.table`; checks the options, opens nothing yet.
   pub fn new(opts: DynamoOptions) -> Result<Self> {
     opts.validate()?;
+    if let Some(c) = &opts.credentials {
+      // Masked in every message from now on, whatever the server echoes.
+      crate::redact::remember(&c.access_key_id);
+      crate::redact::remember(&c.secret_access_key);
+      if let Some(token) = &c.session_token {
+        crate::redact::remember(token);
+      }
+    }
     let skew_ms = std::env::var(CLOCK_SKEW_ENV)
       .ok()
       .and_then(|v| v.trim().parse::<i64>().ok())

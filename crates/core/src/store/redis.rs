@@ -387,6 +387,9 @@ impl RedisStore {
       let _ = rustls::crypto::ring::default_provider().install_default();
     }
     let secret = first.and_then(|f| f.redis_settings().password().map(str::to_owned));
+    if let Some(secret) = &secret {
+      crate::redact::remember(secret);
+    }
     Ok(RedisStore {
       target,
       tls_ca: opts.tls_ca,
@@ -686,6 +689,21 @@ impl RedisStore {
       Conn::Client(mut con) => inv.invoke_async(&mut con).await,
     };
     reply.map_err(|e| self.error(what, e))
+  }
+
+  /// The text of `INFO server` (Redlock tells its masters apart by the `run_id` in it).
+  pub(crate) async fn info_server(&self) -> Result<String> {
+    let mut cmd = redis::cmd("INFO");
+    cmd.arg("server");
+    let reply = match self.con().await? {
+      Conn::Single(mut con) => cmd.query_async::<Value>(&mut con).await,
+      Conn::Cluster(mut con) => cmd.query_async::<Value>(&mut con).await,
+      Conn::Client(mut con) => cmd.query_async::<Value>(&mut con).await,
+    };
+    Ok(match reply.map_err(|e| self.error("INFO server", e))? {
+      Value::VerbatimString { text, .. } => text,
+      other => as_string(&other).unwrap_or_default(),
+    })
   }
 
   /// Records `fence` in our lock (Redlock: the fence the majority agreed on) and makes sure the
