@@ -99,7 +99,10 @@ describe('a stalled single Redis', () => {
       const closed = await timed(locks.close())
       const { error } = await waiter
       assert.equal(error?.code, 'ERR_CLIENT_CLOSED')
-      assert.ok(rejectedAt - closing <= 100, `the waiter was rejected ${Math.round(rejectedAt - closing)} ms after close()`)
+      assert.ok(
+        rejectedAt - closing <= 100,
+        `the waiter was rejected ${Math.round(rejectedAt - closing)} ms after close()`,
+      )
       assert.ok(closed.ms <= 1000 + PAST_DEADLINE, `close() took ${Math.round(closed.ms)} ms`)
       assert.equal(events.length, 1, JSON.stringify(events))
       assert.equal(events[0][0], 'lost')
