@@ -168,7 +168,7 @@ pub struct Stats {
 
 /// How far past a `wait` deadline an attempt in flight may still finish (a call settles by
 /// its deadline plus less than 500 ms).
-const ATTEMPT_GRACE: Duration = Duration::from_millis(250);
+const ATTEMPT_GRACE: Duration = Duration::from_millis(300);
 /// How far past its deadline a call may wait for its clean-up (a release of an attempt whose
 /// outcome is unknown, leaving the queue) before that goes on in the background.
 const SETTLE_GRACE: Duration = Duration::from_millis(400);
@@ -379,6 +379,7 @@ impl LockManager {
     let mut subscribed = false;
     let mut attempt: u64 = 0;
     let mut last_error: Option<LockError>;
+    let mut seen_held = false;
     loop {
       if subscribe {
         subscribe = false;
@@ -412,6 +413,13 @@ impl LockManager {
           match cut {
             Cut::Closed => return Err(LockError::Closed),
             Cut::Aborted => return Err(self.stop_error(name, cancel)),
+            // The lock was seen held before: a slow last attempt does not make that a fault.
+            Cut::Deadline if seen_held => {
+              return Err(LockError::NotAcquired {
+                name: name.to_owned(),
+                reason: "the wait deadline passed while another owner held it (the last attempt was still in flight)".into(),
+              })
+            }
             Cut::Deadline => Err(timed_out(
               self.store.kind(),
               "acquire before the wait deadline",
@@ -435,6 +443,7 @@ impl LockManager {
         }
         Ok(Acquire::Held(holder)) => {
           last_error = None;
+          seen_held = true;
           hint = holder.remaining;
           if let (Wait::AfterLease(extra), None) = (opts.wait, deadline) {
             let lease = holder.remaining.unwrap_or(opts.ttl);
