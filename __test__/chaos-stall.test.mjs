@@ -53,6 +53,7 @@ describe('a stalled single Redis', () => {
     try {
       // Healthy first: the stall then hits a connection in use.
       const held = await stalled.acquire('chaos-held', { ttl: 2500 })
+      const lost = next(held, 'lost') // its lease runs out during the checks below
       proxy.stall()
       for (const wait of [50, 500, 2000]) {
         const { ms, error } = await timed(stalled.acquire('chaos-free', { wait }))
@@ -65,9 +66,8 @@ describe('a stalled single Redis', () => {
       const inspected = await timed(stalled.inspect('chaos-held'))
       assert.equal(inspected.error?.code, 'ERR_BACKEND_UNAVAILABLE')
       assert.ok(inspected.ms <= 1000 + PAST_DEADLINE, `inspect settled after ${Math.round(inspected.ms)} ms`)
-      // The stalled holder cannot renew: it hears of it, then loses the lock; only then does
-      // another client get it, with a higher fence.
-      const lost = next(held, 'lost')
+      // The stalled holder cannot renew and loses the lock; only then does another client get
+      // it, with a higher fence.
       const other = await direct.acquire('chaos-held', { wait: 10_000, ttl: 5000 })
       assert.ok(other.fence > held.fence)
       await lost
@@ -142,6 +142,7 @@ describe('a stalled DynamoDB', () => {
     const direct = createClient(server.options(table))
     try {
       const held = await stalled.acquire('chaos-held', { ttl: 2500, refreshInterval: 500 })
+      const lost = next(held, 'lost') // its lease runs out during the checks below
       proxy.stall()
       for (const wait of [50, 500, 2000]) {
         const { ms, error } = await timed(stalled.acquire('chaos-free', { wait, ttl: 3000 }))
@@ -151,7 +152,6 @@ describe('a stalled DynamoDB', () => {
       const { ms, error } = await timed(stalled.tryAcquire('chaos-free'))
       assert.equal(error?.code, 'ERR_BACKEND_UNAVAILABLE')
       assert.ok(ms <= 1000 + PAST_DEADLINE, `tryAcquire settled after ${Math.round(ms)} ms`)
-      const lost = next(held, 'lost')
       const other = await direct.acquire('chaos-held', { wait: 15_000, ttl: 5000 })
       assert.ok(other.fence > held.fence)
       await lost

@@ -19,6 +19,25 @@ function texts(err) {
   return out.join('\n')
 }
 
+// One RESP command (an array of bulk strings) from the start of `buf`: its arguments and the
+// characters it used, or null while it is incomplete.
+function parseCommand(buf) {
+  const head = /^\*(\d+)\r\n/.exec(buf)
+  if (!head) return null
+  let at = head[0].length
+  const args = []
+  for (let i = 0; i < Number(head[1]); i++) {
+    const len = /^\$(\d+)\r\n/.exec(buf.slice(at))
+    if (!len) return null
+    const start = at + len[0].length
+    const end = start + Number(len[1])
+    if (buf.length < end + 2) return null
+    args.push(buf.slice(start, end))
+    at = end + 2
+  }
+  return { args, used: at }
+}
+
 describe('secrets in server replies are masked', () => {
   let dynamo, redis
   before(async () => {
@@ -33,12 +52,23 @@ describe('secrets in server replies are masked', () => {
         res.end(JSON.stringify({ __type: 'com.amazonaws.dynamodb.v20120810#ValidationException', message: headers }))
       })
     })
-    // Redis-shaped: every command is refused with an error that repeats it.
+    // Redis-shaped: accepts the connection (AUTH, CLIENT), then refuses every command with an
+    // error that repeats everything the connection sent, AUTH and its password included.
     redis = net.createServer((sock) => {
       sock.on('error', () => {})
+      let buf = ''
+      const sent = []
       sock.on('data', (d) => {
-        const echoed = d.toString('latin1').replace(/\r\n/g, ' ')
-        sock.write(`-ERR invalid password, you sent: ${echoed}\r\n`)
+        buf += d.toString('latin1')
+        for (;;) {
+          const parsed = parseCommand(buf)
+          if (!parsed) break
+          buf = buf.slice(parsed.used)
+          sent.push(parsed.args.join(' '))
+          const name = parsed.args[0].toUpperCase()
+          if (name === 'AUTH' || name === 'CLIENT' || name === 'SELECT') sock.write('+OK\r\n')
+          else sock.write(`-ERR unknown command, you sent: ${sent.join('; ')}\r\n`)
+        }
       })
     })
     for (const server of [dynamo, redis]) {
