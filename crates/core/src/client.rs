@@ -177,7 +177,6 @@ const SETTLE_GRACE: Duration = Duration::from_millis(400);
 enum Cut {
   Deadline,
   Closed,
-  Aborted,
 }
 
 /// Hands out locks of one store.
@@ -313,22 +312,25 @@ impl LockManager {
         let _ = store.leave_queue(&name, &token).await;
       }
     });
-    let budget = if self.is_closed() {
-      Duration::ZERO
-    } else {
-      settle_by.map_or(self.request_timeout * 2, |s| {
-        s.saturating_duration_since(Instant::now())
-      })
-    };
-    let _ = tokio::time::timeout(budget, task).await;
+    if self.is_closed() {
+      return;
+    }
+    match settle_by {
+      Some(at) => {
+        let _ = tokio::time::timeout_at(at, task).await;
+      }
+      // No deadline: wait for it (each request in it is bounded by the request timeout).
+      None => {
+        let _ = task.await;
+      }
+    }
   }
 
-  /// Runs one request, cut short at `limit`, on `close()` and on `cancel`.
+  /// Runs one request, cut short at `limit` and on `close()`.
   async fn cut<T>(
     &self,
     request: impl std::future::Future<Output = Result<T>>,
     limit: Option<Instant>,
-    cancel: &CancellationToken,
   ) -> std::result::Result<Result<T>, Cut> {
     let at_limit = async {
       match limit {
@@ -336,11 +338,11 @@ impl LockManager {
         None => std::future::pending().await,
       }
     };
+    // An abort does not cut a request (it is seen right after it): only close and deadlines do.
     tokio::select! {
       done = request => Ok(done),
       _ = at_limit => Err(Cut::Deadline),
       _ = self.closed.cancelled() => Err(Cut::Closed),
-      _ = cancel.cancelled() => Err(Cut::Aborted),
     }
   }
 
@@ -385,10 +387,9 @@ impl LockManager {
         subscribe = false;
         subscribed = true;
         let limit = deadline.map(|d| d + ATTEMPT_GRACE);
-        match self.cut(self.store.watch(name), limit, cancel).await {
+        match self.cut(self.store.watch(name), limit).await {
           Ok(Ok(w)) => watch = w,
           Ok(Err(LockError::Closed)) | Err(Cut::Closed) => return Err(LockError::Closed),
-          Err(Cut::Aborted) => return Err(self.stop_error(name, cancel)),
           Ok(Err(_)) | Err(Cut::Deadline) => {} // no push now: poll
         }
       }
@@ -400,19 +401,15 @@ impl LockManager {
       attempt += 1;
       let started = Instant::now();
       let mut hint = None;
-      // An attempt still in flight at the wait deadline (plus a little), on close or on
-      // cancel is cut short: its outcome is unknown then, so the clean-up releases our token.
+      // An attempt still in flight at the wait deadline (plus a little) or on close is cut
+      // short: its outcome is unknown then, so the clean-up releases our token.
       let limit = deadline.map(|d| d.max(started) + ATTEMPT_GRACE);
-      let outcome = match self
-        .cut(self.store.try_acquire(name, &req), limit, cancel)
-        .await
-      {
+      let outcome = match self.cut(self.store.try_acquire(name, &req), limit).await {
         Ok(done) => done,
         Err(cut) => {
           *uncertain = true;
           match cut {
             Cut::Closed => return Err(LockError::Closed),
-            Cut::Aborted => return Err(self.stop_error(name, cancel)),
             // The lock was seen held before: a slow last attempt does not make that a fault.
             Cut::Deadline if seen_held => {
               return Err(LockError::NotAcquired {
