@@ -269,3 +269,38 @@ async fn wait_deadlines_hold_while_dynamodb_hangs() {
     .expect("acquire after the stall");
   assert!(again.is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_deadlines_hold_while_every_redlock_master_hangs() {
+  let servers = support::masters(3);
+  let proxies: Vec<StallProxy> = servers.iter().map(|s| StallProxy::start(s.port)).collect();
+  let urls: Vec<String> = proxies.iter().map(StallProxy::url).collect();
+  // The binding bounds a Redlock operation by 4 x the per-master timeout (500 ms).
+  let store = support::redlock_store(&urls, Some(Duration::from_millis(500)));
+  let manager = LockManager::with_request_timeout(store, Duration::from_secs(2));
+  let lock = manager
+    .acquire("warm", wait_for(2000), CancellationToken::new())
+    .await
+    .expect("acquire on healthy masters")
+    .expect("granted");
+  lock.release().await.expect("release");
+  for p in &proxies {
+    p.stall(true);
+  }
+  for ms in [50, 500, 1500] {
+    let (result, took) = timed(
+      "acquire with a wait deadline",
+      manager.acquire("job", wait_for(ms), CancellationToken::new()),
+    )
+    .await;
+    let err = result.expect_err("no master answers");
+    assert_eq!(err.code(), "ERR_BACKEND_UNAVAILABLE", "{err}");
+    assert!(
+      took <= Duration::from_millis(ms) + PAST_DEADLINE,
+      "wait {ms} ms settled after {took:?}"
+    );
+  }
+  for p in &proxies {
+    p.stall(false);
+  }
+}
