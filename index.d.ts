@@ -87,6 +87,7 @@ declare namespace ferrolock {
      * The most ms one request may take (an acquire attempt, `tryAcquire`, `inspect`, `extend`,
      * `release`, a heartbeat), from 1 to 2147483647; default 2000. A request past it fails with
      * `ERR_BACKEND_UNAVAILABLE`. Redlock: per master (default 500; an operation takes at most four).
+     * Through your own Redis client object: 10 s unless given.
      */
     requestTimeout?: number | undefined
   }

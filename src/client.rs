@@ -119,6 +119,10 @@ fn open(manager: &LockManager) -> Result<(), LockError> {
   Ok(())
 }
 
+/// The bound of a request through a caller's Redis client object when no `requestTimeout` is
+/// given: above the transport's own 10 s, whose error names the client object.
+const CLIENT_OBJECT_TIMEOUT: Duration = Duration::from_secs(11);
+
 #[napi]
 impl NativeClient {
   /// The in-process store, shared by every memory client of this process.
@@ -150,10 +154,18 @@ impl NativeClient {
     options: NativeRedisOptions,
     defaults: Option<NativeClientOptions>,
   ) -> napi::Result<Self> {
-    let store = RedisStore::new(options.into_core("options.redis")?).map_err(to_napi)?;
+    let options = options.into_core("options.redis")?;
     let defaults = AcquireDefaults::from_options(defaults)?;
+    // A caller's client object answers within its own 10 s unless requestTimeout says less
+    // (the drop-in entries keep their old packages' behaviour).
+    let limit = if options.client.is_some() && !defaults.request_timeout_given {
+      CLIENT_OBJECT_TIMEOUT
+    } else {
+      defaults.request_timeout
+    };
+    let store = RedisStore::new(options).map_err(to_napi)?;
     Ok(Self::with(
-      LockManager::with_request_timeout(Arc::new(store), defaults.request_timeout),
+      LockManager::with_request_timeout(Arc::new(store), limit),
       completions,
       defaults,
       REDIS,

@@ -141,6 +141,8 @@ pub struct AcquireDefaults {
   pub max_data_bytes: usize,
   /// The bound of one request (`requestTimeout`).
   pub request_timeout: Duration,
+  /// Whether `requestTimeout` was given (a client object otherwise keeps its own 10 s).
+  pub request_timeout_given: bool,
 }
 
 /// The default of `maxDataBytes`: lock data is for a little context, not for payloads.
@@ -159,6 +161,7 @@ impl Default for AcquireDefaults {
       owner: None,
       max_data_bytes: MAX_DATA_BYTES,
       request_timeout: ferrolock_core::DEFAULT_REQUEST_TIMEOUT,
+      request_timeout_given: false,
     }
   }
 }
@@ -178,6 +181,7 @@ impl AcquireDefaults {
     }
     if let Some(t) = o.request_timeout {
       out.request_timeout = ms(t, "options.requestTimeout", 1)?;
+      out.request_timeout_given = true;
     }
     if let Some(n) = o.retry_count {
       out.max_retries = retries(n, "options.retryCount")?;

@@ -168,10 +168,10 @@ pub struct Stats {
 
 /// How far past a `wait` deadline an attempt in flight may still finish (a call settles by
 /// its deadline plus less than 500 ms).
-const ATTEMPT_GRACE: Duration = Duration::from_millis(300);
+const ATTEMPT_GRACE: Duration = Duration::from_millis(200);
 /// How far past its deadline a call may wait for its clean-up (a release of an attempt whose
 /// outcome is unknown, leaving the queue) before that goes on in the background.
-const SETTLE_GRACE: Duration = Duration::from_millis(400);
+const SETTLE_GRACE: Duration = Duration::from_millis(250);
 
 /// Why a request was cut short.
 enum Cut {
@@ -671,10 +671,12 @@ impl LockManager {
     let _gate = self.gate.write().await;
     let locks = held_locks(&self.held);
     self.cleanups.close();
+    // Each release is one request, bounded by the request timeout (and never cut: a release
+    // that does not finish is recorded as unconfirmed). Clean-ups get as long; what is left of
+    // them then fails at once on the closed store.
     let releases = futures_util::future::join_all(locks.iter().map(|l| l.release()));
-    let all = futures_util::future::join(releases, self.cleanups.wait());
-    // Each request is bounded already; this only guards against a store that is not.
-    let _ = tokio::time::timeout(self.request_timeout + Duration::from_millis(250), all).await;
+    let cleanups = tokio::time::timeout(self.request_timeout, self.cleanups.wait());
+    let _ = futures_util::future::join(releases, cleanups).await;
     self.store.close().await;
   }
 }
