@@ -168,6 +168,8 @@ export interface NativeClientOptions {
   owner?: string
   /** The most bytes of lock data an acquire, heartbeat or release may carry (default 1 MiB). */
   maxDataBytes?: number
+  /** The bound of one request in ms (default 2000); not Redlock's (its own is per master). */
+  requestTimeout?: number
   retryCount?: number
   retryDelay?: number
   retryJitter?: number

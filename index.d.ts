@@ -83,6 +83,13 @@ declare namespace ferrolock {
     logger?: Logger | undefined
     /** The most bytes of lock `data` an acquire (or DynamoDB heartbeat or release) may carry; default 1 MiB (1048576). */
     maxDataBytes?: number | undefined
+    /**
+     * The most ms one request may take (an acquire attempt, `tryAcquire`, `inspect`, `extend`,
+     * `release`, a heartbeat), from 1 to 2147483647; default 2000. A request past it fails with
+     * `ERR_BACKEND_UNAVAILABLE`. Redlock: per master (default 500; an operation takes at most four).
+     * Through your own Redis client object: 10 s unless given.
+     */
+    requestTimeout?: number | undefined
   }
 
   /** Options of the in-process memory backend, the default; all memory clients of a process share one store. */
@@ -158,7 +165,7 @@ declare namespace ferrolock {
     heartbeatPeriod?: number | undefined
     /** Attribute for DynamoDB's TTL cleanup (epoch seconds, lease + 24 h from this host's clock). */
     ttlAttribute?: string | undefined
-    /** Per-request timeout in ms (default 3000). */
+    /** Per-request timeout in ms (default 2000). */
     requestTimeout?: number | undefined
     /**
      * Your own client object: an aws-sdk v2 `AWS.DynamoDB`, or an `@aws-sdk/client-dynamodb` v3
@@ -179,6 +186,8 @@ declare namespace ferrolock {
     logger?: Logger | undefined
     /** The most bytes of lock `data` an acquire, heartbeat or release may carry; default 1 MiB (1048576). */
     maxDataBytes?: number | undefined
+    /** The most ms one request may take (default 2000); the same as `dynamodb.requestTimeout` (give one of them). */
+    requestTimeout?: number | undefined
     /** Not allowed together with `dynamodb`. */
     memory?: undefined
     /** Not allowed together with `dynamodb`. */

@@ -246,6 +246,7 @@ class ExclusiveLock extends EventEmitter {
   async #refresh() {
     if (this.is_refreshing) return
     this.is_refreshing = true
+    let refreshing = true // this call still owns is_refreshing
     const key = this.key
     const hold = this.#hold
     try {
@@ -254,6 +255,9 @@ class ExclusiveLock extends EventEmitter {
       // PEXPIRE would renew its lock for it. Without `get` (a stub) this cannot be checked.
       // (Instances sharing `lock_contents`, default '1', cannot be told apart.)
       const current = typeof c.get === 'function' ? await c.get(key) : undefined
+      // A release began while GET was in flight: send nothing more, so that nothing goes
+      // through the caller's connection once release() resolved (they may quit() it then).
+      if (this.#releasing || !this.acquired || hold !== this.#hold) return
       if (current !== undefined && current !== null && String(current) !== this.#written) {
         if (this.acquired && hold === this.#hold) this.#lost(key, 'another instance holds it now')
         return
@@ -267,6 +271,9 @@ class ExclusiveLock extends EventEmitter {
       this.#log('trace', '%s lock refreshed to %sms', key, this.lock_ttl_ms)
       this.emit('refreshed', { key, lock_ttl_ms: this.lock_ttl_ms })
     } catch (err) {
+      // The PEXPIRE settled: like the original, is_refreshing is false again before the
+      // release below emits 'released'.
+      this.is_refreshing = refreshing = false
       this.#fail(err, key)
       try {
         await this.release() // the instance property: callers replace it
@@ -274,7 +281,7 @@ class ExclusiveLock extends EventEmitter {
         this.#fail(releaseErr, key)
       }
     } finally {
-      this.is_refreshing = false
+      if (refreshing) this.is_refreshing = false
     }
   }
 

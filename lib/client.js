@@ -17,15 +17,7 @@ const { isRedisCluster } = require('./transport.js')
 const { Lock, kClientClosed } = require('./lock.js')
 const ops = require('./ops.js')
 
-const REDLOCK_KEYS = [
-  'driftFactor',
-  'clockDriftMs',
-  'requestTimeout',
-  'retryCount',
-  'retryDelay',
-  'retryJitter',
-  'restartQuarantine',
-]
+const REDLOCK_KEYS = ['driftFactor', 'clockDriftMs', 'retryCount', 'retryDelay', 'retryJitter', 'restartQuarantine']
 const checkClient = shape({
   memory: 'any',
   redis: 'any',
@@ -280,10 +272,17 @@ function openClient(options) {
     const extra = REDLOCK_KEYS.find((k) => o[k] !== undefined)
     if (extra) throw invalid(`options.${extra} applies to the redlock backend only`)
   }
-  const defaults = { owner: DEFAULT_OWNER, maxDataBytes: o.maxDataBytes }
+  // requestTimeout bounds every request (Redlock: per master, in its own options below).
+  const defaults = { owner: DEFAULT_OWNER, maxDataBytes: o.maxDataBytes, requestTimeout: o.requestTimeout }
   if (o.dynamodb !== undefined) {
     if (o.keyPrefix !== undefined) throw invalid('options.keyPrefix does not apply to the dynamodb backend')
     const d = dynamoOptions(o.dynamodb)
+    if (o.requestTimeout !== undefined) {
+      if (d.native.requestTimeout !== undefined) {
+        throw invalid('options.requestTimeout: give it once (here or as options.dynamodb.requestTimeout)')
+      }
+      d.native.requestTimeout = o.requestTimeout
+    }
     if (d.ownerName !== undefined) defaults.owner = d.ownerName
     const native = wrapNative(() => NativeClient.dynamodb(ops.queue(), nativeDynamo(d.native), defaults))
     return new Client(native, o.logger, d.native.table)
@@ -296,7 +295,7 @@ function openClient(options) {
       NativeClient.redlock(
         ops.queue(),
         { ...r, masters: masters.map((m) => nativeRedis(m)) },
-        { ...defaults, retryCount, retryDelay, retryJitter },
+        { ...defaults, requestTimeout: undefined, retryCount, retryDelay, retryJitter },
       ),
     )
   } else if (o.file !== undefined) {

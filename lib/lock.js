@@ -165,8 +165,10 @@ class Lock extends EventEmitter {
 
   // Called by Client#close after the native side released everything.
   [kClientClosed]() {
-    if (this.#lost || this.#native.lost) this.#finish('lost', 'the lock was already gone when the client closed')
-    else this.#finish('released')
+    // Lost: its release on close was not confirmed by the server (or it was already gone).
+    if (this.#lost || this.#native.lost) {
+      this.#finish('lost', 'its release was not confirmed when the client closed; the key expires by its lease')
+    } else this.#finish('released')
   }
 
   // Ends the lock once: aborts the signal and emits 'lost' or 'released' ('acquired' first, if

@@ -120,6 +120,10 @@ fn open(manager: &LockManager) -> Result<(), LockError> {
   Ok(())
 }
 
+/// The bound of a request through a caller's Redis client object when no `requestTimeout` is
+/// given: above the transport's own 10 s, whose error names the client object.
+const CLIENT_OBJECT_TIMEOUT: Duration = Duration::from_secs(11);
+
 #[napi]
 impl NativeClient {
   /// The in-process store, shared by every memory client of this process.
@@ -135,10 +139,11 @@ impl NativeClient {
       tables: false,
       immediate: true,
     };
+    let defaults = AcquireDefaults::from_options(defaults)?;
     Ok(Self::with(
-      LockManager::new(MemoryStore::shared()),
+      LockManager::with_request_timeout(MemoryStore::shared(), defaults.request_timeout),
       completions,
-      AcquireDefaults::from_options(defaults)?,
+      defaults,
       capabilities,
     ))
   }
@@ -150,11 +155,20 @@ impl NativeClient {
     options: NativeRedisOptions,
     defaults: Option<NativeClientOptions>,
   ) -> napi::Result<Self> {
-    let store = RedisStore::new(options.into_core("options.redis")?).map_err(to_napi)?;
+    let options = options.into_core("options.redis")?;
+    let defaults = AcquireDefaults::from_options(defaults)?;
+    // A caller's client object answers within its own 10 s unless requestTimeout says less
+    // (the drop-in entries keep their old packages' behaviour).
+    let limit = if options.client.is_some() && !defaults.request_timeout_given {
+      CLIENT_OBJECT_TIMEOUT
+    } else {
+      defaults.request_timeout
+    };
+    let store = RedisStore::new(options).map_err(to_napi)?;
     Ok(Self::with(
-      LockManager::new(Arc::new(store)),
+      LockManager::with_request_timeout(Arc::new(store), limit),
       completions,
-      AcquireDefaults::from_options(defaults)?,
+      defaults,
       REDIS,
     ))
   }
@@ -166,9 +180,13 @@ impl NativeClient {
     options: NativeRedlockOptions,
     defaults: Option<NativeClientOptions>,
   ) -> napi::Result<Self> {
-    let store = RedlockStore::new(options.into_core()?).map_err(to_napi)?;
+    let options = options.into_core()?;
+    // Redlock's requestTimeout is per master; one operation takes up to a few rounds of it
+    // (an attempt, the fence raise, undoing a minority), so it is bounded by four.
+    let limit = options.request_timeout * 4;
+    let store = RedlockStore::new(options).map_err(to_napi)?;
     Ok(Self::with(
-      LockManager::new(Arc::new(store)),
+      LockManager::with_request_timeout(Arc::new(store), limit),
       completions,
       AcquireDefaults::from_options(defaults)?,
       REDIS,
@@ -207,7 +225,9 @@ impl NativeClient {
     defaults: Option<NativeClientOptions>,
   ) -> napi::Result<Self> {
     let defaults = options.defaults(AcquireDefaults::from_options(defaults)?)?;
-    let store = Arc::new(DynamoStore::new(options.into_core()?).map_err(to_napi)?);
+    let options = options.into_core()?;
+    let limit = options.request_timeout;
+    let store = Arc::new(DynamoStore::new(options).map_err(to_napi)?);
     let capabilities = NativeCapabilities {
       binary_data: true,
       dynamo_options: true,
@@ -215,7 +235,7 @@ impl NativeClient {
       immediate: false,
     };
     let mut client = Self::with(
-      LockManager::new(store.clone()),
+      LockManager::with_request_timeout(store.clone(), limit),
       completions,
       defaults,
       capabilities,

@@ -32,10 +32,11 @@ pub struct NativeError {
 
 impl From<LockError> for NativeError {
   fn from(err: LockError) -> Self {
+    let (message, cause) = crate::error::texts(&err);
     NativeError {
       code: err.code().to_owned(),
-      message: err.to_string(),
-      cause: err.cause_message(),
+      message,
+      cause,
     }
   }
 }

@@ -5,10 +5,11 @@ use ferrolock_core::LockError;
 
 /// Converts a core error into a napi error whose reason is `{"code","message","cause"}`.
 pub fn to_napi(err: LockError) -> napi::Error {
+  let (message, cause) = texts(&err);
   let payload = serde_json::json!({
     "code": err.code(),
-    "message": err.to_string(),
-    "cause": err.cause_message(),
+    "message": message,
+    "cause": cause,
   });
   napi::Error::from_reason(payload.to_string())
 }
@@ -16,4 +17,15 @@ pub fn to_napi(err: LockError) -> napi::Error {
 /// An `ERR_INVALID_ARG` for bad input caught in the binding.
 pub fn invalid(message: impl Into<String>) -> napi::Error {
   to_napi(LockError::InvalidArg(message.into()))
+}
+
+/// The message and cause of `err`; a backend's with every secret masked (servers and drivers
+/// may echo credentials). Bad input is reported as given: its messages never hold a secret.
+pub fn texts(err: &LockError) -> (String, Option<String>) {
+  let (message, cause) = (err.to_string(), err.cause_message());
+  if err.code() == "ERR_BACKEND_UNAVAILABLE" {
+    let redact = ferrolock_core::redact::redact;
+    return (redact(&message), cause.as_deref().map(redact));
+  }
+  (message, cause)
 }

@@ -95,7 +95,7 @@ pub fn event(ev: LeaseEvent) -> NativeEvent {
     }
     LeaseEvent::Error { message } => {
       out.kind = "error".into();
-      out.message = Some(message);
+      out.message = Some(ferrolock_core::redact::redact(&message));
     }
     LeaseEvent::Expiring { remaining } => {
       out.kind = "expiring".into();

@@ -120,6 +120,8 @@ pub struct NativeClientOptions {
   pub owner: Option<String>,
   /// The most bytes of lock data an acquire, heartbeat or release may carry (default 1 MiB).
   pub max_data_bytes: Option<f64>,
+  /// The bound of one request in ms (default 2000); not Redlock's (its own is per master).
+  pub request_timeout: Option<f64>,
   pub retry_count: Option<f64>,
   pub retry_delay: Option<f64>,
   pub retry_jitter: Option<f64>,
@@ -138,6 +140,10 @@ pub struct AcquireDefaults {
   owner: Option<String>,
   /// The most bytes of lock data (`maxDataBytes`).
   pub max_data_bytes: usize,
+  /// The bound of one request (`requestTimeout`).
+  pub request_timeout: Duration,
+  /// Whether `requestTimeout` was given (a client object otherwise keeps its own 10 s).
+  pub request_timeout_given: bool,
 }
 
 /// The default of `maxDataBytes`: lock data is for a little context, not for payloads.
@@ -155,6 +161,8 @@ impl Default for AcquireDefaults {
       refresh_interval: None,
       owner: None,
       max_data_bytes: MAX_DATA_BYTES,
+      request_timeout: ferrolock_core::DEFAULT_REQUEST_TIMEOUT,
+      request_timeout_given: false,
     }
   }
 }
@@ -171,6 +179,10 @@ impl AcquireDefaults {
     }
     if let Some(j) = o.retry_jitter {
       out.retry_jitter = ms(j, "options.retryJitter", 0)?;
+    }
+    if let Some(t) = o.request_timeout {
+      out.request_timeout = ms(t, "options.requestTimeout", 1)?;
+      out.request_timeout_given = true;
     }
     if let Some(n) = o.retry_count {
       out.max_retries = retries(n, "options.retryCount")?;

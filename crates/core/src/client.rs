@@ -9,12 +9,14 @@ use rand::Rng;
 use tokio::sync::RwLock;
 use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::error::{LockError, Result};
 use crate::lease::{
   Acquire, AcquireExtras, AcquireRequest, LockInfo, Payload, MAX_NAME_BYTES, MAX_TTL,
 };
 use crate::renewer::Renewer;
+use crate::store::bounded::{timed_out, Bounded, DEFAULT_REQUEST_TIMEOUT};
 use crate::store::{LockStore, Watch};
 use crate::watchdog::{held_locks, Lock, NewLock};
 
@@ -169,9 +171,26 @@ pub struct Stats {
   pub renewals: u64,
 }
 
+/// How far past a `wait` deadline an attempt in flight may still finish (a call settles by
+/// its deadline plus less than 500 ms).
+const ATTEMPT_GRACE: Duration = Duration::from_millis(200);
+/// How far past its deadline a call may wait for its clean-up (a release of an attempt whose
+/// outcome is unknown, leaving the queue) before that goes on in the background.
+const SETTLE_GRACE: Duration = Duration::from_millis(250);
+
+/// Why a request was cut short.
+enum Cut {
+  Deadline,
+  Closed,
+}
+
 /// Hands out locks of one store.
 pub struct LockManager {
+  /// The store, with every request bounded by the request timeout.
   store: Arc<dyn LockStore>,
+  request_timeout: Duration,
+  /// Clean-ups still running after their acquire settled; `close` waits for them.
+  cleanups: TaskTracker,
   closed: CancellationToken,
   /// Acquires hold it shared; `close` takes it exclusively, so the store closes only after
   /// every acquire in flight has settled (and released what it got too late).
@@ -191,13 +210,23 @@ impl Drop for PendingGuard<'_> {
 }
 
 impl LockManager {
-  /// A manager over `store`; `watched` reports the store's subscription count for stats.
+  /// A manager over `store`, every request bounded by `DEFAULT_REQUEST_TIMEOUT` (2 s).
   pub fn new<S: LockStore>(store: Arc<S>) -> Self {
+    Self::with_request_timeout(store, DEFAULT_REQUEST_TIMEOUT)
+  }
+
+  /// A manager over `store` whose every request (an attempt, an extend, a release, an
+  /// inspect) fails after `limit` without an answer. At least 1 ms.
+  pub fn with_request_timeout<S: LockStore>(store: Arc<S>, limit: Duration) -> Self {
+    let limit = limit.max(Duration::from_millis(1));
+    let store: Arc<dyn LockStore> = Arc::new(Bounded::new(store, limit));
     let for_stats = store.clone();
     let watched = Box::new(move || for_stats.watched());
     LockManager {
       renewer: Renewer::new(store.clone()),
       store,
+      request_timeout: limit,
+      cleanups: TaskTracker::new(),
       closed: CancellationToken::new(),
       gate: RwLock::new(()),
       next_id: AtomicU64::new(1),
@@ -248,23 +277,82 @@ impl LockManager {
 
     let token = new_token();
     let waiting = opts.wait != Wait::No && opts.wait != Wait::For(Duration::ZERO);
-    // Set when an attempt's outcome is unknown (a timeout, a dropped connection): it may have
-    // taken the lock under our token.
+    // When the call must have settled: its wait deadline plus a little, or one request
+    // timeout for a single attempt.
+    let called = Instant::now();
+    let settle_by = match opts.wait {
+      Wait::For(d) => Some(called + d + SETTLE_GRACE),
+      Wait::No => Some(called + self.request_timeout),
+      _ => None,
+    };
+    // Set when an attempt's outcome is unknown (a timeout, a dropped connection, an attempt
+    // cut short): it may have taken the lock under our token.
     let mut uncertain = false;
     let result = self
       .attempts(name, &opts, &token, waiting, &cancel, &mut uncertain)
       .await;
-    if !matches!(result, Ok(Some(_))) {
-      if uncertain {
-        // An attempt whose reply was lost may have taken the lock under our token.
-        let _ = self.store.release(name, &token).await;
-      }
-      if waiting {
-        // Leave the FIFO queue so the next waiter is not held up by our stale place.
-        let _ = self.store.leave_queue(name, &token).await;
-      }
+    if !matches!(result, Ok(Some(_))) && (uncertain || waiting) {
+      self
+        .clean_up(name, &token, uncertain, waiting, settle_by)
+        .await;
     }
     result
+  }
+
+  /// After an acquire that did not get the lock: releases what an attempt with an unknown
+  /// outcome may have taken (only our token matches), and leaves the FIFO queue so the next
+  /// waiter is not held up by our stale place. Waited for until `settle_by` at most (not at
+  /// all once closing); the rest goes on in the background, where `close` waits for it.
+  async fn clean_up(
+    &self,
+    name: &str,
+    token: &str,
+    uncertain: bool,
+    waiting: bool,
+    settle_by: Option<Instant>,
+  ) {
+    let store = self.store.clone();
+    let (name, token) = (name.to_owned(), token.to_owned());
+    let task = self.cleanups.spawn(async move {
+      if uncertain {
+        let _ = store.release(&name, &token).await;
+      }
+      if waiting {
+        let _ = store.leave_queue(&name, &token).await;
+      }
+    });
+    if self.is_closed() {
+      return;
+    }
+    match settle_by {
+      Some(at) => {
+        let _ = tokio::time::timeout_at(at, task).await;
+      }
+      // No deadline: wait for it (each request in it is bounded by the request timeout).
+      None => {
+        let _ = task.await;
+      }
+    }
+  }
+
+  /// Runs one request, cut short at `limit` and on `close()`.
+  async fn cut<T>(
+    &self,
+    request: impl std::future::Future<Output = Result<T>>,
+    limit: Option<Instant>,
+  ) -> std::result::Result<Result<T>, Cut> {
+    let at_limit = async {
+      match limit {
+        Some(at) => sleep_until(at).await,
+        None => std::future::pending().await,
+      }
+    };
+    // An abort does not cut a request (it is seen right after it): only close and deadlines do.
+    tokio::select! {
+      done = request => Ok(done),
+      _ = at_limit => Err(Cut::Deadline),
+      _ = self.closed.cancelled() => Err(Cut::Closed),
+    }
   }
 
   async fn attempts(
@@ -302,14 +390,16 @@ impl LockManager {
     let mut subscribed = false;
     let mut attempt: u64 = 0;
     let mut last_error: Option<LockError>;
+    let mut seen_held = false;
     loop {
       if subscribe {
         subscribe = false;
         subscribed = true;
-        match self.store.watch(name).await {
-          Ok(w) => watch = w,
-          Err(LockError::Closed) => return Err(LockError::Closed),
-          Err(_) => {} // no push now: poll
+        let limit = deadline.map(|d| d + ATTEMPT_GRACE);
+        match self.cut(self.store.watch(name), limit).await {
+          Ok(Ok(w)) => watch = w,
+          Ok(Err(LockError::Closed)) | Err(Cut::Closed) => return Err(LockError::Closed),
+          Ok(Err(_)) | Err(Cut::Deadline) => {} // no push now: poll
         }
       }
       let notified = watch.as_ref().map(Watch::notified);
@@ -320,11 +410,38 @@ impl LockManager {
       attempt += 1;
       let started = Instant::now();
       let mut hint = None;
-      // An attempt in flight is never dropped half-way: it may have taken the lock.
-      match self.store.try_acquire(name, &req).await {
+      // An attempt still in flight at the wait deadline (plus a little) or on close is cut
+      // short: its outcome is unknown then, so the clean-up releases our token.
+      let limit = deadline.map(|d| d.max(started) + ATTEMPT_GRACE);
+      let outcome = match self.cut(self.store.try_acquire(name, &req), limit).await {
+        Ok(done) => done,
+        Err(cut) => {
+          *uncertain = true;
+          match cut {
+            Cut::Closed => return Err(LockError::Closed),
+            // The lock was seen held before: a slow last attempt does not make that a fault.
+            Cut::Deadline if seen_held => {
+              return Err(LockError::NotAcquired {
+                name: name.to_owned(),
+                reason: "the wait deadline passed while another owner held it (the last attempt was still in flight)".into(),
+              })
+            }
+            Cut::Deadline => Err(timed_out(
+              self.store.kind(),
+              "acquire before the wait deadline",
+              limit.map_or(Duration::ZERO, |l| l - started),
+            )),
+          }
+        }
+      };
+      match outcome {
         Ok(Acquire::Granted(grant)) => {
           let lock = self.start_lock(name, token, &owner, grant.fence, opts, started);
-          if cancel.is_cancelled() || self.is_closed() {
+          if self.is_closed() {
+            // Held in the registry: close() releases it with the others.
+            return Err(LockError::Closed);
+          }
+          if cancel.is_cancelled() {
             let _ = lock.release().await;
             return Err(self.stop_error(name, cancel));
           }
@@ -332,6 +449,7 @@ impl LockManager {
         }
         Ok(Acquire::Held(holder)) => {
           last_error = None;
+          seen_held = true;
           hint = holder.remaining;
           if let (Wait::AfterLease(extra), None) = (opts.wait, deadline) {
             let lease = holder.remaining.unwrap_or(opts.ttl);
@@ -551,11 +669,22 @@ impl LockManager {
 
   /// Rejects pending acquires with `Closed`, releases every held lock, stops heartbeats and
   /// closes the store. Idempotent.
+  ///
+  /// Waiters and attempts in flight end at once; the releases and clean-ups run together, each
+  /// bounded by the request timeout, so this settles within about one request timeout. A
+  /// lock whose delete the server did not confirm ends with `Lost` (`Unconfirmed`), not
+  /// `Released`. Nothing is sent once this resolved.
   pub async fn close(&self) {
     self.closed.cancel();
     let _gate = self.gate.write().await;
     let locks = held_locks(&self.renewer.held);
-    futures_util::future::join_all(locks.iter().map(|l| l.release())).await;
+    self.cleanups.close();
+    // Each release is one request, bounded by the request timeout (and never cut: a release
+    // that does not finish is recorded as unconfirmed). Clean-ups get as long; what is left of
+    // them then fails at once on the closed store.
+    let releases = futures_util::future::join_all(locks.iter().map(|l| l.release()));
+    let cleanups = tokio::time::timeout(self.request_timeout, self.cleanups.wait());
+    let _ = futures_util::future::join(releases, cleanups).await;
     self.store.close().await;
   }
 }

@@ -8,6 +8,7 @@
 pub mod client;
 pub mod error;
 pub mod lease;
+pub mod redact;
 mod renewer;
 pub mod store;
 pub mod transport;
@@ -18,6 +19,7 @@ pub use error::{LockError, Result};
 pub use lease::{
   Acquire, AcquireExtras, AcquireRequest, Grant, Holder, LockInfo, Payload, ReleaseOptions,
 };
+pub use store::bounded::DEFAULT_REQUEST_TIMEOUT;
 pub use store::dynamodb::{
   Billing, DynamoOptions, DynamoStore, Record, StaticCredentials, TableOptions,
 };

@@ -11,6 +11,7 @@ use tokio::sync::Notify;
 use crate::error::{LockError, Result};
 use crate::lease::{Acquire, AcquireRequest, LockInfo, Payload, ReleaseOptions};
 
+pub mod bounded;
 pub mod dynamodb;
 pub mod dynamodb_raw;
 #[cfg(unix)]
@@ -21,6 +22,7 @@ pub mod file;
 pub mod memory;
 pub mod redis;
 pub mod redlock;
+mod redlock_identity;
 pub mod wall_clock;
 
 /// One backend. Every method is one atomic round trip where the backend allows it; no method

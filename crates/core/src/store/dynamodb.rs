@@ -96,7 +96,7 @@ pub struct DynamoOptions {
   pub sort_key: Option<(String, String)>,
   /// Attribute that DynamoDB's TTL feature reads (epoch seconds), if the table uses it.
   pub ttl_attribute: Option<String>,
-  /// Per-request timeout. Default 3 s.
+  /// Per-request timeout. Default 2 s (`DEFAULT_REQUEST_TIMEOUT`).
   pub request_timeout: Duration,
   /// The caller's own client object (the transport seam): every request goes through it, with
   /// its credentials, region and endpoint; `region`, `endpoint` and `credentials` must be unset.
@@ -114,7 +114,7 @@ impl DynamoOptions {
       partition_key: "key".into(),
       sort_key: None,
       ttl_attribute: None,
-      request_timeout: Duration::from_secs(3),
+      request_timeout: crate::store::bounded::DEFAULT_REQUEST_TIMEOUT,
       client: None,
     }
   }
@@ -322,6 +322,14 @@ impl DynamoStore {
   /// timing runs on the monotonic clock whatever this says).
   pub fn with_clock(opts: DynamoOptions, clock: Arc<dyn WallClock>) -> Result<Self> {
     opts.validate()?;
+    if let Some(c) = &opts.credentials {
+      // Masked in every message from now on, whatever the server echoes.
+      crate::redact::remember(&c.access_key_id);
+      crate::redact::remember(&c.secret_access_key);
+      if let Some(token) = &c.session_token {
+        crate::redact::remember(token);
+      }
+    }
     Ok(DynamoStore {
       opts,
       client: OnceCell::new(),

@@ -407,6 +407,9 @@ impl RedisStore {
       let _ = rustls::crypto::ring::default_provider().install_default();
     }
     let secret = first.and_then(|f| f.redis_settings().password().map(str::to_owned));
+    if let Some(secret) = &secret {
+      crate::redact::remember(secret);
+    }
     Ok(RedisStore {
       target,
       tls_ca: opts.tls_ca,
@@ -732,9 +735,9 @@ impl RedisStore {
   }
 
   /// `extend_many` on one server: one pipelined write. Each reply is its lock's own result.
-  async fn extend_pipelined(
+  async fn extend_pipelined<C: redis::aio::ConnectionLike + Send>(
     &self,
-    mut con: ConnectionManager,
+    mut con: C,
     items: &[Renewal<'_>],
   ) -> Vec<Result<bool>> {
     let keep = millis(self.fence_keep);
@@ -773,6 +776,22 @@ impl RedisStore {
         None => Err(unexpected("extend")),
       })
       .collect()
+  }
+
+  /// The text of `INFO server` (Redlock tells its masters apart by the `run_id` in it).
+  pub(crate) async fn info_server(&self) -> Result<String> {
+    let mut cmd = redis::cmd("INFO");
+    cmd.arg("server");
+    let reply = match self.con().await? {
+      Conn::Single(mut con) => cmd.query_async::<Value>(&mut con).await,
+      Conn::Cluster(mut con) => cmd.query_async::<Value>(&mut con).await,
+      Conn::Client(mut con) => cmd.query_async::<Value>(&mut con).await,
+      Conn::Tracked(mut con) => cmd.query_async::<Value>(&mut con).await,
+    };
+    Ok(match reply.map_err(|e| self.error("INFO server", e))? {
+      Value::VerbatimString { text, .. } => text,
+      other => as_string(&other).unwrap_or_default(),
+    })
   }
 
   /// Records `fence` in our lock (Redlock: the fence the majority agreed on) and makes sure the
@@ -1014,15 +1033,15 @@ impl LockStore for RedisStore {
   /// the whole batch. A cluster or the caller's client object: every extend at once (the
   /// multiplexed connection writes them together per node).
   async fn extend_many(&self, items: &[Renewal<'_>]) -> Vec<Result<bool>> {
-    let con = match self.con().await {
-      Ok(Conn::Single(con)) => con,
+    match self.con().await {
+      Ok(Conn::Single(con)) => self.extend_pipelined(con, items).await,
+      Ok(Conn::Tracked(con)) => self.extend_pipelined(con, items).await,
       Ok(_) => {
         let all = items.iter().map(|r| self.extend(r.name, r.token, r.ttl));
-        return futures_util::future::join_all(all).await;
+        futures_util::future::join_all(all).await
       }
-      Err(err) => return items.iter().map(|_| Err(clone_error(&err))).collect(),
-    };
-    self.extend_pipelined(con, items).await
+      Err(err) => items.iter().map(|_| Err(clone_error(&err))).collect(),
+    }
   }
 
   async fn release(&self, name: &str, token: &str) -> Result<bool> {

@@ -35,6 +35,7 @@ use tokio::time::Instant;
 use crate::error::{LockError, Result};
 use crate::lease::{Acquire, AcquireExtras, AcquireRequest, Grant, Holder, LockInfo, Payload};
 use crate::store::redis::{RedisOptions, RedisStore, SubCmd};
+use crate::store::redlock_identity::{check_addresses, Identities};
 use crate::store::{unsupported_extras, LockStore, Renewal, WakeHub, Watch};
 
 mod quarantine;
@@ -101,6 +102,8 @@ pub struct RedlockStore {
   /// waits for them first (so it cannot overtake them).
   late: Mutex<HashMap<String, Vec<Late>>>,
   quarantine: Quarantine,
+  /// The masters' run_ids: two that match are one server (see `redlock_identity`).
+  identities: Arc<Identities>,
 }
 
 impl RedlockStore {
@@ -162,8 +165,10 @@ impl RedlockStore {
       txs.push(tx);
       masters.push(Arc::new(store));
     }
+    check_addresses(&masters)?;
     let _ = senders.set(txs);
     Ok(RedlockStore {
+      identities: Identities::new(n),
       quorum: n / 2 + 1,
       masters,
       drift_factor: opts.drift_factor,
@@ -328,6 +333,10 @@ impl LockStore for RedlockStore {
   }
 
   async fn try_acquire(&self, name: &str, req: &AcquireRequest<'_>) -> Result<Acquire> {
+    self
+      .identities
+      .check(&self.masters, self.request_timeout)
+      .await?;
     let started = Instant::now();
     if !req.extras.is_default() {
       return Err(unsupported_extras("redlock"));
