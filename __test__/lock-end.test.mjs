@@ -6,6 +6,7 @@ import { once } from 'node:events'
 import { after, before, describe, test } from 'node:test'
 
 import { createClient } from '../index.js'
+import { startProxy } from './support/proxy.mjs'
 import { startRedis } from './support/servers.mjs'
 
 let seq = 0
@@ -55,6 +56,46 @@ describe('how a lock ends', () => {
     assert.equal(events.length, 1)
     assert.equal(await lock.release(), false, 'a third release does nothing')
     await locks.close()
+  })
+
+  test('a release the server did not confirm, while the key is still ours: a second release deletes it', async () => {
+    // The server hangs (a stalled connection) during the first release, the request is lost, and
+    // the server answers again with the key intact. The lock auto-extends, as by default: its heartbeat must not make the
+    // binding forget it before the second release.
+    const proxy = await startProxy(server.port)
+    const locks = createClient({ redis: `redis://127.0.0.1:${proxy.port}`, requestTimeout: 500 })
+    const other = createClient({ redis: server.url })
+    try {
+      const name = unique('retry')
+      const lock = await locks.acquire(name, { ttl: 30_000 })
+      const events = []
+      lock.on('lost', () => events.push('lost'))
+      lock.on('released', () => events.push('released'))
+      proxy.stall()
+      await assert.rejects(lock.release(), (err) => err.code === 'ERR_BACKEND_UNAVAILABLE')
+      assert.deepEqual(events, ['lost'])
+      assert.notEqual(await other.inspect(name), null, 'the key is still there')
+      // Drop the stalled request (a stalled proxy would deliver it on pass()), then pass again.
+      proxy.cut()
+      proxy.pass()
+      let second
+      const deadline = Date.now() + 30_000
+      while (second === undefined) {
+        try {
+          second = await lock.release()
+        } catch (err) {
+          if (Date.now() > deadline) throw new Error(`the second release kept failing: ${err.message}`)
+          await new Promise((resolve) => setTimeout(resolve, 50)) // until the connection is back
+        }
+      }
+      assert.equal(second, true, 'the second release deleted our key')
+      assert.equal(await other.inspect(name), null)
+      assert.deepEqual(events, ['lost'], 'no more events')
+    } finally {
+      await locks.close()
+      await other.close()
+      await proxy.close()
+    }
   })
 
   test('a lease that ran out before acquire() resolved: lost and signal agree from the start', async () => {

@@ -38,6 +38,7 @@ class Lock extends EventEmitter {
   #over = false
   #endReason = null // the abort reason once the lock is over (once lost; made on demand once released)
   #announced = false
+  #releasing = false // a release() is in flight: its outcome, not a 'lost' event, ends the lock
   #backlog = null // events that came before 'acquired' was emitted
   #lost = false // `lost`, `signal.aborted` and the 'lost' event change together, in #finish
   #shared // what every lock of the client shares: { logger, onOver, capabilities }
@@ -115,6 +116,9 @@ class Lock extends EventEmitter {
   }
 
   #onEvent(ev) {
+    // The core reports a release it could not confirm as 'lost' just before release() rejects;
+    // release() ends the lock itself then, keeping it in the binding for a second try.
+    if (this.#releasing && ev.kind === 'lost') return
     if (!this.#announced) {
       // A lock lost before its first turn (acquire() resolved after its lease ran out) is over
       // at once for `lost` and `signal`; the events follow 'acquired' on that turn.
@@ -260,6 +264,7 @@ class Lock extends EventEmitter {
       // Memory: done at once, in this call.
       let ok = data === undefined && del === undefined ? this.#native.releaseNow() : undefined
       if (ok === undefined) {
+        this.#releasing = true
         try {
           ok = await ops.submit((op) => this.#native.release(op, data, del))
         } catch (err) {
@@ -268,6 +273,8 @@ class Lock extends EventEmitter {
           // lease); the binding keeps it so that another release() can try the delete again.
           this.#finish('lost', 'its release was not confirmed by the server; the key expires by its lease', false, true)
           throw err
+        } finally {
+          this.#releasing = false
         }
         this.#native.released(ok)
       }
