@@ -186,6 +186,11 @@ enum Target {
   Client(RedisClientObject),
 }
 
+/// A cluster connect running as its own task (see `RedisStore::cluster_connect`).
+type ClusterConnect = tokio::task::JoinHandle<
+  std::result::Result<redis::RedisResult<ClusterConnection>, tokio::time::error::Elapsed>,
+>;
+
 /// A command connection of either kind (both are cheap clones of one multiplexed connection).
 #[derive(Clone)]
 enum Conn {
@@ -225,8 +230,11 @@ pub struct RedisStore {
   scripts: Scripts,
   /// The command connection, made on first use and dropped by `close`.
   cmd: std::sync::Mutex<Option<Conn>>,
-  /// Serializes the (asynchronous) first connection to a cluster.
-  connecting: AsyncMutex<()>,
+  /// Serializes the (asynchronous) first connection to a cluster, and holds that connect while
+  /// it runs: it is its own task, so a request cut by its timeout does not abort it.
+  connecting: AsyncMutex<Option<ClusterConnect>>,
+  /// Aborts a cluster connect still running when the store closes.
+  connect_abort: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
   /// Set once the subscription task runs (it is started on first use).
   subs: OnceCell<()>,
   hub: WakeHub,
@@ -417,7 +425,8 @@ impl RedisStore {
       secret,
       scripts: Scripts::new(),
       cmd: std::sync::Mutex::new(None),
-      connecting: AsyncMutex::new(()),
+      connecting: AsyncMutex::new(None),
+      connect_abort: std::sync::Mutex::new(None),
       subs: OnceCell::new(),
       hub,
       sub_tx,
@@ -580,13 +589,7 @@ impl RedisStore {
         transport: client.transport.clone(),
         scripts: Arc::new(self.scripts.sources()),
       }),
-      Target::Cluster(_) => {
-        let _one = self.connecting.lock().await;
-        if let Some(con) = self.cached()? {
-          return Ok(con);
-        }
-        Conn::Cluster(self.cluster_connection(None, "connect").await?)
-      }
+      Target::Cluster(_) => Conn::Cluster(self.cluster_connect().await?),
     };
     let mut cmd = self.cmd.lock().unwrap_or_else(|e| e.into_inner());
     // A racing single-server caller may have stored one first: keep one connection.
@@ -616,6 +619,39 @@ impl RedisStore {
         .push_sender(move |info: PushInfo| push(info));
     }
     builder.build().map_err(|e| self.error(what, e))
+  }
+
+  /// The command connection to a cluster. Connecting reaches every node, and a node that
+  /// accepts but never answers (a stopped replica) holds it up for the connect timeouts: longer
+  /// than one `requestTimeout` may be. The connect therefore runs as its own task; a request
+  /// cut meanwhile leaves it running, and the next request waits for the same connect.
+  async fn cluster_connect(&self) -> Result<ClusterConnection> {
+    let mut pending = self.connecting.lock().await;
+    if let Some(Conn::Cluster(con)) = self.cached()? {
+      return Ok(con);
+    }
+    let task = match pending.as_mut() {
+      Some(task) => task,
+      None => {
+        let client = self.cluster_client(None, "connect")?;
+        let task = tokio::spawn(async move {
+          tokio::time::timeout(CONNECT_TIMEOUT * 2, client.get_async_connection()).await
+        });
+        *self.connect_abort.lock().unwrap_or_else(|e| e.into_inner()) = Some(task.abort_handle());
+        pending.insert(task)
+      }
+    };
+    let joined = task.await;
+    *pending = None;
+    match joined {
+      Ok(Ok(Ok(con))) => Ok(con),
+      Ok(Ok(Err(e))) => Err(self.error("connect", e)),
+      Ok(Err(_)) => Err(LockError::Backend {
+        message: "redis: connect failed: no cluster node answered in time".into(),
+        source: None,
+      }),
+      Err(_) => Err(LockError::Closed),
+    }
   }
 
   async fn cluster_connection(
@@ -1124,6 +1160,14 @@ impl LockStore for RedisStore {
   async fn close(&self) {
     self.closed.store(true, Ordering::Release);
     self.cmd.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(connect) = self
+      .connect_abort
+      .lock()
+      .unwrap_or_else(|e| e.into_inner())
+      .take()
+    {
+      connect.abort();
+    }
     let _ = self.sub_tx.send(SubCmd::Shutdown);
     self.hub.wake_all();
   }
