@@ -58,7 +58,7 @@ export function watchChild(child, what) {
   return (promise, label = 'an answer', ms = HANG_MS) =>
     bounded(
       Promise.race([promise, gone]).catch((err) => {
-        throw err.message.startsWith(what) ? new Error(`${err.message} before ${label}`) : err
+        throw err?.message?.startsWith?.(what) ? new Error(`${err.message} before ${label}`) : err
       }),
       `${what}: ${label}`,
       ms,

@@ -1,13 +1,14 @@
 //! The file store: locks shared by the processes of one host through files in one
 //! directory, with no server. Per lock name (hashed, see `paths`):
 //!
-//! - `<hash>.rec`, the record: holder, lease end, fence, data and FIFO waiters. Only ever
-//!   replaced whole by rename, so a crash or a full disk mid-write leaves the old one.
+//! - `<hash>.rec`, the record: holder, lease end, fence, data and FIFO waiters, in two
+//!   checksummed slots written in place in turn (`record`), so a crash or a full disk
+//!   mid-write spoils only the slot being written and the previous version stays readable.
 //! - `<hash>.lk`, locked (flock) for the microseconds of one read-modify-write of the record.
 //! - `<hash>.hold`, locked by the holder for as long as it holds the lock. The kernel drops
 //!   that lock when the holder exits or is killed, so a dead holder's lease is void at once;
 //!   a stopped one keeps its kernel lock but loses the lease when it ends (the next holder
-//!   renames a fresh `.hold` over the old one).
+//!   renames a fresh `.hold` over the old one; otherwise the file is reused).
 //!
 //! The record is the truth about leases, the kernel lock the truth about liveness.
 
@@ -62,7 +63,7 @@ struct HeldFile {
   owner: String,
   fence: u64,
   data: Option<Payload>,
-  _file: File,
+  file: File,
 }
 
 struct Inner {
@@ -95,6 +96,10 @@ struct Request {
   data: Option<Payload>,
   queue_for_ms: Option<u64>,
 }
+
+/// The longest a waiter's place in the queue is kept without a refresh: the manager asks for
+/// at most a few seconds (`queue_for`); anything longer is from before a reboot.
+const MAX_QUEUE_FOR_MS: u64 = 60_000;
 
 fn ms(d: Duration) -> u64 {
   u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
@@ -177,6 +182,25 @@ impl Inner {
       .map(|h| h.fence)
   }
 
+  /// What we kept of `name` held under `token` (fence, owner, data), only while our locked
+  /// holder file is still the one at `p.hold`. A torn record is recovered from this: a holder
+  /// whose lease ended and whose file was replaced by the next holder's must not claim it.
+  fn owned(
+    &self,
+    name: &str,
+    token: &str,
+    p: &NamePaths,
+  ) -> Result<Option<(u64, String, Option<Payload>)>> {
+    let holds = self.holds();
+    let Some(h) = holds.get(name).filter(|h| h.token == token) else {
+      return Ok(None);
+    };
+    if !os::is_file_at(&h.file, &p.hold)? {
+      return Ok(None);
+    }
+    Ok(Some((h.fence, h.owner.clone(), h.data.clone())))
+  }
+
   /// Closes our holder file of `name` if it is `token`'s: frees the kernel lock, and tells
   /// waiters elsewhere (inotify sees the close).
   fn drop_hold(&self, name: &str, token: &str) -> bool {
@@ -189,20 +213,15 @@ impl Inner {
   }
 
   fn load(&self, name: &str, p: &NamePaths) -> Result<Loaded> {
-    let Some(bytes) = os::read_file(&p.record)? else {
-      return Ok(Loaded {
-        rec: Record {
-          name: name.to_owned(),
-          ..Record::default()
-        },
-        torn: false,
-      });
-    };
+    let bytes = os::read_file(&p.record)?.unwrap_or_default();
     if bytes.is_empty() {
-      // Made, but its first write never happened (a full disk): no version yet.
+      // No version yet: a new name, or a record made whose first write never happened (a
+      // full disk), or one deleted behind our back. A holder file left from earlier keeps
+      // the last fence granted: fences go on from there, never back to 1.
       return Ok(Loaded {
         rec: Record {
           name: name.to_owned(),
+          fence: os::hold_fence(&p.hold).unwrap_or(0),
           ..Record::default()
         },
         torn: false,
@@ -280,8 +299,9 @@ impl Inner {
     let now = os::now_ms();
     let Loaded { mut rec, torn } = self.load(name, p)?;
     if torn {
-      if let Some(fence) = self.held_fence(name, &req.token) {
-        // Ours, by the kernel lock we hold: renew it in a whole record again.
+      if let Some((fence, _, _)) = self.owned(name, &req.token, p)? {
+        // Ours, by the kernel lock we hold on the current holder file: renew it in a whole
+        // record again.
         rec.fence = rec.fence.max(fence);
         return self.grant(name, p, rec, req, now, Some(fence));
       }
@@ -291,7 +311,11 @@ impl Inner {
       }
     }
     let before = rec.clone();
-    rec.queue.retain(|w| w.alive_until_ms > now);
+    // A place lasts a few seconds (`queue_for`); one that claims more was written before a
+    // reboot restarted the clock, and its waiter is long gone.
+    rec
+      .queue
+      .retain(|w| w.alive_until_ms > now && w.alive_until_ms - now <= MAX_QUEUE_FOR_MS);
     if let Some(h) = &rec.holder {
       if h.token == req.token && h.expires_ms > now {
         // An earlier attempt of ours took it: renew within this attempt.
@@ -359,7 +383,16 @@ impl Inner {
   ) -> Result<Acquire> {
     let fence = match renew {
       Some(f) => f,
-      None => rec.fence + 1,
+      None => rec
+        .fence
+        .checked_add(1)
+        .ok_or_else(|| LockError::Rejected {
+          message: format!(
+            "file backend: the fence of {} cannot grow any more",
+            p.record.display()
+          ),
+          source: None,
+        })?,
     };
     let file = match renew {
       Some(_) if self.held_fence(name, &req.token).is_some() => None,
@@ -375,14 +408,24 @@ impl Inner {
     // If this fails, `file` is dropped: the kernel lock goes with it, nothing was granted.
     self.save(p, &rec)?;
     if let Some(file) = file {
-      self.holds().insert(
+      let mut holds = self.holds();
+      if self.closed.load(Ordering::Acquire) {
+        // close() ran meanwhile: this late grant is given up at once (its file closes here);
+        // the manager's clean-up of the cut attempt finds nothing of ours.
+        drop(holds);
+        drop(file);
+        rec.holder = None;
+        let _ = self.save(p, &rec);
+        return Err(LockError::Closed);
+      }
+      holds.insert(
         name.to_owned(),
         HeldFile {
           token: req.token.clone(),
           owner: req.owner.clone(),
           fence,
           data: req.data.clone(),
-          _file: file,
+          file,
         },
       );
     }
@@ -395,13 +438,9 @@ impl Inner {
     let now = os::now_ms();
     let Loaded { mut rec, torn } = self.load(name, &p)?;
     if torn {
-      // Ours only if we hold its kernel lock: write it whole again from what we kept.
-      let held = self
-        .holds()
-        .get(name)
-        .filter(|h| h.token == token)
-        .map(|h| (h.fence, h.owner.clone(), h.data.clone()));
-      let Some((fence, owner, data)) = held else {
+      // Ours only if we hold the kernel lock of the current holder file: write it whole
+      // again from what we kept.
+      let Some((fence, owner, data)) = self.owned(name, token, &p)? else {
         return Ok(false);
       };
       rec.fence = rec.fence.max(fence);
@@ -447,7 +486,7 @@ impl Inner {
     let now = os::now_ms();
     let Loaded { mut rec, torn } = self.load(name, p)?;
     let released = if torn {
-      match self.held_fence(name, token) {
+      match self.owned(name, token, p)?.map(|(fence, _, _)| fence) {
         Some(fence) => {
           rec.fence = rec.fence.max(fence);
           self.save(p, &rec)?;

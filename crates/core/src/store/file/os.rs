@@ -242,11 +242,7 @@ pub(crate) fn write_atomic(path: &Path, tmp: &Path, bytes: &[u8], sync: bool) ->
   }
   std::fs::rename(tmp, path).map_err(|e| io_error("rename", tmp, e))?;
   if sync {
-    if let Some(dir) = path.parent() {
-      File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io_error("sync", dir, e))?;
-    }
+    sync_parent(path)?;
   }
   Ok(())
 }
@@ -254,6 +250,8 @@ pub(crate) fn write_atomic(path: &Path, tmp: &Path, bytes: &[u8], sync: bool) ->
 /// Writes `bytes` at `offset` of `path` (made if missing), in place; with `sync`, on disk
 /// before this returns.
 pub(crate) fn write_at(path: &Path, offset: usize, bytes: &[u8], sync: bool) -> Result<()> {
+  // With `sync`, a file made here is only durable once its directory entry is too.
+  let made = sync && !path.exists();
   let file = open_rw(path, false).map_err(|e| io_error("open", path, e))?;
   file
     .write_all_at(bytes, offset as u64)
@@ -261,7 +259,32 @@ pub(crate) fn write_at(path: &Path, offset: usize, bytes: &[u8], sync: bool) -> 
   if sync {
     file.sync_data().map_err(|e| io_error("sync", path, e))?;
   }
+  if made {
+    sync_parent(path)?;
+  }
   Ok(())
+}
+
+/// fsyncs the directory holding `path` (a create or rename in it is then on disk).
+fn sync_parent(path: &Path) -> Result<()> {
+  if let Some(dir) = path.parent() {
+    File::open(dir)
+      .and_then(|d| d.sync_all())
+      .map_err(|e| io_error("sync", dir, e))?;
+  }
+  Ok(())
+}
+
+/// Whether `file` (open) is the file now at `path`: a holder whose lease ended may keep a
+/// locked holder file that the next holder has renamed a fresh one over.
+pub(crate) fn is_file_at(file: &File, path: &Path) -> Result<bool> {
+  use std::os::unix::fs::MetadataExt;
+  let ours = file.metadata().map_err(|e| io_error("stat", path, e))?;
+  match std::fs::metadata(path) {
+    Ok(now) => Ok(ours.dev() == now.dev() && ours.ino() == now.ino()),
+    Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+    Err(e) => Err(io_error("stat", path, e)),
+  }
 }
 
 /// Makes waiters in other processes look at `path`'s name again: closing a file opened for

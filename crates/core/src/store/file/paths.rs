@@ -16,7 +16,8 @@ pub(crate) struct NamePaths {
   pub record: PathBuf,
   /// Where the next record is written before it is renamed over `record`.
   pub record_tmp: PathBuf,
-  /// Locked by the holder for as long as it holds the lock; a fresh file per grant.
+  /// Locked by the holder for as long as it holds the lock; reused, or replaced by a fresh
+  /// file when a stopped holder still locks the old one.
   pub hold: PathBuf,
   pub hold_tmp: PathBuf,
 }

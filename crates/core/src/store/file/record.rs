@@ -170,12 +170,14 @@ impl Record {
     let len: usize = parts.next()?.parse().ok()?;
     let seq: u64 = parts.next()?.parse().ok()?;
     let expected = u64::from_str_radix(parts.next()?, 16).ok()?;
-    let body = bytes.get(newline + 1..newline + 1 + len)?;
+    // `len` comes from the file: a foreign or corrupt header must not overflow.
+    let end = newline.checked_add(1)?.checked_add(len)?;
+    let body = bytes.get(newline + 1..end)?;
     if sum(seq, body) != expected {
       return None;
     }
     let rec = Self::decode_body(body)?;
-    Some((rec, seq, newline + 1 + len))
+    Some((rec, seq, end))
   }
 
   fn decode_body(body: &[u8]) -> Option<Record> {
@@ -217,6 +219,12 @@ impl Record {
 #[cfg(test)]
 mod tests {
   use super::*;
+
+  #[test]
+  fn a_header_claiming_an_impossible_length_is_no_record() {
+    let bytes = format!("{MAGIC} {} 1 0000000000000000\nbody", usize::MAX);
+    assert!(Record::decode_file(bytes.as_bytes()).is_none());
+  }
 
   fn sample() -> Record {
     Record {
