@@ -179,7 +179,6 @@ impl Renewer {
       return;
     }
     let plans: Vec<_> = batch.iter().map(|(lock, _)| lock.plan(now)).collect();
-    let bound = plans.iter().map(|p| p.bound).min().unwrap_or(now);
     let items: Vec<Renewal<'_>> = batch
       .iter()
       .zip(&plans)
@@ -193,19 +192,40 @@ impl Renewer {
     self
       .renewals
       .fetch_add(items.len() as u64, Ordering::Relaxed);
+    // One request is cut at the earliest bound of its locks. A lock retrying with little of
+    // its lease left must not cut the healthy ones with it: locks whose bound comes before
+    // half the latest one go in a request of their own, sent at the same time.
+    let latest = plans.iter().map(|p| p.bound).max().unwrap_or(now);
+    let cutoff = now + latest.saturating_duration_since(now) / 2;
+    let (short, long): (Vec<usize>, Vec<usize>) =
+      (0..items.len()).partition(|&i| plans[i].bound < cutoff);
     let started = Instant::now();
-    let results = match timeout_at(bound, self.store.extend_many(&items)).await {
-      Ok(results) => results,
-      Err(_) => {
-        let waited = bound.saturating_duration_since(started);
-        (0..items.len()).map(|_| Err(timed_out(waited))).collect()
+    let store = &self.store;
+    let send = |group: Vec<usize>| {
+      let bound = group.iter().map(|&i| plans[i].bound).min().unwrap_or(now);
+      let part: Vec<Renewal<'_>> = group.iter().map(|&i| items[i]).collect();
+      async move {
+        if part.is_empty() {
+          return Vec::new();
+        }
+        let results = match timeout_at(bound, store.extend_many(&part)).await {
+          Ok(results) => results,
+          Err(_) => {
+            let waited = bound.saturating_duration_since(started);
+            (0..part.len()).map(|_| Err(timed_out(waited))).collect()
+          }
+        };
+        group.into_iter().zip(results).collect::<Vec<_>>()
       }
     };
-    let mut results = results.into_iter();
-    for ((lock, guard), plan) in batch.into_iter().zip(plans) {
-      let result = results
-        .next()
-        .unwrap_or_else(|| Err(timed_out(Duration::ZERO)));
+    let (a, b) = futures_util::future::join(send(short), send(long)).await;
+    let mut results: Vec<Option<crate::error::Result<bool>>> =
+      (0..items.len()).map(|_| None).collect();
+    for (i, result) in a.into_iter().chain(b) {
+      results[i] = Some(result);
+    }
+    for (((lock, guard), plan), result) in batch.into_iter().zip(plans).zip(results) {
+      let result = result.unwrap_or_else(|| Err(timed_out(Duration::ZERO)));
       lock.renewed(started, plan.ttl, result);
       drop(guard);
     }
