@@ -93,7 +93,12 @@ if (process.versions.node.split('.')[0] === '22') {
 }
 
 // About 45 s of faults per backend (plus server start-up), once: see docs/nemesis.md.
-steps.push(['nemesis (short fault run of each backend)', process.execPath, ['nemesis/suite.mjs', '--seconds', '45'], 12])
+steps.push([
+  'nemesis (short fault run of each backend)',
+  process.execPath,
+  ['nemesis/suite.mjs', '--seconds', '45'],
+  12,
+])
 
 // `node scripts/test.mjs <word>...` runs only the steps whose name contains one of the words.
 const only = process.argv.slice(2)

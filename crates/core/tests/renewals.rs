@@ -17,12 +17,19 @@ use tokio::time::{timeout, Instant};
 use tokio_util::sync::CancellationToken;
 
 fn manager(server: &RedisServer) -> LockManager {
+  manager_with(server, ferrolock_core::DEFAULT_REQUEST_TIMEOUT)
+}
+
+/// `close()` settles within one request timeout and releases one script per lock: 20,000
+/// releases of a debug build on a loaded 2-core machine need more than the default 2 s (a
+/// release build sends them in well under one).
+fn manager_with(server: &RedisServer, request_timeout: Duration) -> LockManager {
   let store = RedisStore::new(RedisOptions {
     url: Some(server.url()),
     ..Default::default()
   })
   .expect("store");
-  LockManager::new(Arc::new(store))
+  LockManager::with_request_timeout(Arc::new(store), request_timeout)
 }
 
 fn opts(ttl_ms: u64, refresh_ms: Option<u64>) -> AcquireOptions {
@@ -71,7 +78,7 @@ fn dbsize(server: &RedisServer) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_thousand_held_locks_renew_in_batches_and_close_releases_them() {
   let server = RedisServer::start();
-  let mgr = manager(&server);
+  let mgr = manager_with(&server, support::scaled(30_000));
   let names: Vec<String> = (0..20_000).map(|i| format!("held-{i}")).collect();
   // A lease long enough for 20,000 acquires in a debug build on a busy 2-core machine.
   let o = opts(10_000, None);
