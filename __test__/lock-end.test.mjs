@@ -12,6 +12,19 @@ import { startRedis } from './support/servers.mjs'
 let seq = 0
 const unique = (p) => `${p}-${process.pid}-${++seq}`
 
+// release() again until the client's connection is back (bounded: 30 s), then its answer.
+async function releaseOnceConnected(lock) {
+  const deadline = Date.now() + 30_000
+  for (;;) {
+    try {
+      return await lock.release()
+    } catch (err) {
+      if (Date.now() > deadline) throw new Error(`the second release kept failing: ${err.message}`)
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+  }
+}
+
 describe('how a lock ends', () => {
   let server
   before(async () => {
@@ -41,16 +54,7 @@ describe('how a lock ends', () => {
     // The server comes back empty: the second release answers false (the key is gone), with no
     // more events.
     await server.restart()
-    let second
-    const deadline = Date.now() + 30_000
-    while (second === undefined) {
-      try {
-        second = await lock.release()
-      } catch (err) {
-        if (Date.now() > deadline) throw new Error(`the second release kept failing: ${err.message}`)
-        await new Promise((resolve) => setTimeout(resolve, 50)) // until the connection is back
-      }
-    }
+    const second = await releaseOnceConnected(lock)
     assert.equal(second, false)
     await new Promise((resolve) => setImmediate(resolve))
     assert.equal(events.length, 1)
@@ -78,16 +82,7 @@ describe('how a lock ends', () => {
       // Drop the stalled request (a stalled proxy would deliver it on pass()), then pass again.
       proxy.cut()
       proxy.pass()
-      let second
-      const deadline = Date.now() + 30_000
-      while (second === undefined) {
-        try {
-          second = await lock.release()
-        } catch (err) {
-          if (Date.now() > deadline) throw new Error(`the second release kept failing: ${err.message}`)
-          await new Promise((resolve) => setTimeout(resolve, 50)) // until the connection is back
-        }
-      }
+      const second = await releaseOnceConnected(lock)
       assert.equal(second, true, 'the second release deleted our key')
       assert.equal(await other.inspect(name), null)
       assert.deepEqual(events, ['lost'], 'no more events')
