@@ -11,7 +11,7 @@ use async_trait::async_trait;
 
 use crate::error::{LockError, Result};
 use crate::lease::{Acquire, AcquireRequest, LockInfo, Payload, ReleaseOptions};
-use crate::store::{LockStore, Renewal, Watch};
+use crate::store::{LockStore, Owned, Renewal, Watch};
 
 /// The default bound of one request as the caller sees it.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
@@ -79,6 +79,18 @@ impl LockStore for Bounded {
       Err(_) => {
         let kind = self.inner.kind();
         let error = || Err(timed_out(kind, "extend", self.limit));
+        items.iter().map(|_| error()).collect()
+      }
+    }
+  }
+
+  /// The whole batch within one request timeout, as `extend_many`.
+  async fn release_many(&self, items: &[Owned<'_>]) -> Vec<Result<bool>> {
+    match tokio::time::timeout(self.limit, self.inner.release_many(items)).await {
+      Ok(done) => done,
+      Err(_) => {
+        let kind = self.inner.kind();
+        let error = || Err(timed_out(kind, "release", self.limit));
         items.iter().map(|_| error()).collect()
       }
     }
