@@ -1,0 +1,195 @@
+//! The command connection, of one of four kinds: one server (a reconnecting multiplexed
+//! connection), a Redis Cluster, the caller's client object, or one server whose run id is read
+//! on every (re)connect (a Redlock master, `tracked.rs`).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
+use redis::cluster_async::ClusterConnection;
+use redis::{ConnectionInfo, ProtocolVersion, PushInfo, Value};
+
+use super::options::Target;
+use super::pubsub::PushHandler;
+use super::scripts::{as_string, unexpected};
+use super::tracked::TrackedConn;
+use super::RedisStore;
+use crate::error::{LockError, Result};
+use crate::transport::ClientConn;
+
+/// How long a command may take before the backend counts as unavailable.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A cluster connect running as its own task (see `RedisStore::cluster_connect`).
+pub(super) type ClusterConnect = tokio::task::JoinHandle<
+  std::result::Result<redis::RedisResult<ClusterConnection>, tokio::time::error::Elapsed>,
+>;
+
+/// A command connection of either kind (both are cheap clones of one multiplexed connection).
+#[derive(Clone)]
+pub(super) enum Conn {
+  Single(ConnectionManager),
+  Cluster(ClusterConnection),
+  Client(ClientConn),
+  /// One server, run id read on every (re)connect (a Redlock master).
+  Tracked(TrackedConn),
+}
+
+impl RedisStore {
+  pub(super) fn manager_config() -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+      .set_connection_timeout(Some(CONNECT_TIMEOUT))
+      .set_response_timeout(Some(RESPONSE_TIMEOUT))
+      .set_number_of_retries(1)
+      .set_min_delay(Duration::from_millis(50))
+      .set_max_delay(Duration::from_millis(500))
+  }
+
+  /// A driver client for `info`, trusting `tls_ca` when given.
+  pub(super) fn client(&self, info: ConnectionInfo, what: &str) -> Result<redis::Client> {
+    let client = match &self.tls_ca {
+      Some(ca) => redis::Client::build_with_tls(
+        info,
+        redis::TlsCertificates {
+          client_tls: None,
+          root_cert: Some(ca.clone()),
+        },
+      ),
+      None => redis::Client::open(info),
+    };
+    client.map_err(|e| self.error(what, e))
+  }
+  pub(super) fn cached(&self) -> Result<Option<Conn>> {
+    if self.closed.load(Ordering::Acquire) {
+      return Err(LockError::Closed);
+    }
+    Ok(self.cmd.lock().unwrap_or_else(|e| e.into_inner()).clone())
+  }
+
+  pub(super) async fn con(&self) -> Result<Conn> {
+    if let Some(con) = self.cached()? {
+      return Ok(con);
+    }
+    let con = match &self.target {
+      Target::Single(info) => {
+        // Lazy: this connects on the first command, not here.
+        let client = self.client(ConnectionInfo::clone(info), "connect")?;
+        if let Some(incarnation) = &self.incarnation {
+          let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT));
+          Conn::Tracked(TrackedConn::new(client, config, incarnation.clone()))
+        } else {
+          let con = ConnectionManager::new_lazy_with_config(client, Self::manager_config())
+            .map_err(|e| self.error("connect", e))?;
+          Conn::Single(con)
+        }
+      }
+      Target::Client(client) => Conn::Client(ClientConn {
+        transport: client.transport.clone(),
+        scripts: Arc::new(self.scripts.sources()),
+      }),
+      Target::Cluster(_) => Conn::Cluster(self.cluster_connect().await?),
+    };
+    let mut cmd = self.cmd.lock().unwrap_or_else(|e| e.into_inner());
+    // A racing single-server caller may have stored one first: keep one connection.
+    Ok(cmd.get_or_insert(con).clone())
+  }
+
+  /// A cluster client for the configured nodes; with a push handler, on RESP3.
+  pub(super) fn cluster_client(
+    &self,
+    push: Option<PushHandler>,
+    what: &str,
+  ) -> Result<ClusterClient> {
+    let Target::Cluster(nodes) = &self.target else {
+      return Err(unexpected(what));
+    };
+    let mut builder = ClusterClientBuilder::new(nodes.clone())
+      .connection_timeout(CONNECT_TIMEOUT)
+      .response_timeout(RESPONSE_TIMEOUT)
+      .retries(3)
+      .min_retry_wait(20)
+      .max_retry_wait(500);
+    if let Some(ca) = &self.tls_ca {
+      builder = builder.certs(redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(ca.clone()),
+      });
+    }
+    if let Some(push) = push {
+      builder = builder
+        .use_protocol(ProtocolVersion::RESP3)
+        .push_sender(move |info: PushInfo| push(info));
+    }
+    builder.build().map_err(|e| self.error(what, e))
+  }
+
+  /// The command connection to a cluster. Connecting reaches every node, and a node that
+  /// accepts but never answers (a stopped replica) holds it up for the connect timeouts: longer
+  /// than one `requestTimeout` may be. The connect therefore runs as its own task; a request
+  /// cut meanwhile leaves it running, and the next request waits for the same connect.
+  pub(super) async fn cluster_connect(&self) -> Result<ClusterConnection> {
+    let mut pending = self.connecting.lock().await;
+    if let Some(Conn::Cluster(con)) = self.cached()? {
+      return Ok(con);
+    }
+    let task = match pending.as_mut() {
+      Some(task) => task,
+      None => {
+        let client = self.cluster_client(None, "connect")?;
+        let task = tokio::spawn(async move {
+          tokio::time::timeout(CONNECT_TIMEOUT * 2, client.get_async_connection()).await
+        });
+        *self.connect_abort.lock().unwrap_or_else(|e| e.into_inner()) = Some(task.abort_handle());
+        pending.insert(task)
+      }
+    };
+    let joined = task.await;
+    *pending = None;
+    match joined {
+      Ok(Ok(Ok(con))) => Ok(con),
+      Ok(Ok(Err(e))) => Err(self.error("connect", e)),
+      Ok(Err(_)) => Err(LockError::Backend {
+        message: "redis: connect failed: no cluster node answered in time".into(),
+        source: None,
+      }),
+      Err(_) => Err(LockError::Closed),
+    }
+  }
+
+  pub(super) async fn cluster_connection(
+    &self,
+    push: Option<PushHandler>,
+    what: &str,
+  ) -> Result<ClusterConnection> {
+    let client = self.cluster_client(push, what)?;
+    match tokio::time::timeout(CONNECT_TIMEOUT * 2, client.get_async_connection()).await {
+      Ok(Ok(con)) => Ok(con),
+      Ok(Err(e)) => Err(self.error(what, e)),
+      Err(_) => Err(LockError::Backend {
+        message: format!("redis: {what} failed: no cluster node answered in time"),
+        source: None,
+      }),
+    }
+  }
+
+  /// The text of `INFO server` (Redlock tells its masters apart by the `run_id` in it).
+  pub(crate) async fn info_server(&self) -> Result<String> {
+    let mut cmd = redis::cmd("INFO");
+    cmd.arg("server");
+    let reply = match self.con().await? {
+      Conn::Single(mut con) => cmd.query_async::<Value>(&mut con).await,
+      Conn::Cluster(mut con) => cmd.query_async::<Value>(&mut con).await,
+      Conn::Client(mut con) => cmd.query_async::<Value>(&mut con).await,
+      Conn::Tracked(mut con) => cmd.query_async::<Value>(&mut con).await,
+    };
+    Ok(match reply.map_err(|e| self.error("INFO server", e))? {
+      Value::VerbatimString { text, .. } => text,
+      other => as_string(&other).unwrap_or_default(),
+    })
+  }
+}
