@@ -3,6 +3,7 @@
 
 use redis::Value;
 
+use super::connection::Conn;
 use super::keys::Keys;
 use super::scripts::{as_i64, unexpected};
 use super::{millis, RedisStore};
@@ -11,9 +12,9 @@ use crate::store::Renewal;
 
 impl RedisStore {
   /// `extend_many` on one server: one pipelined write. Each reply is its lock's own result.
-  pub(super) async fn extend_pipelined<C: redis::aio::ConnectionLike + Send>(
+  pub(super) async fn extend_pipelined(
     &self,
-    mut con: C,
+    mut con: Conn,
     items: &[Renewal<'_>],
   ) -> Vec<Result<bool>> {
     let keep = millis(self.fence_keep);

@@ -6,18 +6,18 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
-use redis::{ConnectionInfo, ProtocolVersion, PushInfo, Value};
+use redis::{Cmd, ConnectionInfo, Pipeline, ProtocolVersion, PushInfo, RedisFuture, Value};
 
+use super::object::ClientConn;
 use super::options::Target;
 use super::pubsub::PushHandler;
 use super::scripts::{as_string, unexpected};
 use super::tracked::TrackedConn;
 use super::RedisStore;
 use crate::error::{LockError, Result};
-use crate::transport::ClientConn;
 
 /// How long a command may take before the backend counts as unavailable.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -36,6 +36,43 @@ pub(super) enum Conn {
   Client(ClientConn),
   /// One server, run id read on every (re)connect (a Redlock master).
   Tracked(TrackedConn),
+}
+
+/// The one `ConnectionLike` of the store: scripts, pipelines and commands run over any kind of
+/// connection alike. The client object and the tracked connection answer through their own
+/// `send` (one command) and pipeline methods.
+impl ConnectionLike for Conn {
+  fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+    match self {
+      Conn::Single(con) => con.req_packed_command(cmd),
+      Conn::Cluster(con) => con.req_packed_command(cmd),
+      Conn::Client(con) => Box::pin(con.send(cmd)),
+      Conn::Tracked(con) => Box::pin(con.send(cmd)),
+    }
+  }
+
+  fn req_packed_commands<'a>(
+    &'a mut self,
+    pipeline: &'a Pipeline,
+    offset: usize,
+    count: usize,
+  ) -> RedisFuture<'a, Vec<Value>> {
+    match self {
+      Conn::Single(con) => con.req_packed_commands(pipeline, offset, count),
+      Conn::Cluster(con) => con.req_packed_commands(pipeline, offset, count),
+      Conn::Client(con) => Box::pin(con.send_each(pipeline, offset, count)),
+      Conn::Tracked(con) => Box::pin(con.send_pipeline(pipeline, offset, count)),
+    }
+  }
+
+  fn get_db(&self) -> i64 {
+    match self {
+      Conn::Single(con) => con.get_db(),
+      Conn::Cluster(con) => con.get_db(),
+      Conn::Client(_) => 0,
+      Conn::Tracked(con) => con.db(),
+    }
+  }
 }
 
 impl RedisStore {
@@ -181,12 +218,7 @@ impl RedisStore {
   pub(crate) async fn info_server(&self) -> Result<String> {
     let mut cmd = redis::cmd("INFO");
     cmd.arg("server");
-    let reply = match self.con().await? {
-      Conn::Single(mut con) => cmd.query_async::<Value>(&mut con).await,
-      Conn::Cluster(mut con) => cmd.query_async::<Value>(&mut con).await,
-      Conn::Client(mut con) => cmd.query_async::<Value>(&mut con).await,
-      Conn::Tracked(mut con) => cmd.query_async::<Value>(&mut con).await,
-    };
+    let reply = cmd.query_async::<Value>(&mut self.con().await?).await;
     Ok(match reply.map_err(|e| self.error("INFO server", e))? {
       Value::VerbatimString { text, .. } => text,
       other => as_string(&other).unwrap_or_default(),

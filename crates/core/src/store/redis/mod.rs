@@ -33,6 +33,7 @@ use crate::store::{unsupported_extras, LockStore, Renewal, WakeHub, Watch};
 mod batch;
 mod connection;
 mod keys;
+mod object;
 mod options;
 mod pubsub;
 mod scripts;
@@ -256,12 +257,7 @@ impl RedisStore {
   }
 
   async fn eval(&self, what: &str, inv: &mut redis::ScriptInvocation<'_>) -> Result<Value> {
-    let reply = match self.con().await? {
-      Conn::Single(mut con) => inv.invoke_async(&mut con).await,
-      Conn::Cluster(mut con) => inv.invoke_async(&mut con).await,
-      Conn::Client(mut con) => inv.invoke_async(&mut con).await,
-      Conn::Tracked(mut con) => inv.invoke_async(&mut con).await,
-    };
+    let reply = inv.invoke_async(&mut self.con().await?).await;
     reply.map_err(|e| self.error(what, e))
   }
 
@@ -383,8 +379,7 @@ impl LockStore for RedisStore {
   /// multiplexed connection writes them together per node).
   async fn extend_many(&self, items: &[Renewal<'_>]) -> Vec<Result<bool>> {
     match self.con().await {
-      Ok(Conn::Single(con)) => self.extend_pipelined(con, items).await,
-      Ok(Conn::Tracked(con)) => self.extend_pipelined(con, items).await,
+      Ok(con @ (Conn::Single(_) | Conn::Tracked(_))) => self.extend_pipelined(con, items).await,
       Ok(_) => {
         let all = items.iter().map(|r| self.extend(r.name, r.token, r.ttl));
         futures_util::future::join_all(all).await

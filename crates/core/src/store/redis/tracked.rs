@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use redis::aio::{ConnectionLike, MultiplexedConnection};
-use redis::{AsyncConnectionConfig, Cmd, RedisFuture, RedisResult, Value};
+use redis::{AsyncConnectionConfig, Cmd, RedisResult, Value};
 use tokio::sync::Mutex as AsyncMutex;
 use tokio::time::Instant;
 
@@ -166,35 +166,34 @@ impl TrackedConn {
   }
 }
 
-impl ConnectionLike for TrackedConn {
-  fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-    Box::pin(async move {
-      let (number, mut con) = self.get().await?;
-      let reply = con.req_packed_command(cmd).await;
-      if let Err(e) = &reply {
-        self.failed(number, e);
-      }
-      reply
-    })
+impl TrackedConn {
+  /// Sends one command over the live connection, connecting first when there is none.
+  pub(super) async fn send(&self, cmd: &Cmd) -> RedisResult<Value> {
+    let (number, mut con) = self.get().await?;
+    let reply = con.req_packed_command(cmd).await;
+    if let Err(e) = &reply {
+      self.failed(number, e);
+    }
+    reply
   }
 
-  fn req_packed_commands<'a>(
-    &'a mut self,
-    pipeline: &'a redis::Pipeline,
+  /// Sends `count` commands of `pipeline` from `offset` in one write.
+  pub(super) async fn send_pipeline(
+    &self,
+    pipeline: &redis::Pipeline,
     offset: usize,
     count: usize,
-  ) -> RedisFuture<'a, Vec<Value>> {
-    Box::pin(async move {
-      let (number, mut con) = self.get().await?;
-      let reply = con.req_packed_commands(pipeline, offset, count).await;
-      if let Err(e) = &reply {
-        self.failed(number, e);
-      }
-      reply
-    })
+  ) -> RedisResult<Vec<Value>> {
+    let (number, mut con) = self.get().await?;
+    let reply = con.req_packed_commands(pipeline, offset, count).await;
+    if let Err(e) = &reply {
+      self.failed(number, e);
+    }
+    reply
   }
 
-  fn get_db(&self) -> i64 {
+  /// The database of this server the connection uses.
+  pub(super) fn db(&self) -> i64 {
     self
       .inner
       .client
