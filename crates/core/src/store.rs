@@ -22,7 +22,6 @@ pub mod file;
 pub mod memory;
 pub mod redis;
 pub mod redlock;
-mod redlock_identity;
 pub mod wall_clock;
 
 /// One backend. Every method is one atomic round trip where the backend allows it; no method

@@ -14,7 +14,7 @@ use redis::{Cmd, ConnectionInfo, Pipeline, ProtocolVersion, PushInfo, RedisFutur
 use super::object::ClientConn;
 use super::options::Target;
 use super::pubsub::PushHandler;
-use super::scripts::{as_string, unexpected};
+use super::scripts::unexpected;
 use super::tracked::TrackedConn;
 use super::RedisStore;
 use crate::error::{LockError, Result};
@@ -212,16 +212,5 @@ impl RedisStore {
         source: None,
       }),
     }
-  }
-
-  /// The text of `INFO server` (Redlock tells its masters apart by the `run_id` in it).
-  pub(crate) async fn info_server(&self) -> Result<String> {
-    let mut cmd = redis::cmd("INFO");
-    cmd.arg("server");
-    let reply = cmd.query_async::<Value>(&mut self.con().await?).await;
-    Ok(match reply.map_err(|e| self.error("INFO server", e))? {
-      Value::VerbatimString { text, .. } => text,
-      other => as_string(&other).unwrap_or_default(),
-    })
   }
 }

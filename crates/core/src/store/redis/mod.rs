@@ -17,6 +17,12 @@
 //! Cost: on a free lock that nobody waits for, acquire is one script of four commands (EXISTS,
 //! TIME, HSET, PEXPIRE); release is one script of three (HMGET, DEL, TIME) and publishes only
 //! when the lock is marked `waiting`.
+//!
+//! Files: `options.rs` (options and URL parsing), `keys.rs` (the key layout), `scripts.rs` (the
+//! Lua scripts and their replies), `connection.rs` (the kinds of command connection),
+//! `object.rs` (the caller's client object), `tracked.rs` (a connection that reads the run id),
+//! `pubsub.rs` (release notifications), `batch.rs` (pipelined batches), `master.rs` (the
+//! per-master interface Redlock uses).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -33,6 +39,7 @@ use crate::store::{unsupported_extras, LockStore, Renewal, WakeHub, Watch};
 mod batch;
 mod connection;
 mod keys;
+pub(crate) mod master;
 mod object;
 mod options;
 mod pubsub;
@@ -44,9 +51,9 @@ use connection::{ClusterConnect, Conn};
 use keys::{hash_tag, Keys};
 use options::{target, Target, BAD_NODE};
 pub use options::{RedisOptions, DEFAULT_PREFIX};
-pub(crate) use pubsub::SubCmd;
+use pubsub::SubCmd;
 use scripts::{as_i64, as_string, as_u64, remaining, unexpected, Scripts};
-pub(crate) use tracked::Incarnation;
+use tracked::Incarnation;
 
 /// How long past a fence's own time (its µs read as a server clock reading) the fence counter
 /// keeps it, when it is kept at all (see [`RedisStore`]).
@@ -115,7 +122,7 @@ impl RedisStore {
 
   /// A store whose release notifications go to `hub` (shared by the masters of a Redlock), fed
   /// by the subscription task that reads `sub_rx`.
-  pub(crate) fn with_hub(
+  fn with_hub(
     opts: RedisOptions,
     hub: WakeHub,
     sub_tx: mpsc::UnboundedSender<SubCmd>,
@@ -168,23 +175,19 @@ impl RedisStore {
   }
 
   /// A Redlock master: waiters are not queued (see `redlock.rs`), only listed as waiting.
-  pub(crate) fn without_queue(mut self) -> Self {
+  fn without_queue(mut self) -> Self {
     self.queue = false;
     self
   }
 
   /// A Redlock master's connection: reads the server's run id on every (re)connect, so that
-  /// [`RedisStore::incarnation`] knows when it restarted. No effect on a client object.
-  pub(crate) fn tracked(mut self) -> Self {
+  /// restart quarantine knows when it restarted (`Master::restarted_at`). No effect on a client
+  /// object.
+  fn tracked(mut self) -> Self {
     if matches!(self.target, Target::Single(_)) {
       self.incarnation = Some(Arc::default());
     }
     self
-  }
-
-  /// What the connection learnt of the server's restarts (only for [`RedisStore::tracked`]).
-  pub(crate) fn incarnation(&self) -> Option<&Incarnation> {
-    self.incarnation.as_deref()
   }
 
   /// The wait argument of the acquire script: 0 when the caller does not wait, `queue` ms when
@@ -208,7 +211,7 @@ impl RedisStore {
 
   /// `host:port/db` of a single server, or the node list of a cluster (for duplicate checks;
   /// never includes a password).
-  pub(crate) fn address(&self) -> String {
+  fn address(&self) -> String {
     fn one(info: &ConnectionInfo) -> String {
       let db = info.redis_settings().db();
       match info.addr() {
@@ -252,7 +255,7 @@ impl RedisStore {
   }
 
   /// Whether commands go through the caller's client object.
-  pub(crate) fn is_client(&self) -> bool {
+  fn is_client(&self) -> bool {
     matches!(self.target, Target::Client(_))
   }
 
@@ -264,7 +267,7 @@ impl RedisStore {
   /// Records `fence` in our lock (Redlock: the fence the majority agreed on) and makes sure the
   /// next fence of `name` here is higher: when `fence` is not below this server's clock, the
   /// counter keeps it. `false` when the lock is not ours here.
-  pub(crate) async fn raise_fence(&self, name: &str, token: &str, fence: u64) -> Result<bool> {
+  async fn raise_fence(&self, name: &str, token: &str, fence: u64) -> Result<bool> {
     let keys = Keys::new(&self.prefix, name);
     let keep = millis(self.fence_keep);
     let reply = self
@@ -284,7 +287,7 @@ impl RedisStore {
   }
 
   /// The notification channel of `name` (for a hub shared by several stores).
-  pub(crate) fn channel(&self, name: &str) -> String {
+  fn channel(&self, name: &str) -> String {
     Keys::new(&self.prefix, name).channel
   }
 

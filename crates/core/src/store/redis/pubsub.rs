@@ -19,7 +19,7 @@ use crate::store::WakeHub;
 /// How long `watch` waits for SUBSCRIBE before falling back to polling.
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(1);
 
-pub(crate) enum SubCmd {
+pub(super) enum SubCmd {
   Subscribe(String, oneshot::Sender<()>),
   Unsubscribe(String),
   Shutdown,
@@ -104,7 +104,7 @@ impl RedisStore {
   /// Subscribes to `channel` (the caller registered it in the hub) and waits, at most
   /// `SUBSCRIBE_TIMEOUT`, until the subscription is active. Without one in time the waiter
   /// still works: it polls.
-  pub(crate) async fn subscribe(&self, channel: &str) -> Result<()> {
+  pub(super) async fn subscribe(&self, channel: &str) -> Result<()> {
     if self.is_client() {
       return Ok(()); // no subscription through a client object: the waiters poll
     }

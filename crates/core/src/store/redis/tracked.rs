@@ -51,6 +51,12 @@ impl Incarnation {
     seen.run_id = run_id;
   }
 
+  /// The run id read on the last connection (`None`: not connected yet, or INFO was refused).
+  pub(crate) fn run_id(&self) -> Option<String> {
+    let seen = self.state.lock().unwrap_or_else(|e| e.into_inner());
+    seen.run_id.clone()
+  }
+
   /// When this store last noticed that the server restarted (a new run id), if ever.
   pub(crate) fn restarted_at(&self) -> Option<Instant> {
     self
@@ -69,16 +75,19 @@ async fn run_id(con: &mut MultiplexedConnection) -> RedisResult<Option<String>> 
     .query_async::<String>(con)
     .await
   {
-    Ok(info) => Ok(
-      info
-        .lines()
-        .find_map(|l| l.strip_prefix("run_id:"))
-        .map(|id| id.trim().to_owned())
-        .filter(|id| !id.is_empty()),
-    ),
+    Ok(info) => Ok(parse_run_id(&info)),
     Err(e) if broken(&e) || e.is_timeout() => Err(e),
     Err(_) => Ok(None),
   }
+}
+
+/// The `run_id` in the text of INFO server.
+pub(super) fn parse_run_id(info: &str) -> Option<String> {
+  info
+    .lines()
+    .find_map(|l| l.trim().strip_prefix("run_id:"))
+    .map(|id| id.trim().to_owned())
+    .filter(|id| !id.is_empty())
 }
 
 /// Whether `err` means the connection is no longer usable.
@@ -167,6 +176,12 @@ impl TrackedConn {
 }
 
 impl TrackedConn {
+  /// Connects now when there is no live connection (reading the run id first), so that the
+  /// [`Incarnation`] knows the server's run id.
+  pub(super) async fn connect(&self) -> RedisResult<()> {
+    self.get().await.map(|_| ())
+  }
+
   /// Sends one command over the live connection, connecting first when there is none.
   pub(super) async fn send(&self, cmd: &Cmd) -> RedisResult<Value> {
     let (number, mut con) = self.get().await?;
@@ -208,6 +223,14 @@ mod tests {
   use super::*;
 
   #[test]
+  fn run_ids_are_read_from_info_server() {
+    let info = "# Server\r\nredis_version:7.2.4\r\nrun_id:abc123\r\ntcp_port:6379\r\n";
+    assert_eq!(parse_run_id(info).as_deref(), Some("abc123"));
+    assert_eq!(parse_run_id("# Server\r\n"), None);
+    assert_eq!(parse_run_id("run_id:\r\n"), None);
+  }
+
+  #[test]
   fn a_new_run_id_is_a_restart_and_the_first_is_trusted() {
     let seen = Incarnation::default();
     seen.connected(Some("a".into()));
@@ -219,6 +242,7 @@ mod tests {
     );
     seen.connected(Some("b".into()));
     assert!(seen.restarted_at().is_some(), "a new process");
+    assert_eq!(seen.run_id().as_deref(), Some("b"));
   }
 
   #[test]

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::store::redis::RedisStore;
+use crate::store::redis::master::Master;
 
 /// How long a restarted master stays out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -64,19 +64,19 @@ impl Quarantine {
   /// Whether `master`'s answers are no votes now: it restarted less than the quarantine ago.
   /// Asked after its answer arrived (the restart is recorded before any reply of the new
   /// process).
-  pub(super) fn excludes(&self, master: &RedisStore) -> bool {
+  pub(super) fn excludes(&self, master: &dyn Master) -> bool {
     if self.mode == RestartQuarantine::Off {
       return false;
     }
-    let Some(at) = master.incarnation().and_then(|i| i.restarted_at()) else {
+    let Some(at) = master.restarted_at() else {
       return false;
     };
     Instant::now() < at + self.length()
   }
 
   /// How long until `master` votes again (zero when it does now).
-  pub(super) fn left(&self, master: &RedisStore) -> Duration {
-    match master.incarnation().and_then(|i| i.restarted_at()) {
+  pub(super) fn left(&self, master: &dyn Master) -> Duration {
+    match master.restarted_at() {
       Some(at) if self.mode != RestartQuarantine::Off => {
         (at + self.length()).saturating_duration_since(Instant::now())
       }

@@ -1,8 +1,8 @@
 //! Redlock's masters must be distinct servers: one server listed twice would cast two votes.
 //! Two checks: at creation, by the addresses the host names resolve to (`localhost` and
-//! `127.0.0.1` are one server), and at connect, by each server's `run_id` (INFO server), which
-//! also catches two addresses of one server (a second interface, a port forward). A duplicate
-//! is `InvalidArg`.
+//! `127.0.0.1` are one server), and at connect, by each server's `run_id` (read by the master's
+//! connection when it is made, `store/redis/tracked.rs`), which also catches two addresses of
+//! one server (a second interface, a port forward). A duplicate is `InvalidArg`.
 
 use std::collections::HashSet;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -13,13 +13,13 @@ use std::time::Duration;
 use tokio::sync::OnceCell;
 
 use crate::error::{LockError, Result};
-use crate::store::redis::RedisStore;
+use crate::store::redis::master::Master;
 
 /// How long creation waits for host names to resolve; a name that takes longer is compared
 /// as written (the run_id check at connect still applies).
 const RESOLVE_WAIT: Duration = Duration::from_secs(1);
 
-/// `host` and `port` of a store's `address()` (`host:port/db`); `None` for a client object.
+/// `host` and `port` of a master's `address()` (`host:port/db`); `None` for a client object.
 fn host_port(address: &str) -> Option<(String, u16)> {
   let (host_port, _db) = address.rsplit_once('/')?;
   let (host, port) = host_port.rsplit_once(':')?;
@@ -59,7 +59,7 @@ fn resolve_all(targets: Vec<(String, u16)>) -> Vec<HashSet<SocketAddr>> {
 }
 
 /// Refuses two masters whose host names resolve to a common address and port.
-pub(crate) fn check_addresses(masters: &[Arc<RedisStore>]) -> Result<()> {
+pub(super) fn check_addresses(masters: &[Arc<dyn Master>]) -> Result<()> {
   let parsed: Vec<Option<(String, u16)>> =
     masters.iter().map(|m| host_port(&m.address())).collect();
   let resolved = resolve_all(parsed.iter().flatten().cloned().collect());
@@ -78,18 +78,10 @@ pub(crate) fn check_addresses(masters: &[Arc<RedisStore>]) -> Result<()> {
   Ok(())
 }
 
-/// The `run_id` in the text of INFO server.
-fn run_id(info: &str) -> Option<&str> {
-  info
-    .lines()
-    .find_map(|line| line.trim().strip_prefix("run_id:"))
-    .filter(|id| !id.is_empty())
-}
-
 /// The masters' run_ids as they become known, and the verdict once two are the same.
 #[derive(Default)]
-pub(crate) struct Identities {
-  /// Per master: `None` until it answered INFO; `Some(None)` when its answer had no run_id.
+pub(super) struct Identities {
+  /// Per master: `None` until it told its run_id; `Some(None)` when it would not say.
   ids: Mutex<Vec<Option<Option<String>>>>,
   first: OnceCell<()>,
   busy: AtomicBool,
@@ -97,7 +89,7 @@ pub(crate) struct Identities {
 }
 
 impl Identities {
-  pub(crate) fn new(n: usize) -> Arc<Self> {
+  pub(super) fn new(n: usize) -> Arc<Self> {
     Arc::new(Identities {
       ids: Mutex::new(vec![None; n]),
       ..Default::default()
@@ -119,9 +111,9 @@ impl Identities {
   /// Before a new operation: `InvalidArg` once two masters turned out to be one server. The
   /// first call asks every master (bounded by `limit`); later calls ask the masters that did
   /// not answer yet in the background.
-  pub(crate) async fn check(
+  pub(super) async fn check(
     self: &Arc<Self>,
-    masters: &[Arc<RedisStore>],
+    masters: &[Arc<dyn Master>],
     limit: Duration,
   ) -> Result<()> {
     self.verdict()?;
@@ -143,16 +135,16 @@ impl Identities {
   }
 
   /// Asks the masters not identified yet for their run_id, then compares.
-  async fn identify(&self, masters: &[Arc<RedisStore>], limit: Duration) {
+  async fn identify(&self, masters: &[Arc<dyn Master>], limit: Duration) {
     let asks = self.unknown().into_iter().map(|i| async move {
-      let info = tokio::time::timeout(limit, masters[i].info_server()).await;
-      (i, info)
+      let id = tokio::time::timeout(limit, masters[i].run_id()).await;
+      (i, id)
     });
     let answers = futures_util::future::join_all(asks).await;
     let mut ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
     for (i, answer) in answers {
-      if let Ok(Ok(info)) = answer {
-        ids[i] = Some(run_id(&info).map(str::to_owned));
+      if let Ok(Ok(id)) = answer {
+        ids[i] = Some(id);
       }
     }
     for i in 0..ids.len() {
@@ -175,15 +167,12 @@ mod tests {
   use super::*;
 
   #[test]
-  fn addresses_and_run_ids_are_read() {
+  fn addresses_are_read() {
     assert_eq!(
       host_port("localhost:6379/0"),
       Some(("localhost".into(), 6379))
     );
     assert_eq!(host_port("::1:7000/2"), Some(("::1".into(), 7000)));
     assert_eq!(host_port("client object 0x1"), None);
-    let info = "# Server\r\nredis_version:7.2.4\r\nrun_id:abc123\r\ntcp_port:6379\r\n";
-    assert_eq!(run_id(info), Some("abc123"));
-    assert_eq!(run_id("# Server\r\n"), None);
   }
 }

@@ -1,6 +1,11 @@
 //! Redlock: one lock over N independent Redis masters (the algorithm described at
 //! redis.io/docs/latest/develop/use/patterns/distributed-locks/). Each master runs the
-//! single-server scripts through its own [`RedisStore`]; this store only adds the quorum.
+//! single-server scripts through its own Redis store, which Redlock talks to only through the
+//! per-master interface `Master` (`store/redis/master.rs`); this store only adds the quorum.
+//!
+//! Files: `acquire.rs` (the quorum acquire and its fence), `batch.rs` (batched renewals and
+//! releases), `identity.rs` (one server listed twice), `quarantine.rs` (restarted masters),
+//! `options.rs`.
 //!
 //! - Acquire asks every master at once. It holds when a majority (N/2+1) granted and the
 //!   validity, ttl − elapsed − drift, is still positive; otherwise it releases on every master
@@ -12,7 +17,7 @@
 //!   reported, granting masters with a lower counter are raised to it, and the grant counts
 //!   only when a majority's counters reached it (else it is undone): the next owner's majority
 //!   shares at least one master with ours, so it gets a larger fence there: each master's next
-//!   fence exceeds every fence recorded there (see [`RedisStore`]'s fence notes; a raised fence
+//!   fence exceeds every fence recorded there (see `RedisStore`'s fence notes; a raised fence
 //!   ahead of that master's clock is kept in its counter until the clock has passed it). This
 //!   holds while masters keep their data; a master restarted empty falls back to its clock
 //!   (microseconds), so fences then also depend on the masters' clocks.
@@ -22,64 +27,31 @@
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::future::{BoxFuture, FutureExt};
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::error::{LockError, Result};
-use crate::lease::{Acquire, AcquireExtras, AcquireRequest, Grant, Holder, LockInfo, Payload};
-use crate::store::redis::{RedisOptions, RedisStore, SubCmd};
-use crate::store::redlock_identity::{check_addresses, Identities};
-use crate::store::{unsupported_extras, LockStore, Renewal, WakeHub, Watch};
+use crate::lease::{Acquire, AcquireRequest, LockInfo};
+use crate::store::redis::master::Master;
+use crate::store::redis::{RedisOptions, RedisStore};
+use crate::store::{LockStore, Owned, Renewal, WakeHub, Watch};
 
+mod acquire;
+mod batch;
+mod identity;
+mod options;
 mod quarantine;
+
+use identity::{check_addresses, Identities};
+pub use options::RedlockOptions;
 use quarantine::Quarantine;
 pub use quarantine::RestartQuarantine;
-
-/// Redlock passes no backend-specific settings to its masters.
-static NO_EXTRAS: AcquireExtras = AcquireExtras {
-  replace_data: false,
-  delete_on_release: false,
-  attributes: None,
-};
-
-/// Options of a Redlock store.
-#[derive(Debug, Clone)]
-pub struct RedlockOptions {
-  /// One entry per independent master (a single server each, no cluster). At least 2.
-  pub masters: Vec<RedisOptions>,
-  /// Clock drift allowance as a fraction of the ttl, 0 to < 0.5. Default 0.01.
-  pub drift_factor: f64,
-  /// Fixed drift allowance added to `drift_factor × ttl`. Default 2 ms.
-  pub clock_drift: Duration,
-  /// How long one request to one master may take before that master counts as down for this
-  /// operation. Default 500 ms.
-  pub request_timeout: Duration,
-  /// Prefix of every lock key on every master; default `lock:`.
-  pub key_prefix: Option<String>,
-  /// How long a master whose run id changed (a restart) grants no vote; default: the longest
-  /// ttl this client has asked for.
-  pub restart_quarantine: RestartQuarantine,
-}
-
-impl Default for RedlockOptions {
-  fn default() -> Self {
-    RedlockOptions {
-      masters: Vec::new(),
-      drift_factor: 0.01,
-      clock_drift: Duration::from_millis(2),
-      request_timeout: Duration::from_millis(500),
-      key_prefix: None,
-      restart_quarantine: RestartQuarantine::default(),
-    }
-  }
-}
 
 /// Requests to every master: each yields the master's index and its answer (`None`: it failed
 /// or did not answer in time).
@@ -91,7 +63,7 @@ type Late = JoinHandle<()>;
 
 /// The Redlock store.
 pub struct RedlockStore {
-  masters: Vec<Arc<RedisStore>>,
+  masters: Vec<Arc<dyn Master>>,
   quorum: usize,
   drift_factor: f64,
   clock_drift: Duration,
@@ -102,7 +74,7 @@ pub struct RedlockStore {
   /// waits for them first (so it cannot overtake them).
   late: Mutex<HashMap<String, Vec<Late>>>,
   quarantine: Quarantine,
-  /// The masters' run_ids: two that match are one server (see `redlock_identity`).
+  /// The masters' run_ids: two that match are one server (see `identity.rs`).
   identities: Arc<Identities>,
 }
 
@@ -125,16 +97,18 @@ impl RedlockStore {
         "options.requestTimeout must be positive".into(),
       ));
     }
-    // Every master's unsubscribe queue, filled below; the hub's idle hook tells them all.
-    let senders: Arc<OnceLock<Vec<mpsc::UnboundedSender<SubCmd>>>> = Arc::new(OnceLock::new());
-    let idle = senders.clone();
+    // Every master, filled below; the hub's idle hook tells them all to unsubscribe. Weak: the
+    // masters hold the hub, which must not keep them alive.
+    let all: Arc<OnceLock<Vec<Weak<dyn Master>>>> = Arc::new(OnceLock::new());
+    let idle = all.clone();
     let hub = WakeHub::new(Some(Box::new(move |channel: &str| {
-      for tx in idle.get().into_iter().flatten() {
-        let _ = tx.send(SubCmd::Unsubscribe(channel.to_owned()));
+      for master in idle.get().into_iter().flatten() {
+        if let Some(master) = master.upgrade() {
+          master.unsubscribe(channel);
+        }
       }
     })));
     let mut masters = Vec::with_capacity(n);
-    let mut txs = Vec::with_capacity(n);
     let mut seen = HashSet::new();
     for (i, master) in opts.masters.into_iter().enumerate() {
       if master.cluster.is_some() {
@@ -146,27 +120,22 @@ impl RedlockStore {
         key_prefix: opts.key_prefix.clone().or(master.key_prefix),
         ..master
       };
-      let (tx, rx) = mpsc::unbounded_channel();
-      let store = RedisStore::with_hub(master, hub.clone(), tx.clone(), rx)
-        .map(RedisStore::without_queue)
-        .map(RedisStore::tracked)
-        .map_err(|e| match e {
-          LockError::InvalidArg(msg) => {
-            LockError::InvalidArg(msg.replace("options.redis", &format!("options.redlock[{i}]")))
-          }
-          other => other,
-        })?;
+      let store = RedisStore::master(master, hub.clone()).map_err(|e| match e {
+        LockError::InvalidArg(msg) => {
+          LockError::InvalidArg(msg.replace("options.redis", &format!("options.redlock[{i}]")))
+        }
+        other => other,
+      })?;
       if !seen.insert(store.address()) {
         return Err(LockError::InvalidArg(format!(
           "options.redlock[{i}]: the same master ({}) is listed twice",
           store.address()
         )));
       }
-      txs.push(tx);
-      masters.push(Arc::new(store));
+      masters.push(store);
     }
     check_addresses(&masters)?;
-    let _ = senders.set(txs);
+    let _ = all.set(masters.iter().map(Arc::downgrade).collect());
     Ok(RedlockStore {
       identities: Identities::new(n),
       quorum: n / 2 + 1,
@@ -190,7 +159,7 @@ impl RedlockStore {
     self
       .masters
       .get(i)
-      .is_some_and(|m| self.quarantine.excludes(m))
+      .is_some_and(|m| self.quarantine.excludes(m.as_ref()))
   }
 
   /// Internal (tests): how long until master `i` votes again after a restart (zero: it votes).
@@ -199,7 +168,7 @@ impl RedlockStore {
     self
       .masters
       .get(i)
-      .map_or(Duration::ZERO, |m| self.quarantine.left(m))
+      .map_or(Duration::ZERO, |m| self.quarantine.left(m.as_ref()))
   }
 
   /// The drift allowance for a lease of `ttl`: driftFactor × ttl + clockDrift.
@@ -213,7 +182,7 @@ impl RedlockStore {
   /// `None` when that master failed or did not answer in time.
   fn spawn_all<T, F, Fut>(&self, limit: Duration, op: F) -> Calls<T>
   where
-    F: Fn(Arc<RedisStore>) -> Fut,
+    F: Fn(Arc<dyn Master>) -> Fut,
     Fut: Future<Output = Result<T>> + Send + 'static,
     T: Send + 'static,
   {
@@ -270,6 +239,19 @@ impl RedlockStore {
     }
   }
 
+  /// The answer to a release that `yes` masters confirmed and `failed` did not answer: released
+  /// by a majority; unknown (an error) while the failed ones could still make one; else not
+  /// ours.
+  fn release_verdict(&self, yes: usize, failed: usize) -> Result<bool> {
+    if yes >= self.quorum {
+      return Ok(true);
+    }
+    if yes + failed >= self.quorum {
+      return Err(self.unavailable("release", self.masters.len() - failed));
+    }
+    Ok(false)
+  }
+
   /// Releases `token` on every master at once; `(released, failed)` counts, once decided.
   async fn release_all(&self, name: &str, token: &str) -> (usize, usize) {
     let (name, token) = (Arc::<str>::from(name), Arc::<str>::from(token));
@@ -291,41 +273,6 @@ impl RedlockStore {
   }
 }
 
-/// The answers of the masters to one acquire attempt.
-#[derive(Default)]
-struct Tally {
-  /// (master, its fence)
-  granted: Vec<(usize, u64)>,
-  /// Masters that granted while in restart quarantine: their grant is ours but no vote.
-  benched: Vec<usize>,
-  held: Vec<Holder>,
-  /// Masters that failed or did not answer in time.
-  failed: Vec<usize>,
-}
-
-impl Tally {
-  /// Adds master `i`'s answer; `benched`: that master is in restart quarantine (asked once
-  /// its answer arrived, so that a restart noticed on the way counts).
-  fn add(&mut self, (i, answer): (usize, Option<Acquire>), benched: impl Fn(usize) -> bool) {
-    match answer {
-      Some(Acquire::Granted(_)) if benched(i) => self.benched.push(i),
-      Some(Acquire::Granted(g)) => self.granted.push((i, g.fence)),
-      Some(Acquire::Held(h)) => self.held.push(h),
-      None => self.failed.push(i),
-    }
-  }
-}
-
-/// A request to one master, as owned data (it may outlive the call that sent it).
-struct OwnedRequest {
-  name: String,
-  token: String,
-  owner: String,
-  ttl: Duration,
-  data: Option<Payload>,
-  queue_for: Option<Duration>,
-}
-
 #[async_trait]
 impl LockStore for RedlockStore {
   fn kind(&self) -> &'static str {
@@ -333,194 +280,13 @@ impl LockStore for RedlockStore {
   }
 
   async fn try_acquire(&self, name: &str, req: &AcquireRequest<'_>) -> Result<Acquire> {
-    self
-      .identities
-      .check(&self.masters, self.request_timeout)
-      .await?;
-    let started = Instant::now();
-    if !req.extras.is_default() {
-      return Err(unsupported_extras("redlock"));
-    }
-    self.quarantine.lease(req.ttl);
-    let drift = self.drift(req.ttl);
-    let Some(validity) = req.ttl.checked_sub(drift).filter(|v| !v.is_zero()) else {
-      return Err(LockError::InvalidArg(format!(
-        "options.ttl ({} ms) is too short for the Redlock drift allowance ({} ms)",
-        req.ttl.as_millis(),
-        drift.as_millis()
-      )));
-    };
-    let owned = Arc::new(OwnedRequest {
-      name: name.to_owned(),
-      token: req.token.to_owned(),
-      owner: req.owner.to_owned(),
-      ttl: req.ttl,
-      data: req.data.cloned(),
-      queue_for: req.queue_for,
-    });
-    let limit = self.request_timeout.min(validity);
-    let mut calls = self.spawn_all(limit, |m| {
-      let r = owned.clone();
-      async move {
-        // No queue under Redlock (see the module docs): a master without a queue only lists
-        // a waiting caller as waiting.
-        let single = AcquireRequest {
-          token: &r.token,
-          owner: &r.owner,
-          ttl: r.ttl,
-          data: r.data.as_ref(),
-          queue_for: r.queue_for,
-          extras: &NO_EXTRAS,
-        };
-        m.try_acquire(&r.name, &single).await
-      }
-    });
-    let n = self.masters.len();
-    let mut t = Tally::default();
-    // Decide as soon as a majority granted, or other owners hold so many masters that no
-    // majority is possible. Failures alone do not decide early: whether the lock is held or the
-    // backend unavailable depends on the other answers.
-    while t.granted.len() < self.quorum && t.held.len() <= n - self.quorum {
-      match calls.next().await {
-        Some(answer) => t.add(answer, |i| self.benched(i)),
-        None => break,
-      }
-    }
-    if t.granted.len() >= self.quorum && started.elapsed() < validity {
-      // The slower masters' requests run on: a late grant is ours, and our release waits for
-      // it (so it cannot overtake it).
-      if !calls.is_empty() {
-        self.in_background(name, async move {
-          calls.collect::<Vec<_>>().await;
-        });
-      }
-      let fence = t.granted.iter().map(|(_, f)| *f).max().unwrap_or(0);
-      // The fence counts only once a majority's counters are at least this high: the next
-      // owner's majority shares a master with it, so its fence is higher. Granting masters
-      // with a lower counter are raised now (one more round trip, in parallel, only when the
-      // masters' fences differ); without a majority in time, the attempt is undone.
-      let mut confirmed = t.granted.iter().filter(|(_, f)| *f >= fence).count();
-      let lower: Vec<_> = t
-        .granted
-        .iter()
-        .filter(|(_, f)| *f < fence)
-        .filter_map(|(i, _)| self.masters.get(*i).cloned())
-        .collect();
-      if confirmed < self.quorum && !lower.is_empty() {
-        let limit = self
-          .request_timeout
-          .min(validity.saturating_sub(started.elapsed()));
-        let raises = lower.into_iter().map(|m| {
-          let (name, token) = (name.to_owned(), req.token.to_owned());
-          async move {
-            matches!(
-              tokio::time::timeout(limit, m.raise_fence(&name, &token, fence)).await,
-              Ok(Ok(_))
-            )
-          }
-        });
-        confirmed += futures_util::future::join_all(raises)
-          .await
-          .into_iter()
-          .filter(|raised| *raised)
-          .count();
-      }
-      if confirmed >= self.quorum && started.elapsed() < validity {
-        return Ok(Acquire::Granted(Grant { fence }));
-      }
-      self.release(name, req.token).await?;
-      return Ok(Acquire::Held(Holder::default()));
-    }
-    // No majority in time. Collect every answer first (each is bounded by the timeout), so the
-    // undo cannot overtake a grant still on its way; then undo on the masters that granted or
-    // did not answer (theirs may still land), all at once. Masters that said "held" hold
-    // another owner's lock: nothing of ours is there.
-    while let Some(answer) = calls.next().await {
-      t.add(answer, |i| self.benched(i));
-    }
-    let Tally {
-      granted,
-      benched,
-      held,
-      failed,
-    } = t;
-    let undo: Vec<usize> = granted
-      .iter()
-      .map(|(i, _)| *i)
-      .chain(benched.iter().copied())
-      .chain(failed.iter().copied())
-      .collect();
-    let undos = undo
-      .iter()
-      .filter_map(|i| self.masters.get(*i))
-      .map(|m| tokio::time::timeout(self.request_timeout, m.release(name, req.token)));
-    futures_util::future::join_all(undos).await;
-    if held.len() > n - self.quorum || failed.is_empty() {
-      let remaining = held.iter().filter_map(|h| h.remaining).min();
-      let owner = held.iter().find_map(|h| h.owner.clone());
-      return Ok(Acquire::Held(Holder { owner, remaining }));
-    }
-    Err(self.unavailable("acquire", n - failed.len()))
+    self.acquire_quorum(name, req).await
   }
 
-  /// One batch per master (each one pipeline), every master at once; then each lock is
-  /// decided on its own by the same majority rule as `extend`.
+  /// One pipeline per master, every master at once; then each lock is decided on its own by
+  /// the same majority rule as `extend` (`batch.rs`).
   async fn extend_many(&self, items: &[Renewal<'_>]) -> Vec<Result<bool>> {
-    let started = Instant::now();
-    let mut out: Vec<Option<Result<bool>>> = Vec::with_capacity(items.len());
-    let mut limit = self.request_timeout;
-    for r in items {
-      let drift = self.drift(r.ttl);
-      if r.ttl <= drift {
-        out.push(Some(Err(LockError::InvalidArg(format!(
-          "ttl ({} ms) is too short for the Redlock drift allowance ({} ms)",
-          r.ttl.as_millis(),
-          drift.as_millis()
-        )))));
-      } else {
-        limit = limit.min((r.ttl - drift).max(Duration::from_millis(1)));
-        out.push(None);
-      }
-    }
-    let per_master = self.masters.iter().map(|m| async move {
-      tokio::time::timeout(limit, m.extend_many(items))
-        .await
-        .unwrap_or_default()
-    });
-    let answers = futures_util::future::join_all(per_master).await;
-    let n = self.masters.len();
-    let mut late = Vec::new();
-    for (i, r) in items.iter().enumerate() {
-      if out[i].is_some() {
-        continue;
-      }
-      let (mut yes, mut no) = (0, 0);
-      for answer in &answers {
-        match answer.get(i) {
-          Some(Ok(true)) => yes += 1,
-          Some(Ok(false)) => no += 1,
-          _ => {}
-        }
-      }
-      out[i] = Some(if yes >= self.quorum {
-        if started.elapsed() < r.ttl - self.drift(r.ttl) {
-          Ok(true)
-        } else {
-          // Renewed too late to count: do not leave it blocking others for a whole ttl.
-          late.push(*r);
-          Ok(false)
-        }
-      } else if no > n - self.quorum {
-        Ok(false)
-      } else {
-        Err(self.unavailable("extend", yes + no))
-      });
-    }
-    futures_util::future::join_all(late.iter().map(|r| self.release(r.name, r.token))).await;
-    out
-      .into_iter()
-      .map(|r| r.unwrap_or_else(|| Err(self.unavailable("extend", 0))))
-      .collect()
+    self.extend_batch(items).await
   }
 
   async fn extend(&self, name: &str, token: &str, ttl: Duration) -> Result<bool> {
@@ -572,13 +338,13 @@ impl LockStore for RedlockStore {
   async fn release(&self, name: &str, token: &str) -> Result<bool> {
     self.settle_late(name).await;
     let (yes, failed) = self.release_all(name, token).await;
-    if yes >= self.quorum {
-      return Ok(true);
-    }
-    if yes + failed >= self.quorum {
-      return Err(self.unavailable("release", self.masters.len() - failed));
-    }
-    Ok(false)
+    self.release_verdict(yes, failed)
+  }
+
+  /// One pipeline per master, every master at once; each lock decided on its own, as `release`
+  /// decides it (`batch.rs`).
+  async fn release_many(&self, items: &[Owned<'_>]) -> Vec<Result<bool>> {
+    self.release_batch(items).await
   }
 
   async fn inspect(&self, name: &str) -> Result<Option<LockInfo>> {
@@ -633,7 +399,7 @@ impl LockStore for RedlockStore {
     let Some(first) = self.masters.first() else {
       return Ok(None);
     };
-    if self.masters.iter().all(|m| m.is_client()) {
+    if !self.masters.iter().any(|m| m.pushes()) {
       return Ok(None); // client objects carry no subscriptions: the waiters poll
     }
     let channel: Arc<str> = first.channel(name).into();
