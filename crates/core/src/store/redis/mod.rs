@@ -34,7 +34,7 @@ use tokio::sync::{mpsc, Mutex as AsyncMutex, OnceCell};
 
 use crate::error::{LockError, Result};
 use crate::lease::{Acquire, AcquireRequest, Grant, Holder, LockInfo, Payload};
-use crate::store::{unsupported_extras, LockStore, Renewal, WakeHub, Watch};
+use crate::store::{unsupported_extras, LockStore, Owned, Renewal, WakeHub, Watch};
 
 mod batch;
 mod connection;
@@ -46,7 +46,6 @@ mod pubsub;
 mod scripts;
 mod tracked;
 
-use batch::clone_error;
 use connection::{ClusterConnect, Conn};
 use keys::{hash_tag, Keys};
 use options::{target, Target, BAD_NODE};
@@ -381,14 +380,13 @@ impl LockStore for RedisStore {
   /// the whole batch. A cluster or the caller's client object: every extend at once (the
   /// multiplexed connection writes them together per node).
   async fn extend_many(&self, items: &[Renewal<'_>]) -> Vec<Result<bool>> {
-    match self.con().await {
-      Ok(con @ (Conn::Single(_) | Conn::Tracked(_))) => self.extend_pipelined(con, items).await,
-      Ok(_) => {
-        let all = items.iter().map(|r| self.extend(r.name, r.token, r.ttl));
-        futures_util::future::join_all(all).await
-      }
-      Err(err) => items.iter().map(|_| Err(clone_error(&err))).collect(),
-    }
+    self.extend_batch(items).await
+  }
+
+  /// Like `extend_many`: one server, one pipelined write of the release script for the whole
+  /// batch; a cluster or a client object, every release at once (`batch.rs`).
+  async fn release_many(&self, items: &[Owned<'_>]) -> Vec<Result<bool>> {
+    self.release_batch(items).await
   }
 
   async fn release(&self, name: &str, token: &str) -> Result<bool> {
