@@ -2,7 +2,8 @@
 //! real redis-server processes, on one server and on Redlock masters: the locks that are ours
 //! are deleted and answer `true`, exactly those deleted behind our back or taken by another
 //! owner answer `false`, the other owner's lock stays untouched, a waiter of a released name is
-//! woken, and each server gets the whole batch in one pipelined write.
+//! woken, and each server gets the whole batch in one pipelined write. On a Redis Cluster (every
+//! release at once, each routed to its slot's master) the same answers.
 
 mod support;
 
@@ -13,7 +14,7 @@ use ferrolock_core::store::Owned;
 use ferrolock_core::{
   Acquire, AcquireExtras, AcquireRequest, LockStore, RedisOptions, RedisStore, Watch,
 };
-use support::{within, RedisServer};
+use support::{within, RedisCluster, RedisServer};
 
 static NO_EXTRAS: AcquireExtras = AcquireExtras {
   replace_data: false,
@@ -294,6 +295,72 @@ async fn redlock_releases_a_batch_in_one_write_per_master_each_lock_by_its_major
     .await
     .expect("the waiter of a released name was not woken");
   grant(&*other, waited, "waiter").await;
+  ours.close().await;
+  other.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_releases_a_batch_across_its_masters_and_only_our_locks() {
+  let mut cluster = RedisCluster::start();
+  let store = || {
+    RedisStore::new(RedisOptions {
+      cluster: Some(cluster.urls()),
+      ..Default::default()
+    })
+    .expect("valid options")
+  };
+  let (ours, other) = (store(), store());
+  let n = 30;
+  let names: Vec<String> = (0..n).map(|i| format!("cl-{i}")).collect();
+  let tokens: Vec<String> = (0..n).map(|i| format!("ours-{i}")).collect();
+  for (name, token) in names.iter().zip(&tokens) {
+    grant(&ours, name, token).await;
+  }
+  for (i, name) in names.iter().enumerate() {
+    let key = format!("lock:{name}");
+    if fate(i) != "ours" {
+      assert_eq!(cluster.master_of(&key).cli(&["del", &key]), "1");
+    }
+    if fate(i) == "taken" {
+      grant(&other, name, &format!("other-{i}")).await;
+    }
+  }
+  let waited = &names[3];
+  let waiter = watch(&other, waited).await;
+  let mut woken = pin!(waiter.notified());
+  woken.as_mut().enable();
+  let queued = other
+    .try_acquire(waited, &req("waiter", Some(Duration::from_secs(10))))
+    .await;
+  assert!(matches!(queued, Ok(Acquire::Held(_))), "{queued:?}");
+
+  let items: Vec<Owned> = names
+    .iter()
+    .zip(&tokens)
+    .map(|(name, token)| Owned { name, token })
+    .collect();
+  let results = ours.release_many(&items).await;
+  assert_eq!(results.len(), n);
+  for (i, result) in results.iter().enumerate() {
+    let expected = fate(i) == "ours";
+    assert!(
+      matches!(result, Ok(r) if *r == expected),
+      "{} ({}): {result:?}",
+      names[i],
+      fate(i)
+    );
+    let key = format!("lock:{}", names[i]);
+    let node = cluster.master_of(&key);
+    if fate(i) == "taken" {
+      assert_eq!(node.cli(&["hget", &key, "id"]), format!("other-{i}"));
+    } else {
+      assert_eq!(node.cli(&["exists", &key]), "0", "{key}");
+    }
+  }
+  tokio::time::timeout(within(1_000), woken)
+    .await
+    .expect("the waiter of a released name was not woken");
+  assert!(waiter.addressed_to("waiter"), "woken as first in line");
   ours.close().await;
   other.close().await;
 }

@@ -132,7 +132,7 @@ impl Master for RedisStore {
   }
 
   async fn run_id(&self) -> Result<Option<String>> {
-    let con = self.con().await?;
+    let mut con = self.con().await?;
     if let (Conn::Tracked(tracked), Some(incarnation)) = (&con, &self.incarnation) {
       tracked
         .connect()
@@ -143,7 +143,7 @@ impl Master for RedisStore {
     // The caller's client object: no connection of ours to learn it from, so ask.
     let mut cmd = redis::cmd("INFO");
     cmd.arg("server");
-    let reply = cmd.query_async::<Value>(&mut { con }).await;
+    let reply = cmd.query_async::<Value>(&mut con).await;
     let text = match reply.map_err(|e| self.error("INFO server", e))? {
       Value::VerbatimString { text, .. } => text,
       other => as_string(&other).unwrap_or_default(),
