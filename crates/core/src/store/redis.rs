@@ -634,8 +634,13 @@ impl RedisStore {
       Some(task) => task,
       None => {
         let client = self.cluster_client(None, "connect")?;
+        let sources: Vec<String> = self.scripts.sources().into_values().collect();
         let task = tokio::spawn(async move {
-          tokio::time::timeout(CONNECT_TIMEOUT * 2, client.get_async_connection()).await
+          let con = tokio::time::timeout(CONNECT_TIMEOUT * 2, client.get_async_connection()).await;
+          if let Ok(Ok(con)) = &con {
+            load_scripts(con.clone(), sources).await;
+          }
+          con
         });
         *self.connect_abort.lock().unwrap_or_else(|e| e.into_inner()) = Some(task.abort_handle());
         pending.insert(task)
@@ -867,6 +872,27 @@ impl RedisStore {
       "0"
     }
   }
+}
+
+/// Loads every script on every master, best effort (within `CONNECT_TIMEOUT`), so that a
+/// command waiting in a hung node's socket runs whole when the node resumes: a cut attempt's
+/// clean-up must not need the NOSCRIPT fallback, whose caller is gone by then.
+async fn load_scripts(mut con: ClusterConnection, sources: Vec<String>) {
+  use redis::cluster_routing::{MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo};
+  let load = async {
+    for source in sources {
+      let mut cmd = redis::cmd("SCRIPT");
+      cmd.arg("LOAD").arg(source);
+      let route = RoutingInfo::MultiNode((
+        MultipleNodeRoutingInfo::AllMasters,
+        Some(ResponsePolicy::AllSucceeded),
+      ));
+      if con.route_command(cmd, route).await.is_err() {
+        return;
+      }
+    }
+  };
+  let _ = tokio::time::timeout(CONNECT_TIMEOUT, load).await;
 }
 
 /// The subscription connection: one server, or the cluster (sharded channels).
