@@ -154,6 +154,17 @@ impl Scripts {
     }
   }
 
+  fn all(&self) -> [&Script; 6] {
+    [
+      &self.acquire,
+      &self.extend,
+      &self.release,
+      &self.leave,
+      &self.inspect,
+      &self.raise,
+    ]
+  }
+
   /// Every script's source by its SHA1.
   fn sources(&self) -> HashMap<String, String> {
     [
@@ -591,9 +602,32 @@ impl RedisStore {
       }),
       Target::Cluster(_) => Conn::Cluster(self.cluster_connect().await?),
     };
-    let mut cmd = self.cmd.lock().unwrap_or_else(|e| e.into_inner());
-    // A racing single-server caller may have stored one first: keep one connection.
-    Ok(cmd.get_or_insert(con).clone())
+    {
+      let mut cmd = self.cmd.lock().unwrap_or_else(|e| e.into_inner());
+      // A racing single-server caller may have stored one first: keep one connection.
+      if let Some(first) = cmd.as_ref() {
+        return Ok(first.clone());
+      }
+      *cmd = Some(con.clone());
+    }
+    // The cluster's connect loaded them already (`load_scripts`); a client object's server is
+    // the caller's.
+    if let Conn::Single(c) = &con {
+      self.load_scripts_on(c.clone()).await;
+    } else if let Conn::Tracked(c) = &con {
+      self.load_scripts_on(c.clone()).await;
+    }
+    Ok(con)
+  }
+
+  /// Loads every script on a new single-server connection (one pipelined round trip, best
+  /// effort), for the reason `load_scripts` gives.
+  async fn load_scripts_on<C: redis::aio::ConnectionLike + Send>(&self, mut con: C) {
+    let mut pipe = redis::pipe();
+    for script in self.scripts.all() {
+      pipe.load_script(script).ignore();
+    }
+    let _ = pipe.query_async::<()>(&mut con).await;
   }
 
   /// A cluster client for the configured nodes; with a push handler, on RESP3.
@@ -875,8 +909,9 @@ impl RedisStore {
 }
 
 /// Loads every script on every master, best effort (within `CONNECT_TIMEOUT`), so that a
-/// command waiting in a hung node's socket runs whole when the node resumes: a cut attempt's
-/// clean-up must not need the NOSCRIPT fallback, whose caller is gone by then.
+/// command waiting in a hung server's socket runs whole when the server resumes: a cut
+/// attempt's clean-up (a release) must not need the NOSCRIPT fallback, whose caller is gone by
+/// then, while the attempt itself (whose script was cached) took the lock.
 async fn load_scripts(mut con: ClusterConnection, sources: Vec<String>) {
   use redis::cluster_routing::{MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo};
   let load = async {
