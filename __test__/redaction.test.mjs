@@ -12,7 +12,8 @@ import { after, before, describe, test } from 'node:test'
 import { inspect } from 'node:util'
 
 import { createClient } from '../index.js'
-import { freePort } from './support/servers.mjs'
+import { bounded } from './support/bounded.mjs'
+import { freePort, startRedis } from './support/servers.mjs'
 
 const require = createRequire(import.meta.url)
 const ORIGINAL = Symbol.for('ferrolock.original')
@@ -233,4 +234,40 @@ describe('secrets in server replies are masked', () => {
       await locks.close()
     }
   })
+})
+
+test("a heartbeat's 'error' through a client object: its cause is masked, the original kept", T, async () => {
+  const Redis = require('ioredis')
+  const password = 'heartbeat-pw-7781'
+  const server = await startRedis()
+  assert.equal(await server.command(`CONFIG SET requirepass ${password}`), '+OK')
+  const io = new Redis({ port: server.port, host: '127.0.0.1', password })
+  const locks = createClient({ redis: io })
+  try {
+    const lock = await locks.acquire('beat', { ttl: 900, refreshInterval: 100 })
+    // From now on the client fails every command with an error that repeats its password (as a
+    // proxy or a wrapper that logs the connection string might).
+    const failure = new Error(
+      `connection to redis://default:${password}@127.0.0.1:${server.port} refused by proxy (pass ${password})`,
+    )
+    const original = io.call
+    io.call = () => Promise.reject(failure)
+    let err
+    try {
+      err = await bounded(new Promise((resolve) => lock.once('error', resolve)), "the heartbeat's 'error'")
+    } finally {
+      io.call = original
+    }
+    assert.equal(err.code, 'ERR_BACKEND_UNAVAILABLE')
+    const all = [texts(err), inspect(err, { depth: 10 })].join('\n')
+    assert.match(all, /refused by proxy \(pass \*\*\*\)/, all)
+    assert.ok(!all.includes(password), all)
+    assert.equal(err.cause[ORIGINAL], failure)
+    assert.ok(failure.message.includes(password), 'the original is not changed')
+    await lock.release()
+  } finally {
+    await locks.close()
+    io.disconnect()
+    await server.stop()
+  }
 })
