@@ -8,6 +8,8 @@ import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 import { setTimeout as delay } from 'node:timers/promises'
 
+import Redis from 'ioredis'
+
 import { createClient } from '../index.js'
 import { bounded, SLACK, waitUntil, within } from './support/bounded.mjs'
 import { nodeConnections, watchClientSockets } from './support/connections.mjs'
@@ -216,15 +218,24 @@ describe('a hung Redis Cluster master', () => {
     const locks = createClient(clusterOptions())
     const lock = await locks.acquire(`${TAG}idle`, { ttl: 5000 })
     const waiting = timed(locks.acquire(`${TAG}idle`)) // a subscription connection too
-    await waitUntil(() => locks.stats().pending === 1, 'a pending waiter')
+    const admin = new Redis(master.url)
+    try {
+      await waitUntil(async () => {
+        const [, subscribers] = await admin.call('PUBSUB', 'SHARDNUMSUB', `${TAG}:lock:${TAG}idle:released`)
+        return subscribers > 0
+      }, 'the waiter subscribing to the release channel')
+    } finally {
+      admin.disconnect()
+    }
     const ports = cluster.nodes.map((n) => n.port)
-    const received = await nodeConnections(ports)
     await locks.close()
+    // From the moment close() resolved, no node receives a connection but each reading's own.
+    // (Counted before close(), the waiter's subscription connections could still be coming in.)
+    const received = await nodeConnections(ports)
     assert.equal((await waiting).error?.code, 'ERR_CLIENT_CLOSED')
     assert.equal(lock.lost, false)
     await delay(2500)
     const later = await nodeConnections(ports)
-    // Each reading is one connection of its own: exactly one more per node.
     for (const port of ports) {
       assert.equal(later.get(port) - received.get(port), 1, `connections received by node ${port} after close()`)
     }
