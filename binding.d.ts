@@ -319,7 +319,16 @@ export interface NativeTableOptions {
 }
 
 /**
+ * `text` with every secret masked, as the core masks its own messages: for the caller's own
+ * client objects' errors, which reach JS without passing through the core.
+ */
+export declare function redactSecrets(text: string): string
+
+/**
  * Registers `send` for a client object; the returned number goes into the store options
  * (`client`), which take it out of the registry.
  */
 export declare function registerTransport(send: (arg: Array<string>) => Promise<string>): number
+
+/** Masks `secret` (a password or key of a caller's client object) in every message from now on. */
+export declare function rememberSecret(secret: string): void

@@ -837,4 +837,6 @@ module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __n
 module.exports = nativeBinding
 module.exports.Completions = nativeBinding.Completions
 module.exports.NativeClient = nativeBinding.NativeClient
+module.exports.redactSecrets = nativeBinding.redactSecrets
 module.exports.registerTransport = nativeBinding.registerTransport
+module.exports.rememberSecret = nativeBinding.rememberSecret

@@ -1,14 +1,16 @@
-// Chaos: a TCP stall (support/proxy.mjs) between a client and a real server, on one Redis and on
-// DynamoDB (dynalite). Every `wait` deadline settles by deadline + 500 ms, single requests by
-// `requestTimeout`; close() rejects waiters at once, reports only confirmed releases and makes
-// no connection afterwards; no lock is granted twice.
+// Chaos: a TCP stall (support/proxy.mjs) between a client and a real server, on one Redis, on
+// Redlock (3 masters, each behind a proxy) and on DynamoDB (dynalite). Every `wait` deadline
+// settles by deadline + 500 ms, single requests by `requestTimeout`; close() rejects waiters at
+// once, reports only confirmed releases and makes no connection afterwards, healthy or stalled;
+// no lock is granted twice. (A Redis Cluster: chaos-cluster.test.mjs.)
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 import { setTimeout as delay } from 'node:timers/promises'
 
 import { createClient } from '../index.js'
+import { SLACK, waitUntil } from './support/bounded.mjs'
 import { startProxy } from './support/proxy.mjs'
-import { startDynalite, startRedis } from './support/servers.mjs'
+import { startDynalite, startMasters, startRedis } from './support/servers.mjs'
 
 const T = { timeout: 60_000 }
 // What the deadline promise allows past the deadline.
@@ -73,6 +75,9 @@ describe('a stalled single Redis', () => {
       await lost
       assert.equal(held.lost, true)
       proxy.pass()
+      // What waited in the stalled connection (cut attempts, their clean-ups) is delivered now:
+      // nothing is left held by an attempt nobody waits for.
+      await waitUntil(async () => (await direct.inspect('chaos-free')) === null, 'chaos-free to be free', 3000 * SLACK)
       await other.release()
     } finally {
       proxy.pass()
@@ -121,6 +126,74 @@ describe('a stalled single Redis', () => {
   })
 })
 
+// close() of `locks` (its server(s) behind `proxies`) while it holds `held` and has a waiter
+// pending, with every proxy stalled at close() time or not: close() settles within `limit` ms, the
+// waiter is rejected ERR_CLIENT_CLOSED, `held` ends with 'released' (healthy) or 'lost' (stalled),
+// and no proxy accepts a connection in the 2.5 s after close() resolved.
+async function closeConnectsNoMore({ locks, held, waiter, proxies, stalled, limit }) {
+  const events = []
+  held.on('lost', (err) => events.push(['lost', err.message]))
+  held.on('released', () => events.push(['released']))
+  await waitUntil(() => locks.stats().pending === 1, 'a pending waiter')
+  await delay(200) // the waiter polls (and subscribes) through the proxies
+  if (stalled) for (const p of proxies) p.stall()
+  await delay(100)
+  const closed = await timed(locks.close())
+  const { error } = await waiter
+  assert.equal(error?.code, 'ERR_CLIENT_CLOSED')
+  assert.ok(closed.ms <= limit * SLACK, `close() took ${Math.round(closed.ms)} ms (limit ${limit})`)
+  assert.deepEqual(
+    events.map(([kind]) => kind),
+    [stalled ? 'lost' : 'released'],
+    JSON.stringify(events),
+  )
+  const connections = proxies.map((p) => p.connections)
+  for (const p of proxies) p.pass()
+  await delay(2500) // a reconnect would come within this (retries back off from 50 ms)
+  assert.deepEqual(
+    proxies.map((p) => p.connections),
+    connections,
+    'a connection was made after close() resolved',
+  )
+}
+
+describe('a stalled Redlock', () => {
+  let servers, proxies
+  before(async () => {
+    servers = await startMasters(3)
+    proxies = await Promise.all(servers.masters.map((m) => startProxy(m.port)))
+  })
+  after(async () => {
+    await Promise.all(proxies.map((p) => p.close()))
+    await servers.stop()
+  })
+
+  for (const stalled of [false, true]) {
+    test(
+      `close() ${stalled ? 'with every master stalled' : 'of a healthy client'}: bounded, connects no more`,
+      T,
+      async () => {
+        const requestTimeout = 300
+        const urls = proxies.map((p) => `redis://127.0.0.1:${p.port}`)
+        const locks = createClient({ redlock: urls, requestTimeout })
+        const direct = createClient({ redlock: servers.urls })
+        try {
+          const held = await locks.acquire(`rl-close-${stalled}`, { ttl: 20_000 })
+          const blocker = await direct.acquire(`rl-busy-${stalled}`, { ttl: 20_000 })
+          const waiter = timed(locks.acquire(`rl-busy-${stalled}`))
+          // One Redlock operation takes at most 4 × requestTimeout (docs/operations.md).
+          const limit = 4 * requestTimeout + PAST_DEADLINE
+          await closeConnectsNoMore({ locks, held, waiter, proxies, stalled, limit })
+          assert.equal(await blocker.release(), true)
+        } finally {
+          for (const p of proxies) p.pass()
+          await Promise.all([locks.close(), direct.close()])
+        }
+      },
+    )
+  }
+})
+
 describe('a stalled DynamoDB', () => {
   let server, proxy
   const table = 'chaos'
@@ -162,4 +235,28 @@ describe('a stalled DynamoDB', () => {
       await Promise.all([stalled.close(), direct.close()])
     }
   })
+
+  for (const stalled of [false, true]) {
+    test(
+      `close() ${stalled ? 'with the endpoint stalled' : 'of a healthy client'}: bounded, connects no more`,
+      T,
+      async () => {
+        const requestTimeout = 1000
+        const options = server.options(table, { endpoint: `http://127.0.0.1:${proxy.port}`, requestTimeout })
+        const locks = createClient(options)
+        const direct = createClient(server.options(table))
+        try {
+          const held = await locks.acquire(`close-${stalled}`, { ttl: 20_000 })
+          const blocker = await direct.acquire(`busy-${stalled}`, { ttl: 20_000 })
+          const waiter = timed(locks.acquire(`busy-${stalled}`, { retryDelay: 50 }))
+          const limit = requestTimeout + PAST_DEADLINE
+          await closeConnectsNoMore({ locks, held, waiter, proxies: [proxy], stalled, limit })
+          assert.equal(await blocker.release(), true)
+        } finally {
+          proxy.pass()
+          await Promise.all([locks.close(), direct.close()])
+        }
+      },
+    )
+  }
 })

@@ -1,14 +1,22 @@
 // Secrets never appear in an error's message or cause, whatever the server echoes: a DynamoDB
 // endpoint of this test's own that puts the request headers (Authorization with the access key
 // id, the session token) into a DynamoDB-shaped error, and a Redis endpoint that echoes the AUTH
-// command with the password of the URL.
+// command with the password of the URL. The same through the caller's own client objects (real
+// ioredis and AWS SDK clients, whose errors carry the echo): their error reaches `cause` masked,
+// the untouched original under Symbol.for('ferrolock.original').
 import assert from 'node:assert/strict'
 import http from 'node:http'
+import { createRequire } from 'node:module'
 import net from 'node:net'
 import { after, before, describe, test } from 'node:test'
+import { inspect } from 'node:util'
 
 import { createClient } from '../index.js'
-import { freePort } from './support/servers.mjs'
+import { bounded } from './support/bounded.mjs'
+import { freePort, startRedis } from './support/servers.mjs'
+
+const require = createRequire(import.meta.url)
+const ORIGINAL = Symbol.for('ferrolock.original')
 
 const T = { timeout: 30_000 }
 
@@ -117,6 +125,96 @@ describe('secrets in server replies are masked', () => {
     })
   }
 
+  // Every way the error can be shown: its texts, util.inspect, JSON of the cause.
+  const shown = (err) => [texts(err), inspect(err, { depth: 10 }), JSON.stringify(err.cause)].join('\n')
+
+  test("Redis: an ioredis client object's own error carries its password", T, async () => {
+    const Redis = require('ioredis')
+    const password = 'correct-horse-battery' // not the URL test's: that one is remembered
+    const io = new Redis({
+      host: '127.0.0.1',
+      port: redis.address().port,
+      username: 'app',
+      password,
+      enableReadyCheck: false,
+    })
+    const locks = createClient({ redis: io })
+    try {
+      const err = await locks.tryAcquire('job').then(
+        () => assert.fail('the endpoint refuses every command'),
+        (e) => e,
+      )
+      assert.equal(err.code, 'ERR_BACKEND_UNAVAILABLE')
+      const all = shown(err)
+      assert.match(all, /you sent: auth app \*\*\*/i, all) // the echo arrived, masked
+      assert.ok(!all.includes(password), all)
+      // The cause stands in for the client's ReplyError: same class and fields, masked texts.
+      assert.ok(err.cause instanceof Redis.ReplyError)
+      assert.equal(err.cause.name, 'ReplyError')
+      assert.ok(!err.cause.stack.includes(password), err.cause.stack)
+      assert.equal(err.cause.command.name.toLowerCase(), 'evalsha')
+      // The caller's own error object: reachable, and not changed.
+      const original = err.cause[ORIGINAL]
+      assert.ok(original instanceof Redis.ReplyError)
+      assert.match(original.message, new RegExp(`auth app ${password}`, 'i'))
+      assert.match(err.cause.message, /auth app \*\*\*;/i)
+    } finally {
+      await locks.close()
+      io.disconnect()
+    }
+  })
+
+  const credentials = {
+    accessKeyId: 'AKIAI44QH8DHBEXAMPLE',
+    secretAccessKey: 'je7MtGbClwBF/2Zp9Utk/h3yCo8nvbEXAMPLEKEY',
+    sessionToken: 'FQoGZXIvYXdzEXAMPLEclientOBJECTsession0123456789/abcdefghijklmnopqrstuvwxyz+ABCDEFG==',
+  }
+  const sdks = {
+    '@aws-sdk/client-dynamodb v3 DynamoDBClient': () => {
+      const { DynamoDBClient } = require('@aws-sdk/client-dynamodb')
+      return new DynamoDBClient({
+        region: 'us-east-1',
+        endpoint: endpoint(),
+        credentials: { ...credentials },
+        maxAttempts: 1,
+      })
+    },
+    'aws-sdk v2 DynamoDB': () => {
+      const AWS = require('aws-sdk')
+      return new AWS.DynamoDB({
+        region: 'us-east-1',
+        endpoint: endpoint(),
+        credentials: { ...credentials },
+        maxRetries: 0,
+      })
+    },
+  }
+  const endpoint = () => `http://127.0.0.1:${dynamo.address().port}`
+  for (const [sdk, make] of Object.entries(sdks)) {
+    test(`DynamoDB: the error of an ${sdk} object carries its key id and session token`, T, async () => {
+      const locks = createClient({ dynamodb: { table: 'locks', client: make() } })
+      try {
+        const err = await locks.tryAcquire('job').then(
+          () => assert.fail('the endpoint refuses every request'),
+          (e) => e,
+        )
+        assert.equal(err.code, 'ERR_BACKEND_UNAVAILABLE')
+        const all = shown(err)
+        assert.match(all, /x-amz-security-token/i, all) // the echo arrived
+        for (const secret of Object.values(credentials)) {
+          assert.ok(!all.includes(secret), `${secret.slice(0, 4)}… in: ${all}`)
+        }
+        const original = err.cause[ORIGINAL]
+        assert.ok(original, "a stand-in for the caller's error")
+        assert.equal(Object.getPrototypeOf(err.cause), Object.getPrototypeOf(original))
+        assert.equal(err.cause.name, original.name)
+        assert.ok(original.message.includes(credentials.sessionToken), 'the original is not changed')
+      } finally {
+        await locks.close()
+      }
+    })
+  }
+
   test('Redis: the password of the URL', T, async () => {
     const password = 'hunter2-very-secret'
     const locks = createClient({
@@ -136,4 +234,40 @@ describe('secrets in server replies are masked', () => {
       await locks.close()
     }
   })
+})
+
+test("a heartbeat's 'error' through a client object: its cause is masked, the original kept", T, async () => {
+  const Redis = require('ioredis')
+  const password = 'heartbeat-pw-7781'
+  const server = await startRedis()
+  assert.equal(await server.command(`CONFIG SET requirepass ${password}`), '+OK')
+  const io = new Redis({ port: server.port, host: '127.0.0.1', password })
+  const locks = createClient({ redis: io })
+  try {
+    const lock = await locks.acquire('beat', { ttl: 900, refreshInterval: 100 })
+    // From now on the client fails every command with an error that repeats its password (as a
+    // proxy or a wrapper that logs the connection string might).
+    const failure = new Error(
+      `connection to redis://default:${password}@127.0.0.1:${server.port} refused by proxy (pass ${password})`,
+    )
+    const original = io.call
+    io.call = () => Promise.reject(failure)
+    let err
+    try {
+      err = await bounded(new Promise((resolve) => lock.once('error', resolve)), "the heartbeat's 'error'")
+    } finally {
+      io.call = original
+    }
+    assert.equal(err.code, 'ERR_BACKEND_UNAVAILABLE')
+    const all = [texts(err), inspect(err, { depth: 10 })].join('\n')
+    assert.match(all, /refused by proxy \(pass \*\*\*\)/, all)
+    assert.ok(!all.includes(password), all)
+    assert.equal(err.cause[ORIGINAL], failure)
+    assert.ok(failure.message.includes(password), 'the original is not changed')
+    await lock.release()
+  } finally {
+    await locks.close()
+    io.disconnect()
+    await server.stop()
+  }
 })

@@ -3,6 +3,8 @@
 // client object. Each command looks the method up on the object at call time, so wrappers a
 // caller installs later (tracing, failure injection in tests) see every command.
 
+const { rememberDynamoSecrets, rememberRedisSecrets, safeCause } = require('./secrets.js')
+
 // Errors the caller's client gave, kept so that the error surfacing from Rust can carry the
 // original object as its `cause` (Rust sees only the message and this number).
 // An error surfaces (if ever) within a command's timeout; older ones are dropped.
@@ -27,13 +29,16 @@ const ANSWERS = /^NOSCRIPT|ConditionalCheckFailed/
 
 const MARK = /\s*\(js#(\d+)\)/
 
-/** The caller's original error named in `text` (and forgets it), or undefined. */
+/**
+ * The caller's error named in `text` (and forgets it), or undefined: the caller's error object
+ * itself, or its stand-in when a text of it holds a secret (see `safeCause`).
+ */
 function takeKept(text) {
   const m = typeof text === 'string' ? MARK.exec(text) : null
   if (!m) return undefined
   const entry = kept.get(Number(m[1]))
   kept.delete(Number(m[1]))
-  return entry && entry.err
+  return entry && safeCause(entry.err)
 }
 
 /** `text` without the marker. */
@@ -111,6 +116,7 @@ function plain(reply) {
 /** send(args) for the native store: resolves the JSON {ok} or {err}, never rejects. */
 function redisSender(obj, prefer) {
   const method = redisMethod(obj, prefer)
+  rememberRedisSecrets(obj)
   return (args) => {
     let pending
     try {
@@ -232,6 +238,7 @@ function dynamoCall(obj, style, operation, params) {
 /** send([operation, body]) for the native DynamoDB store: the HTTP answer DynamoDB would give. */
 function dynamoSender(obj) {
   const style = dynamoStyle(obj)
+  rememberDynamoSecrets(obj)
   return ([operation, body]) => {
     let pending
     try {

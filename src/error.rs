@@ -29,3 +29,18 @@ pub fn texts(err: &LockError) -> (String, Option<String>) {
   }
   (message, cause)
 }
+
+/// `text` with every secret masked, as the core masks its own messages: for the caller's own
+/// client objects' errors, which reach JS without passing through the core.
+#[napi_derive::napi(js_name = "redactSecrets")]
+#[cfg_attr(test, allow(dead_code))] // called from JS only
+pub fn redact_secrets(text: String) -> String {
+  ferrolock_core::redact::redact(&text)
+}
+
+/// Masks `secret` (a password or key of a caller's client object) in every message from now on.
+#[napi_derive::napi(js_name = "rememberSecret")]
+#[cfg_attr(test, allow(dead_code))] // called from JS only
+pub fn remember_secret(secret: String) {
+  ferrolock_core::redact::remember(&secret);
+}

@@ -131,9 +131,30 @@ impl RedisStore {
       }),
       Target::Cluster(_) => Conn::Cluster(self.cluster_connect().await?),
     };
-    let mut cmd = self.cmd.lock().unwrap_or_else(|e| e.into_inner());
-    // A racing single-server caller may have stored one first: keep one connection.
-    Ok(cmd.get_or_insert(con).clone())
+    {
+      let mut cmd = self.cmd.lock().unwrap_or_else(|e| e.into_inner());
+      // A racing single-server caller may have stored one first: keep one connection.
+      if let Some(first) = cmd.as_ref() {
+        return Ok(first.clone());
+      }
+      *cmd = Some(con.clone());
+    }
+    // The cluster's connect loaded them already (`load_scripts`); a client object's server is
+    // the caller's.
+    if matches!(con, Conn::Single(_) | Conn::Tracked(_)) {
+      self.load_scripts_on(con.clone()).await;
+    }
+    Ok(con)
+  }
+
+  /// Loads every script on a new single-server connection (one pipelined round trip, best
+  /// effort), for the reason `load_scripts` gives.
+  async fn load_scripts_on<C: ConnectionLike + Send>(&self, mut con: C) {
+    let mut pipe = redis::pipe();
+    for script in self.scripts.all() {
+      pipe.load_script(script).ignore();
+    }
+    let _ = pipe.query_async::<()>(&mut con).await;
   }
 
   /// A cluster client for the configured nodes; with a push handler, on RESP3.
@@ -178,8 +199,13 @@ impl RedisStore {
       Some(task) => task,
       None => {
         let client = self.cluster_client(None, "connect")?;
+        let sources: Vec<String> = self.scripts.sources().into_values().collect();
         let task = tokio::spawn(async move {
-          tokio::time::timeout(CONNECT_TIMEOUT * 2, client.get_async_connection()).await
+          let con = tokio::time::timeout(CONNECT_TIMEOUT * 2, client.get_async_connection()).await;
+          if let Ok(Ok(con)) = &con {
+            load_scripts(con.clone(), sources).await;
+          }
+          con
         });
         *self.connect_abort.lock().unwrap_or_else(|e| e.into_inner()) = Some(task.abort_handle());
         pending.insert(task)
@@ -213,4 +239,26 @@ impl RedisStore {
       }),
     }
   }
+}
+
+/// Loads every script on every master, best effort (within `CONNECT_TIMEOUT`), so that a
+/// command waiting in a hung server's socket runs whole when the server resumes: a cut
+/// attempt's clean-up (a release) must not need the NOSCRIPT fallback, whose caller is gone by
+/// then, while the attempt itself (whose script was cached) took the lock.
+async fn load_scripts(mut con: ClusterConnection, sources: Vec<String>) {
+  use redis::cluster_routing::{MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo};
+  let load = async {
+    for source in sources {
+      let mut cmd = redis::cmd("SCRIPT");
+      cmd.arg("LOAD").arg(source);
+      let route = RoutingInfo::MultiNode((
+        MultipleNodeRoutingInfo::AllMasters,
+        Some(ResponsePolicy::AllSucceeded),
+      ));
+      if con.route_command(cmd, route).await.is_err() {
+        return;
+      }
+    }
+  };
+  let _ = tokio::time::timeout(CONNECT_TIMEOUT, load).await;
 }

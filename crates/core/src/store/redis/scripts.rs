@@ -35,6 +35,18 @@ impl Scripts {
     }
   }
 
+  /// Every script, to load them all on a new connection.
+  pub(super) fn all(&self) -> [&Script; 6] {
+    [
+      &self.acquire,
+      &self.extend,
+      &self.release,
+      &self.leave,
+      &self.inspect,
+      &self.raise,
+    ]
+  }
+
   /// Every script's source by its SHA1.
   pub(super) fn sources(&self) -> HashMap<String, String> {
     [
