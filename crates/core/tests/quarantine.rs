@@ -6,6 +6,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ferrolock_core::store::Renewal;
 use ferrolock_core::{
   Acquire, AcquireExtras, AcquireRequest, LockStore, RedisOptions, RedlockOptions, RedlockStore,
   RestartQuarantine,
@@ -171,5 +172,73 @@ async fn a_fixed_quarantine_lasts_its_length() {
     masters[2].cli(&["exists", "lock:fixed"]),
     "0",
     "the attempt was undone"
+  );
+}
+
+/// Puts `token`'s lock `name` back on a restarted (empty) master, as a write of ours that
+/// reached it after the restart would have left it.
+fn put_back(master: &RedisServer, name: &str, token: &str) {
+  let key = format!("lock:{name}");
+  assert_eq!(master.cli(&["hset", &key, "id", token]), "1");
+  assert_eq!(master.cli(&["pexpire", &key, "4000"]), "1");
+}
+
+/// A batched renewal counts votes as `extend` does: a master in restart quarantine renews our
+/// key there, but that is no vote. Two of three masters restarted: one vote is no majority.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batched_renewal_counts_no_vote_of_a_restarted_master() {
+  let mut masters = support::masters(3);
+  let a = client(&masters, RestartQuarantine::default());
+  let unguarded = client(&masters, RestartQuarantine::Off);
+  connect(&a, "a").await;
+  connect(&unguarded, "u").await;
+  assert!(granted(&a, "q", "a").await);
+  assert!(granted(&unguarded, "r", "u").await);
+  for m in &mut masters[..2] {
+    m.restart();
+  }
+  for m in &masters[..2] {
+    put_back(m, "q", "a");
+    put_back(m, "r", "u");
+  }
+  let renew = |name: &'static str, token: &'static str| {
+    [Renewal {
+      name,
+      token,
+      ttl: TTL,
+    }]
+  };
+  // The first rounds find the old connections broken and reconnect (reading the new run ids).
+  let mut benched = false;
+  for i in 0..10 {
+    let got = a.extend_many(&renew("q", "a")).await;
+    assert!(
+      !matches!(got.as_slice(), [Ok(true)]),
+      "round {i}: renewed by votes of restarted masters"
+    );
+    benched = a.quarantine_left(0) > Duration::ZERO && a.quarantine_left(1) > Duration::ZERO;
+    if benched {
+      break;
+    }
+  }
+  assert!(benched, "the restarts were never seen");
+  let got = a.extend_many(&renew("q", "a")).await;
+  assert!(!matches!(got.as_slice(), [Ok(true)]), "{got:?}");
+  assert!(!matches!(a.extend("q", "a", TTL).await, Ok(true)));
+
+  // Without the quarantine the same renewal counts all three masters (so the check can fail).
+  let mut renewed = false;
+  for _ in 0..10 {
+    if matches!(
+      unguarded.extend_many(&renew("r", "u")).await.as_slice(),
+      [Ok(true)]
+    ) {
+      renewed = true;
+      break;
+    }
+  }
+  assert!(
+    renewed,
+    "without quarantine the restarted masters should vote"
   );
 }

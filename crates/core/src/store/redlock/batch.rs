@@ -17,6 +17,7 @@ impl RedlockStore {
     let mut out: Vec<Option<Result<bool>>> = Vec::with_capacity(items.len());
     let mut limit = self.request_timeout;
     for r in items {
+      self.quarantine.lease(r.ttl);
       let drift = self.drift(r.ttl);
       if r.ttl <= drift {
         out.push(Some(Err(LockError::InvalidArg(format!(
@@ -42,8 +43,11 @@ impl RedlockStore {
         continue;
       }
       let (mut yes, mut no) = (0, 0);
-      for answer in &answers {
+      for (m, answer) in answers.iter().enumerate() {
         match answer.get(i) {
+          // A master in restart quarantine renews our key there, but that is no vote (as in
+          // `extend`).
+          Some(Ok(true)) if self.benched(m) => {}
           Some(Ok(true)) => yes += 1,
           Some(Ok(false)) => no += 1,
           _ => {}
