@@ -11,6 +11,7 @@ pub mod lease;
 pub mod redact;
 mod renewer;
 pub mod store;
+mod takeover;
 pub mod transport;
 pub mod watchdog;
 
@@ -21,7 +22,7 @@ pub use lease::{
 };
 pub use store::bounded::DEFAULT_REQUEST_TIMEOUT;
 pub use store::dynamodb::{
-  Billing, DynamoOptions, DynamoStore, Record, StaticCredentials, TableOptions,
+  Billing, DynamoClientObject, DynamoOptions, DynamoStore, Record, StaticCredentials, TableOptions,
 };
 pub use store::file::{FileOptions, FileStore};
 pub use store::memory::MemoryStore;
@@ -29,5 +30,5 @@ pub use store::redis::{RedisOptions, RedisStore};
 pub use store::redlock::{RedlockOptions, RedlockStore, RestartQuarantine};
 pub use store::wall_clock::{SystemClock, WallClock};
 pub use store::{LockStore, WakeHub, Watch};
-pub use transport::{BoxFuture, CommandTransport, DynamoClientObject, RedisClientObject};
+pub use transport::{BoxFuture, CommandTransport, RedisClientObject};
 pub use watchdog::{EventSink, LeaseEvent, Lock, LostReason};
