@@ -13,11 +13,12 @@ use tokio_util::task::TaskTracker;
 
 use crate::error::{LockError, Result};
 use crate::lease::{
-  Acquire, AcquireExtras, AcquireRequest, LockInfo, Payload, MAX_NAME_BYTES, MAX_TTL,
+  Acquire, AcquireExtras, AcquireRequest, Attempt, LockInfo, Payload, MAX_NAME_BYTES, MAX_TTL,
 };
 use crate::renewer::Renewer;
 use crate::store::bounded::{timed_out, Bounded, DEFAULT_REQUEST_TIMEOUT};
 use crate::store::{LockStore, Watch};
+use crate::takeover::Sighting;
 use crate::watchdog::{held_locks, Lock, NewLock};
 
 /// How long `acquire` waits for a held lock.
@@ -177,6 +178,26 @@ const ATTEMPT_GRACE: Duration = Duration::from_millis(200);
 /// How far past its deadline a call may wait for its clean-up (a release of an attempt whose
 /// outcome is unknown, leaving the queue) before that goes on in the background.
 const SETTLE_GRACE: Duration = Duration::from_millis(250);
+
+/// An attempt's outcome, with the time left on a versioned holder's lease counted on this
+/// waiter's own clock (`crate::takeover`): the same version seen again keeps its clock running.
+fn see(sighting: &mut Option<Sighting>, attempt: Attempt) -> Acquire {
+  match attempt {
+    Attempt {
+      outcome: Acquire::Held(mut holder),
+      version: Some(version),
+    } => {
+      let lease = holder.remaining.unwrap_or(MAX_TTL);
+      let left = match sighting {
+        Some(s) => s.update(&version, lease),
+        None => sighting.insert(Sighting::new(&version, lease)).left(),
+      };
+      holder.remaining = Some(left);
+      Acquire::Held(holder)
+    }
+    other => other.outcome,
+  }
+}
 
 /// Why a request was cut short.
 enum Cut {
@@ -391,6 +412,9 @@ impl LockManager {
     let mut attempt: u64 = 0;
     let mut last_error: Option<LockError>;
     let mut seen_held = false;
+    // The holder's record version this waiter saw and since when (stores whose takeover the
+    // manager times, DynamoDB): once ripe, the next attempt may take that version over.
+    let mut sighting: Option<Sighting> = None;
     loop {
       if subscribe {
         subscribe = false;
@@ -413,8 +437,15 @@ impl LockManager {
       // An attempt still in flight at the wait deadline (plus a little) or on close is cut
       // short: its outcome is unknown then, so the clean-up releases our token.
       let limit = deadline.map(|d| d.max(started) + ATTEMPT_GRACE);
-      let outcome = match self.cut(self.store.try_acquire(name, &req), limit).await {
-        Ok(done) => done,
+      let take_over = sighting
+        .as_ref()
+        .and_then(Sighting::ripe)
+        .map(str::to_owned);
+      let request = self
+        .store
+        .try_acquire_over(name, &req, take_over.as_deref());
+      let outcome = match self.cut(request, limit).await {
+        Ok(done) => done.map(|a| see(&mut sighting, a)),
         Err(cut) => {
           *uncertain = true;
           match cut {

@@ -18,7 +18,7 @@ pub mod watchdog;
 pub use client::{AcquireOptions, LockManager, Stats, Wait};
 pub use error::{LockError, Result};
 pub use lease::{
-  Acquire, AcquireExtras, AcquireRequest, Grant, Holder, LockInfo, Payload, ReleaseOptions,
+  Acquire, AcquireExtras, AcquireRequest, Attempt, Grant, Holder, LockInfo, Payload, ReleaseOptions,
 };
 pub use store::bounded::DEFAULT_REQUEST_TIMEOUT;
 pub use store::dynamodb::{

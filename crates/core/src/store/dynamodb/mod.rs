@@ -10,7 +10,9 @@
 //! Takeover never compares clocks of different hosts: a waiter remembers the rvn it saw and
 //! when it saw it, on its own monotonic clock. Only once the same rvn has been there for a
 //! whole lease does it write, conditional on that rvn; a heartbeat in between changes the rvn
-//! and the write fails.
+//! and the write fails. That observation is the waiter's own, kept by the manager's attempt
+//! loop (`crate::takeover`): this store reports the holder's rvn with a busy answer
+//! (`try_acquire_over`) and writes over the rvn it is told to; `inspect` only reads.
 //!
 //! Every operation is one request: acquire is one conditional `UpdateItem` that also
 //! increments the fence and returns it; a heartbeat is one conditional `UpdateItem`; a release

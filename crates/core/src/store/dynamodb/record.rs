@@ -67,24 +67,6 @@ impl Seen {
     left
   }
 
-  /// The version that may be taken over: seen unchanged for a whole lease.
-  pub(super) fn ripe(&self, name: &str) -> Option<String> {
-    self
-      .map()
-      .get(name)
-      .and_then(|s| s.ripe())
-      .map(str::to_owned)
-  }
-
-  /// Records a version just read; returns the time left before a takeover.
-  pub(super) fn observe(&self, name: &str, version: &str, lease: Duration) -> Duration {
-    self.see(name, version, lease)
-  }
-
-  pub(super) fn forget(&self, name: &str) {
-    self.map().remove(name);
-  }
-
   pub(super) fn clear(&self) {
     self.map().clear();
   }

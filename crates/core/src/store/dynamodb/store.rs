@@ -21,7 +21,9 @@ use super::options::check_attribute_name;
 use super::record::Seen;
 use super::{DynamoOptions, DATA, FENCE, LEASE, OWNER, RELEASED, RVN, TOKEN};
 use crate::error::{LockError, Result};
-use crate::lease::{Acquire, AcquireRequest, Grant, Holder, LockInfo, Payload, ReleaseOptions};
+use crate::lease::{
+  Acquire, AcquireRequest, Attempt, Grant, Holder, LockInfo, Payload, ReleaseOptions,
+};
 use crate::store::wall_clock::{SystemClock, WallClock};
 use crate::store::{LockStore, Watch};
 
@@ -218,40 +220,45 @@ impl DynamoStore {
     name: &str,
     req: &AcquireRequest<'_>,
     item: Option<Item>,
-  ) -> Result<Acquire> {
-    let Some(item) = item else {
-      // Deleted since our write: try again at once.
-      return Ok(Acquire::Held(Holder {
+  ) -> Result<Attempt> {
+    // Free again (deleted or released since our write), or ours and not renewable: try again
+    // at once.
+    let again = Attempt {
+      outcome: Acquire::Held(Holder {
         owner: None,
         remaining: Some(Duration::ZERO),
-      }));
+      }),
+      version: None,
+    };
+    let Some(item) = item else {
+      return Ok(again);
     };
     if s_attr(&item, TOKEN).as_deref() == Some(req.token) {
       // Our own earlier attempt took it and its reply was lost. Waiters may have been timing
       // that attempt's record version since then: renew it, so the lease counts from now.
-      self.seen.forget(name);
       if self.extend(name, req.token, req.ttl).await? {
-        return Ok(Acquire::Granted(Grant {
-          fence: n_attr(&item, FENCE),
-        }));
+        let fence = n_attr(&item, FENCE);
+        return Ok(granted(fence));
       }
-      return Ok(Acquire::Held(Holder {
-        owner: None,
-        remaining: Some(Duration::ZERO),
-      }));
+      return Ok(again);
     }
     if bool_attr(&item, RELEASED) {
-      return Ok(Acquire::Held(Holder {
-        owner: None,
-        remaining: Some(Duration::ZERO),
-      }));
+      return Ok(again);
     }
-    let rvn = s_attr(&item, RVN).unwrap_or_default();
-    let left = self.seen.observe(name, &rvn, lease_attr(&item));
-    Ok(Acquire::Held(Holder {
-      owner: s_attr(&item, OWNER),
-      remaining: Some(left),
-    }))
+    Ok(Attempt {
+      outcome: Acquire::Held(Holder {
+        owner: s_attr(&item, OWNER),
+        remaining: Some(lease_attr(&item)),
+      }),
+      version: Some(s_attr(&item, RVN).unwrap_or_default()),
+    })
+  }
+}
+
+fn granted(fence: u64) -> Attempt {
+  Attempt {
+    outcome: Acquire::Granted(Grant { fence }),
+    version: None,
   }
 }
 
@@ -261,16 +268,28 @@ impl LockStore for DynamoStore {
     "dynamodb"
   }
 
+  /// Without a takeover instruction: only a free (missing or released) record is taken.
   async fn try_acquire(&self, name: &str, req: &AcquireRequest<'_>) -> Result<Acquire> {
+    let attempt = self.try_acquire_over(name, req, None).await?;
+    Ok(attempt.outcome)
+  }
+
+  /// One conditional `UpdateItem`: the record is missing or released, or (`take_over`) still
+  /// has the version the waiter saw for a whole lease.
+  async fn try_acquire_over(
+    &self,
+    name: &str,
+    req: &AcquireRequest<'_>,
+    take_over: Option<&str>,
+  ) -> Result<Attempt> {
     if let Some(attrs) = &req.extras.attributes {
       self.check_extra_names(attrs)?;
     }
     let client = self.client().await?;
-    let ripe = self.seen.ripe(name);
     let mut e = self.acquire_update(req);
     let mut condition = String::from("attribute_not_exists(#pk) OR #rel = :true");
-    if let Some(rvn) = &ripe {
-      e.value(":seen", AttributeValue::S(rvn.clone()));
+    if let Some(rvn) = take_over {
+      e.value(":seen", AttributeValue::S(rvn.to_owned()));
       condition.push_str(" OR #r = :seen");
     }
     let result = client
@@ -287,9 +306,8 @@ impl LockStore for DynamoStore {
       .await;
     let current = match result {
       Ok(out) => {
-        self.seen.forget(name);
         let fence = out.attributes().map(|a| n_attr(a, FENCE)).unwrap_or(0);
-        return Ok(Acquire::Granted(Grant { fence }));
+        return Ok(granted(fence));
       }
       Err(err) => match err.as_service_error() {
         Some(UpdateItemError::ConditionalCheckFailedException(ccf)) => match ccf.item() {
@@ -387,18 +405,18 @@ impl LockStore for DynamoStore {
     if bool_attr(&item, RELEASED) {
       return Ok(None);
     }
-    let rvn = s_attr(&item, RVN).unwrap_or_default();
-    let left = self.seen.observe(name, &rvn, lease_attr(&item));
+    // Reads only: the time left is at most the holder's lease (the waiters' own clocks count
+    // it down, `crate::takeover`).
     Ok(Some(LockInfo {
       owner: s_attr(&item, OWNER).unwrap_or_default(),
-      remaining: Some(left),
+      remaining: Some(lease_attr(&item)),
       fence: n_attr(&item, FENCE),
       data: data_attr(&item),
     }))
   }
 
   async fn leave_queue(&self, _name: &str, _token: &str) -> Result<()> {
-    // No queue. The observation stays: another attempt may use it.
+    // No queue.
     Ok(())
   }
 
