@@ -12,12 +12,13 @@ use napi_derive::napi;
 use tokio_util::sync::CancellationToken;
 
 use crate::completion::{run, Completions, Queue, Value};
+use crate::dynamo_options::{NativeDynamoOptions, NativeTableOptions};
 use crate::error::to_napi;
 use crate::file_options::NativeFileOptions;
 use crate::lock::Held;
 use crate::options::{
-  ms, to_js, AcquireDefaults, NativeAcquireOptions, NativeClientOptions, NativeDynamoOptions,
-  NativeRedisOptions, NativeRedlockOptions, NativeTableOptions,
+  ms, to_js, AcquireDefaults, NativeAcquireOptions, NativeClientOptions, NativeRedisOptions,
+  NativeRedlockOptions,
 };
 
 /// A read-only view of a lock.

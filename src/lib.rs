@@ -2,6 +2,7 @@
 
 mod client;
 mod completion;
+mod dynamo_options;
 mod error;
 mod file_options;
 mod lock;

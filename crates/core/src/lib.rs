@@ -8,6 +8,7 @@
 pub mod client;
 pub mod error;
 pub mod lease;
+mod options;
 pub mod redact;
 mod renewer;
 pub mod store;
