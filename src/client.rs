@@ -512,7 +512,7 @@ impl NativeClient {
     let params: serde_json::Value =
       serde_json::from_str(&params).map_err(|_| crate::error::invalid("params must be JSON"))?;
     run(&self.queue, op, async move {
-      let reply = match store.raw(&operation, &params).await {
+      let reply = match crate::dynamo_lock_db::request(&store, &operation, &params).await {
         Ok(out) => serde_json::json!({ "ok": out }),
         Err(e) => serde_json::json!({ "err": { "code": e.code, "message": e.message } }),
       };

@@ -23,7 +23,8 @@ pub use lease::{
 };
 pub use store::bounded::DEFAULT_REQUEST_TIMEOUT;
 pub use store::dynamodb::{
-  Billing, DynamoClientObject, DynamoOptions, DynamoStore, Record, StaticCredentials, TableOptions,
+  Billing, DynamoClientObject, DynamoOptions, DynamoStore, ItemError, PutCondition, Record,
+  StaticCredentials, TableOptions,
 };
 pub use store::file::{FileOptions, FileStore};
 pub use store::memory::MemoryStore;

@@ -13,7 +13,6 @@ use crate::lease::{Acquire, AcquireRequest, Attempt, LockInfo, Payload, ReleaseO
 
 pub mod bounded;
 pub mod dynamodb;
-pub mod dynamodb_raw;
 #[cfg(unix)]
 pub mod file;
 #[cfg(not(unix))]

@@ -29,19 +29,24 @@
 //! - `expr.rs`: update and condition expressions with placeholders;
 //! - `codec.rs`: attribute values to and from ferrolock's types and JSON;
 //! - `record.rs`: `get`, a record as stored, with this client's view of its expiry;
+//! - `items.rs`, `wire.rs`: plain item operations in DynamoDB's wire JSON (the dynamo-lock
+//!   drop-in's own client);
 //! - `store.rs`: the `LockStore` operations.
 
 mod codec;
 mod errors;
 mod expr;
 mod http;
+mod items;
 mod options;
 mod record;
 mod sdk;
 mod store;
 mod table;
+mod wire;
 
 pub use http::DynamoClientObject;
+pub use items::{ItemError, PutCondition};
 pub use options::{check_table_name, Billing, DynamoOptions, StaticCredentials, TableOptions};
 pub use record::Record;
 pub use store::DynamoStore;
