@@ -28,7 +28,8 @@ pub struct Record {
   /// The holder's lease length.
   pub lease: Duration,
   pub released: bool,
-  /// This client has seen the same rvn for a whole lease: the holder stopped heartbeating.
+  /// This store's `get` calls have seen the same rvn for a whole lease: the holder stopped
+  /// heartbeating.
   pub expired: bool,
   pub record_version: String,
   /// Attributes other than the store's own, as JSON.
