@@ -67,29 +67,38 @@ LockerClient.prototype.getLock = function (lockName, timeoutMillis, cb) {
   }
   call(db, 'getItem', getParams, (err, data) => {
     if (err) return cb('ERROR')
-    const item = data && data.Item
-    const putParams = { Item: undefined, TableName }
-    if (item && item.expiresOn) {
-      const expiresOn = item.expiresOn.N
-      const now = Date.now()
-      // parseFloat rather than the original's parseInt: never reads '1.7e12' as 1 (expired).
-      if (Number.parseFloat(expiresOn) + skew > now) return cb('Lock expires on ' + expiresOn + ' currently its ' + now)
-    }
-    if (item && item.guid && typeof item.guid.S === 'string') {
-      // Take over only the lock we saw: if someone else took it meanwhile, the write fails.
-      putParams.ExpressionAttributeValues = { ':oldguid': { S: item.guid.S } }
-      putParams.ConditionExpression = 'guid = :oldguid'
-    } else {
-      // No item, or an item without a usable guid (the original crashed on the latter).
-      putParams.ConditionExpression = 'attribute_not_exists(guid)'
-    }
-    putParams.Item = {
-      name: { S: lockName },
-      guid: { S: randomUUID() },
-      expiresOn: { N: String(Date.now() + timeout) },
-    }
-    call(db, 'putItem', putParams, (err) => (err ? cb('ERROR') : cb(null, 'SUCCESS')))
+    const decision = decide(lockName, timeout, TableName, skew, data && data.Item)
+    if (decision.refusal) return cb(decision.refusal)
+    call(db, 'putItem', decision.put, (err) => (err ? cb('ERROR') : cb(null, 'SUCCESS')))
   })
+}
+
+// dynamo-lock's read-then-put decision, given the item read (or undefined): the refusal string
+// while the holder's expiresOn (plus the skew margin) has not passed, else the PutItem params
+// that take the lock, conditional on the guid that was read.
+function decide(lockName, timeout, TableName, skew, item) {
+  const put = { Item: undefined, TableName }
+  if (item && item.expiresOn) {
+    const expiresOn = item.expiresOn.N
+    const now = Date.now()
+    // parseFloat rather than the original's parseInt: never reads '1.7e12' as 1 (expired).
+    if (Number.parseFloat(expiresOn) + skew > now)
+      return { refusal: 'Lock expires on ' + expiresOn + ' currently its ' + now }
+  }
+  if (item && item.guid && typeof item.guid.S === 'string') {
+    // Take over only the lock we saw: if someone else took it meanwhile, the write fails.
+    put.ExpressionAttributeValues = { ':oldguid': { S: item.guid.S } }
+    put.ConditionExpression = 'guid = :oldguid'
+  } else {
+    // No item, or an item without a usable guid (the original crashed on the latter).
+    put.ConditionExpression = 'attribute_not_exists(guid)'
+  }
+  put.Item = {
+    name: { S: lockName },
+    guid: { S: randomUUID() },
+    expiresOn: { N: String(Date.now() + timeout) },
+  }
+  return { put }
 }
 
 // Creates the lock table; calls back when CreateTable returns, before the table is ACTIVE.

@@ -4,7 +4,9 @@
 // native AWS SDK (no aws-sdk package needed). Settings come from `awsConfig` (aws-sdk v2 keys),
 // else from the standard AWS sources: AWS_ENDPOINT_URL_DYNAMODB / AWS_ENDPOINT_URL,
 // AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, AWS_REGION, the shared config
-// and credentials files, and instance metadata.
+// and credentials files, and instance metadata. Only the requests dynamo-lock makes pass
+// (src/dynamo_lock_db.rs): GetItem of a key, PutItem under attribute_not_exists(name) or
+// name = :value, CreateTable / DeleteTable / DescribeTable of a table with one string hash key.
 
 const { NativeClient } = require('./native.js')
 const ops = require('./ops.js')

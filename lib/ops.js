@@ -7,6 +7,7 @@
 
 const { Completions } = require('./native.js')
 const { fromReason, lift } = require('./errors.js')
+const { MAX_MS } = require('./options/shape.js')
 
 const RESOLVE = 0
 const EVENT = 2
@@ -20,7 +21,7 @@ let nextOp = 0
 // The queue's wake-up is weak: it never keeps the process alive by itself. A pending operation,
 // or a lock whose heartbeat runs, holds this timer's reference, like a socket with work would.
 let holds = 0
-const keepAlive = setInterval(() => {}, 2 ** 31 - 1)
+const keepAlive = setInterval(() => {}, MAX_MS)
 keepAlive.unref()
 function hold() {
   if (holds++ === 0) keepAlive.ref()

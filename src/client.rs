@@ -12,12 +12,13 @@ use napi_derive::napi;
 use tokio_util::sync::CancellationToken;
 
 use crate::completion::{run, Completions, Queue, Value};
+use crate::dynamo_options::{NativeDynamoOptions, NativeTableOptions};
 use crate::error::to_napi;
 use crate::file_options::NativeFileOptions;
 use crate::lock::Held;
 use crate::options::{
-  ms, to_js, AcquireDefaults, NativeAcquireOptions, NativeClientOptions, NativeDynamoOptions,
-  NativeRedisOptions, NativeRedlockOptions, NativeTableOptions,
+  ms, to_js, AcquireDefaults, NativeAcquireOptions, NativeClientOptions, NativeRedisOptions,
+  NativeRedlockOptions,
 };
 
 /// A read-only view of a lock.
@@ -511,7 +512,7 @@ impl NativeClient {
     let params: serde_json::Value =
       serde_json::from_str(&params).map_err(|_| crate::error::invalid("params must be JSON"))?;
     run(&self.queue, op, async move {
-      let reply = match store.raw(&operation, &params).await {
+      let reply = match crate::dynamo_lock_db::request(&store, &operation, &params).await {
         Ok(out) => serde_json::json!({ "ok": out }),
         Err(e) => serde_json::json!({ "err": { "code": e.code, "message": e.message } }),
       };

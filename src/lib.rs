@@ -2,6 +2,8 @@
 
 mod client;
 mod completion;
+mod dynamo_lock_db;
+mod dynamo_options;
 mod error;
 mod file_options;
 mod lock;

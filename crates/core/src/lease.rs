@@ -88,6 +88,17 @@ pub enum Acquire {
   Held(Holder),
 }
 
+/// One attempt's outcome with the holder's record version (`LockStore::try_acquire_over`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+  pub outcome: Acquire,
+  /// When the lock is held and the store versions its records (DynamoDB): the holder's
+  /// record version, which every acquisition and heartbeat changes. `Holder::remaining` is
+  /// then the holder's whole lease as written; the waiter counts it down itself
+  /// (`crate::takeover`).
+  pub version: Option<String>,
+}
+
 /// A read-only view of a lock (no token: it cannot extend or release).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LockInfo {

@@ -8,20 +8,23 @@
 pub mod client;
 pub mod error;
 pub mod lease;
+mod options;
 pub mod redact;
 mod renewer;
 pub mod store;
+mod takeover;
 pub mod transport;
 pub mod watchdog;
 
 pub use client::{AcquireOptions, LockManager, Stats, Wait};
 pub use error::{LockError, Result};
 pub use lease::{
-  Acquire, AcquireExtras, AcquireRequest, Grant, Holder, LockInfo, Payload, ReleaseOptions,
+  Acquire, AcquireExtras, AcquireRequest, Attempt, Grant, Holder, LockInfo, Payload, ReleaseOptions,
 };
 pub use store::bounded::DEFAULT_REQUEST_TIMEOUT;
 pub use store::dynamodb::{
-  Billing, DynamoOptions, DynamoStore, Record, StaticCredentials, TableOptions,
+  Billing, DynamoClientObject, DynamoOptions, DynamoStore, ItemError, PutCondition, Record,
+  StaticCredentials, TableOptions,
 };
 pub use store::file::{FileOptions, FileStore};
 pub use store::memory::MemoryStore;
@@ -29,5 +32,5 @@ pub use store::redis::{RedisOptions, RedisStore};
 pub use store::redlock::{RedlockOptions, RedlockStore, RestartQuarantine};
 pub use store::wall_clock::{SystemClock, WallClock};
 pub use store::{LockStore, WakeHub, Watch};
-pub use transport::{BoxFuture, CommandTransport, DynamoClientObject, RedisClientObject};
+pub use transport::{BoxFuture, CommandTransport, RedisClientObject};
 pub use watchdog::{EventSink, LeaseEvent, Lock, LostReason};

@@ -9,11 +9,10 @@ use tokio::sync::futures::Notified;
 use tokio::sync::Notify;
 
 use crate::error::{LockError, Result};
-use crate::lease::{Acquire, AcquireRequest, LockInfo, Payload, ReleaseOptions};
+use crate::lease::{Acquire, AcquireRequest, Attempt, LockInfo, Payload, ReleaseOptions};
 
 pub mod bounded;
 pub mod dynamodb;
-pub mod dynamodb_raw;
 #[cfg(unix)]
 pub mod file;
 #[cfg(not(unix))]
@@ -35,6 +34,25 @@ pub trait LockStore: Send + Sync + 'static {
   /// ours (an earlier attempt with this token whose reply was lost), the store renews its
   /// lease within this attempt, so the lease never counts from before the attempt started.
   async fn try_acquire(&self, name: &str, req: &AcquireRequest<'_>) -> Result<Acquire>;
+
+  /// `try_acquire` under the takeover rule of stores whose records carry a version that every
+  /// acquisition and heartbeat changes (DynamoDB; `crate::takeover`), which the manager's
+  /// attempt loop times. `take_over`: a version this waiter has seen unchanged for a whole
+  /// lease; the store takes the lock if the record still has it. A busy answer carries the
+  /// holder's current version. The default ignores `take_over` and reports no version: the
+  /// other stores end leases themselves.
+  async fn try_acquire_over(
+    &self,
+    name: &str,
+    req: &AcquireRequest<'_>,
+    take_over: Option<&str>,
+  ) -> Result<Attempt> {
+    let _ = take_over;
+    Ok(Attempt {
+      outcome: self.try_acquire(name, req).await?,
+      version: None,
+    })
+  }
 
   /// Sets the lease to `ttl` from now; `false` when the lock is no longer ours.
   async fn extend(&self, name: &str, token: &str, ttl: Duration) -> Result<bool>;

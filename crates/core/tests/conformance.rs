@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferrolock_core::{
-  Acquire, AcquireExtras, AcquireOptions, AcquireRequest, DynamoOptions, DynamoStore, LeaseEvent,
-  LockError, LockManager, LockStore, LostReason, MemoryStore, Payload, RedisOptions, RedisStore,
-  StaticCredentials, TableOptions, Wait,
+  Acquire, AcquireExtras, AcquireOptions, AcquireRequest, Attempt, DynamoOptions, DynamoStore,
+  LeaseEvent, LockError, LockManager, LockStore, LostReason, MemoryStore, Payload, RedisOptions,
+  RedisStore, StaticCredentials, TableOptions, Wait,
 };
 use ferrolock_core::{FileOptions, FileStore};
 use support::{Dynalite, RedisCluster, RedisServer};
@@ -297,22 +297,31 @@ async fn store_contract<S: LockStore>(store: Arc<S>) {
   };
   assert!(second > first);
   tokio::time::sleep(Duration::from_millis(60)).await;
-  // A store without server-side expiry (DynamoDB) grants only after this client has seen
-  // the same lease unchanged for its whole length: the first attempt starts that clock.
+  // A store without server-side expiry (DynamoDB) grants only once the waiter has seen the
+  // same record version for the holder's whole lease and says which version to take over (the
+  // manager's attempt loop keeps that clock): a busy answer reports the version and the lease.
   let mut attempt = store
-    .try_acquire(&name, &req("t4", 1_000))
+    .try_acquire_over(&name, &req("t4", 1_000), None)
     .await
     .expect("acquire");
-  if let Acquire::Held(h) = &attempt {
-    let left = h.remaining.expect("time left before takeover");
-    assert!(left <= Duration::from_millis(30) && left > Duration::from_millis(20));
+  if let Attempt {
+    outcome: Acquire::Held(h),
+    version: Some(version),
+  } = &attempt
+  {
+    assert_eq!(
+      h.remaining,
+      Some(Duration::from_millis(30)),
+      "the holder's lease"
+    );
+    let version = version.clone();
     tokio::time::sleep(Duration::from_millis(40)).await;
     attempt = store
-      .try_acquire(&name, &req("t4", 1_000))
+      .try_acquire_over(&name, &req("t4", 1_000), Some(&version))
       .await
       .expect("acquire");
   }
-  let third = match attempt {
+  let third = match attempt.outcome {
     Acquire::Granted(g) => g.fence,
     other => panic!("expected a grant after expiry, got {other:?}"),
   };

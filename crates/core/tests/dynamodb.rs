@@ -152,6 +152,46 @@ async fn dead_holder_is_taken_over_after_one_lease() {
   assert!(new.release().await.expect("release"));
 }
 
+/// The takeover clock is each waiter's own: neither `inspect` nor an earlier single attempt
+/// starts it, so a waiter that arrives late still waits a whole lease from its first look.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_waiter_itself_starts_its_takeover_clock() {
+  let srv = Dynalite::start();
+  let (a, b) = two_clients(&srv).await;
+  let (holder, waiter) = (LockManager::new(a), LockManager::new(b));
+  let name = unique("own-clock");
+  let dead = acquire(
+    &holder,
+    &name,
+    AcquireOptions {
+      auto_extend: false,
+      ..opts(600)
+    },
+  )
+  .await;
+  assert!(waiter.inspect(&name).await.expect("inspect").is_some());
+  let single = AcquireOptions {
+    wait: Wait::No,
+    ..opts(5_000)
+  };
+  let none = waiter
+    .acquire(&name, single, CancellationToken::new())
+    .await
+    .expect("one attempt");
+  assert!(none.is_none(), "held");
+  // A whole lease after those looks: a waiter starting now still counts its own lease.
+  tokio::time::sleep(Duration::from_millis(650)).await;
+  let started = Instant::now();
+  let lock = acquire(&waiter, &name, opts(5_000)).await;
+  let took = started.elapsed();
+  assert!(
+    took >= Duration::from_millis(600),
+    "took over after {took:?}"
+  );
+  assert!(lock.fence() > dead.fence());
+  assert!(lock.release().await.expect("release"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_holder_is_never_taken_over() {
   let srv = Dynalite::start();

@@ -82,10 +82,7 @@ async fn an_hour_of_wall_clock_skew_neither_steals_a_live_lock_nor_waits_an_hour
 
   // The skew is real: the TTL attribute is an hour (plus the 24 h grace) ahead of this host.
   let item = holder
-    .raw(
-      "GetItem",
-      &json!({ "TableName": "locks", "Key": { "key": { "S": "skew" } }, "ConsistentRead": true }),
-    )
+    .get_item("locks", &json!({ "key": { "S": "skew" } }), None, true)
     .await
     .expect("GetItem");
   let ttl: i64 = item["Item"]["expiresAt"]["N"]

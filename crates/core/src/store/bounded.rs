@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::error::{LockError, Result};
-use crate::lease::{Acquire, AcquireRequest, LockInfo, Payload, ReleaseOptions};
+use crate::lease::{Acquire, AcquireRequest, Attempt, LockInfo, Payload, ReleaseOptions};
 use crate::store::{LockStore, Owned, Renewal, Watch};
 
 /// The default bound of one request as the caller sees it.
@@ -59,6 +59,16 @@ impl LockStore for Bounded {
 
   async fn try_acquire(&self, name: &str, req: &AcquireRequest<'_>) -> Result<Acquire> {
     self.run("acquire", self.inner.try_acquire(name, req)).await
+  }
+
+  async fn try_acquire_over(
+    &self,
+    name: &str,
+    req: &AcquireRequest<'_>,
+    take_over: Option<&str>,
+  ) -> Result<Attempt> {
+    let attempt = self.inner.try_acquire_over(name, req, take_over);
+    self.run("acquire", attempt).await
   }
 
   async fn extend(&self, name: &str, token: &str, ttl: Duration) -> Result<bool> {
