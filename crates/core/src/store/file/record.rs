@@ -7,7 +7,7 @@
 //! instead (beside it, then renamed). A file with no valid version is torn and is recovered
 //! by the store, never trusted.
 
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
 use crate::lease::Payload;
 
@@ -51,31 +51,35 @@ pub(crate) struct Record {
   pub name: String,
   /// The last fence handed out for this name; 0 before the first grant.
   pub fence: u64,
+  /// The number the holder file keeps (at least every fence granted, written ahead so
+  /// most grants need not write it); 0: unknown, the next grant writes it.
+  pub copy: u64,
   pub holder: Option<Holder>,
   pub queue: Vec<Waiter>,
   /// Where it was read from (not stored).
   pub place: Place,
 }
 
-/// FNV-1a, 64 bit: a checksum against torn writes, not against an adversary.
-fn checksum(bytes: &[u8]) -> u64 {
-  let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-  for b in bytes {
-    h ^= u64::from(*b);
-    h = h.wrapping_mul(0x0100_0000_01b3);
-  }
-  h
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a, 64 bit, over the bytes of `seq` then `body` (the order of the format), computed
+/// without joining them: a checksum against torn writes, not against an adversary.
+fn fnv(h: u64, bytes: &[u8]) -> u64 {
+  bytes
+    .iter()
+    .fold(h, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// The checksum of a version: its sequence number and body.
 fn sum(seq: u64, body: &[u8]) -> u64 {
-  let mut bytes = seq.to_le_bytes().to_vec();
-  bytes.extend_from_slice(body);
-  checksum(&bytes)
+  fnv(fnv(FNV_OFFSET, &seq.to_le_bytes()), body)
 }
 
-fn hex(bytes: &[u8]) -> String {
-  bytes.iter().map(|b| format!("{b:02x}")).collect()
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// `text` as a JSON string. Writing into a Vec cannot fail.
+fn push_str(out: &mut Vec<u8>, text: &str) {
+  let _ = serde_json::to_writer(&mut *out, text);
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
@@ -89,43 +93,57 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
 }
 
 impl Record {
-  /// This record as version `seq`.
+  /// This record as version `seq`: the header line, then the body as JSON, written
+  /// straight into one buffer (strings escaped by serde_json).
   pub fn encode(&self, seq: u64) -> Vec<u8> {
-    let holder = self.holder.as_ref().map(|h| {
-      let mut obj = Map::new();
-      obj.insert("token".into(), json!(h.token));
-      obj.insert("owner".into(), json!(h.owner));
-      obj.insert("expires".into(), json!(h.expires_ms));
-      match &h.data {
-        Some(Payload::Text(t)) => {
-          obj.insert("text".into(), json!(t));
+    use std::io::Write;
+    let mut body = Vec::with_capacity(256);
+    body.extend_from_slice(b"{\"name\":");
+    push_str(&mut body, &self.name);
+    let _ = write!(body, ",\"fence\":{}", self.fence);
+    if self.copy != 0 {
+      let _ = write!(body, ",\"copy\":{}", self.copy);
+    }
+    body.extend_from_slice(b",\"holder\":");
+    match &self.holder {
+      None => body.extend_from_slice(b"null"),
+      Some(h) => {
+        body.extend_from_slice(b"{\"token\":");
+        push_str(&mut body, &h.token);
+        body.extend_from_slice(b",\"owner\":");
+        push_str(&mut body, &h.owner);
+        let _ = write!(body, ",\"expires\":{}", h.expires_ms);
+        match &h.data {
+          Some(Payload::Text(t)) => {
+            body.extend_from_slice(b",\"text\":");
+            push_str(&mut body, t);
+          }
+          Some(Payload::Bytes(b)) => {
+            body.extend_from_slice(b",\"bytes\":\"");
+            for byte in b {
+              body.push(HEX[usize::from(byte >> 4)]);
+              body.push(HEX[usize::from(byte & 0xf)]);
+            }
+            body.push(b'"');
+          }
+          None => {}
         }
-        Some(Payload::Bytes(b)) => {
-          obj.insert("bytes".into(), json!(hex(b)));
-        }
-        None => {}
+        body.push(b'}');
       }
-      Value::Object(obj)
-    });
-    let queue: Vec<Value> = self
-      .queue
-      .iter()
-      .map(|w| json!([w.token, w.alive_until_ms]))
-      .collect();
-    let body = json!({
-      "name": self.name,
-      "fence": self.fence,
-      "holder": holder,
-      "queue": queue,
-    })
-    .to_string();
-    let mut out = format!(
-      "{MAGIC} {} {seq} {:016x}\n",
-      body.len(),
-      sum(seq, body.as_bytes())
-    )
-    .into_bytes();
-    out.extend_from_slice(body.as_bytes());
+    }
+    body.extend_from_slice(b",\"queue\":[");
+    for (i, w) in self.queue.iter().enumerate() {
+      if i > 0 {
+        body.push(b',');
+      }
+      body.push(b'[');
+      push_str(&mut body, &w.token);
+      let _ = write!(body, ",{}]", w.alive_until_ms);
+    }
+    body.extend_from_slice(b"]}");
+    let mut out = Vec::with_capacity(body.len() + 80);
+    let _ = writeln!(out, "{MAGIC} {} {seq} {:016x}", body.len(), sum(seq, &body));
+    out.extend_from_slice(&body);
     out
   }
 
@@ -209,6 +227,7 @@ impl Record {
     Some(Record {
       name: v.get("name")?.as_str()?.to_owned(),
       fence: v.get("fence")?.as_u64()?,
+      copy: v.get("copy").and_then(Value::as_u64).unwrap_or(0),
       holder,
       queue,
       place: Place::default(),
@@ -230,6 +249,7 @@ mod tests {
     Record {
       name: "../x\0y".into(),
       fence: 42,
+      copy: 1042,
       holder: Some(Holder {
         token: "t".into(),
         owner: "o \"q\"".into(),
