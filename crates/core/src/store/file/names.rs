@@ -51,6 +51,8 @@ pub(crate) struct Entry {
   /// `rec` was opened since the directory was last synced (with fsync, a record file made
   /// here is durable only once its directory entry is too).
   rec_fresh: bool,
+  /// The record's length, from the check of this operation's `lock_state` (saves a stat).
+  rec_len: Option<u64>,
   /// The record's bytes as last read (reused, no allocation per read).
   buf: Vec<u8>,
 }
@@ -77,6 +79,7 @@ impl Entry {
       hold: None,
       held: None,
       rec_fresh: false,
+      rec_len: None,
       buf: Vec::new(),
     }
   }
@@ -123,13 +126,19 @@ impl Entry {
   /// Whether the cached record descriptor still names the file at its path (it has a name;
   /// only we and our peers rename, under the state lock). No descriptor: nothing to check.
   fn rec_linked(&mut self) -> Result<bool> {
-    match &self.rec {
-      Some(f) if !linked(f, &self.paths.record)? => {
-        self.rec = None;
-        Ok(false)
-      }
-      _ => Ok(true),
+    self.rec_len = None;
+    let Some(f) = &self.rec else {
+      return Ok(true);
+    };
+    let meta = f
+      .metadata()
+      .map_err(|e| os::io_error("stat", &self.paths.record, e))?;
+    if meta.nlink() == 0 {
+      self.rec = None;
+      return Ok(false);
     }
+    self.rec_len = Some(meta.len());
+    Ok(true)
   }
 
   /// The record's bytes (empty for a new or emptied record). Under the state lock.
