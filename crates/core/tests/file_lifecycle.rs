@@ -92,3 +92,76 @@ async fn a_store_dropped_without_close_ends_its_watch_thread() {
     tokio::time::sleep(Duration::from_millis(10)).await;
   }
 }
+
+fn granted(a: Acquire) -> bool {
+  matches!(a, Acquire::Granted(_))
+}
+
+#[tokio::test]
+async fn a_holder_file_replaced_by_another_store_is_not_trusted_from_the_cache() {
+  let dir = Dir::new("replaced-hold");
+  let (a, b, c) = (
+    FileStore::new(FileOptions::new(&dir.0)).expect("a"),
+    FileStore::new(FileOptions::new(&dir.0)).expect("b"),
+    FileStore::new(FileOptions::new(&dir.0)).expect("c"),
+  );
+  let short = AcquireRequest {
+    ttl: Duration::from_millis(100),
+    ..req("a1")
+  };
+  // A holds with a short lease and stops renewing (a stopped process keeps its kernel lock).
+  assert!(granted(a.try_acquire("job", &short).await.expect("a1")));
+  tokio::time::sleep(Duration::from_millis(250)).await;
+  // B takes over after the lease: its fresh holder file replaces the one A has open.
+  assert!(granted(b.try_acquire("job", &req("b1")).await.expect("b1")));
+  assert!(!a.release("job", "a1").await.expect("a1 release"));
+  assert!(b.release("job", "b1").await.expect("b1 release"));
+  // A takes it again: on the file now at the path, not on the one it had open, so C sees a
+  // live holder and stays out.
+  assert!(granted(a.try_acquire("job", &req("a2")).await.expect("a2")));
+  assert!(
+    !granted(c.try_acquire("job", &req("c1")).await.expect("c1")),
+    "C got the lock A holds: A locked a replaced holder file"
+  );
+  assert!(a.release("job", "a2").await.expect("a2 release"));
+  assert!(granted(
+    c.try_acquire("job", &req("c1")).await.expect("c1 again")
+  ));
+  for s in [a, b, c] {
+    s.close().await;
+  }
+}
+
+/// Open descriptors of this process.
+fn open_fds() -> usize {
+  std::fs::read_dir("/proc/self/fd")
+    .expect("/proc/self/fd")
+    .count()
+}
+
+#[tokio::test]
+async fn cached_files_are_bounded_and_closed_by_close() {
+  let dir = Dir::new("bounded-fds");
+  let store = FileStore::new(FileOptions::new(&dir.0)).expect("options");
+  let before = open_fds();
+  for i in 0..1000 {
+    let (name, token) = (format!("n{i}"), format!("t{i}"));
+    assert!(granted(
+      store
+        .try_acquire(&name, &req(&token))
+        .await
+        .expect("acquire")
+    ));
+    assert!(store.release(&name, &token).await.expect("release"));
+  }
+  // At most 3 files for each of 128 idle names (and a sweep's worth more), whatever the
+  // number of names used; the other tests of this file open a few too.
+  let used = open_fds().saturating_sub(before);
+  assert!(
+    used <= 2 * 3 * 128 + 32,
+    "{used} descriptors open for idle names"
+  );
+  store.close().await;
+  let left = open_fds().saturating_sub(before);
+  assert!(left <= 32, "{left} descriptors still open after close()");
+}

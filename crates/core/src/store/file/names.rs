@@ -153,10 +153,14 @@ impl Entry {
     let Some(f) = &self.rec else {
       return Ok(&[]);
     };
-    let len = f
-      .metadata()
-      .map_err(|e| os::io_error("stat", path, e))?
-      .len();
+    // The check of `lock_state` gave the length already, unless the file was opened since.
+    let len = match self.rec_len.take() {
+      Some(len) => len,
+      None => f
+        .metadata()
+        .map_err(|e| os::io_error("stat", path, e))?
+        .len(),
+    };
     let len = usize::try_from(len).unwrap_or(usize::MAX).min(MAX_RECORD);
     self.buf.resize(len, 0);
     let mut got = 0;
