@@ -4,6 +4,13 @@
 //   2. 64 names: 64 concurrent loops in one process, one name each, cycles/s;
 //   3. contended: 4 processes x 2 loops on one name: acquisitions/s, handoff gap (next holder's
 //      acquire resolved - previous release resolved), Jain index of the per-worker counts.
+// Options, the same for every library: a lease of TTL (10 s) that never runs out within a run,
+// no extension by the caller, a lock directory of its own in os.tmpdir() per round, waiting
+// until the lock is ours. ferrolock: `{ ttl: TTL, autoExtend: false }`. proper-lockfile:
+// `{ stale: TTL, realpath: false }`; its mtime refresh (its auto-extension) cannot be turned
+// off and is a timer of stale/2 set and cleared per lock, which never fires within a cycle.
+// The memory backend does no I/O: its number is the ceiling of the JS + binding overhead that
+// every ferrolock backend shares.
 // Each library runs 3 rounds of 1 and 2 (median shown) and one round of 3. Prints a markdown
 // section, and writes it into bench/RESULTS.md between the FILE markers (bench/run.mjs keeps
 // it). `node bench/file.mjs --no-write` only prints. Indicative only: note the load average.
@@ -180,8 +187,10 @@ const section = `<!-- FILE: written by bench/file.mjs -->
 
 Run of ${new Date().toISOString()} on ${os.cpus().length} CPUs, Node.js ${process.version}, lock directory in
 ${os.tmpdir()}; load average (1 min) ${load.toFixed(2)} at the start, ${loadEnd.toFixed(2)} at the end (other
-work shares this machine: the numbers are indicative). ttl ${TTL} ms, no auto-extension; proper-lockfile 4.1.2 with
-\`realpath: false\` polled every 2 ms while taken (it has no wake-up). Sequential and 64 names: median of 3 rounds of
+work shares this machine: the numbers are indicative). Same options for every library: ttl ${TTL} ms (proper-lockfile:
+\`stale\`), no auto-extension (proper-lockfile's 5 s mtime refresh timer cannot be turned off and never fires in a
+cycle); proper-lockfile 4.1.2 with \`realpath: false\` polled every 2 ms while taken (it has no wake-up). The memory
+backend does no I/O: the ceiling of ferrolock's JS + binding overhead. Sequential and 64 names: median of 3 rounds of
 1 s. Contended: 4 processes x 2 loops on one name for 3 s; the gap is the next holder's acquire resolved minus the
 previous release resolved (ms; slightly negative when the next holder hears of its grant before the releaser hears
 its reply); Jain over the 8 per-worker counts (1 = equal); overlaps (a holder's acquire resolved before the previous

@@ -119,15 +119,15 @@ pub(crate) fn open_rw(path: &Path, truncate: bool) -> std::io::Result<File> {
     .open(path)
 }
 
-/// The exclusive state lock of one name, held while its record is read and rewritten. Kept
-/// for microseconds, so waiting for it is a short back-off, bounded: a process stopped inside
-/// this window (SIGSTOP) must not hang every other one.
-pub(crate) fn lock_state(path: &Path) -> Result<File> {
+/// Takes the exclusive state lock of one name on its open `.lk` file, held while its record
+/// is read and rewritten. Kept for microseconds, so waiting for it is a short back-off,
+/// bounded: a process stopped inside this window (SIGSTOP) must not hang every other one.
+pub(crate) fn lock_state(file: &File, path: &Path) -> Result<()> {
   let started = Instant::now();
   let mut pause = Duration::from_micros(50);
   loop {
-    if let Some(file) = try_lock_state(path)? {
-      return Ok(file);
+    if try_lock(file, path)? {
+      return Ok(());
     }
     if started.elapsed() > STATE_WAIT {
       return Err(LockError::backend(
@@ -144,59 +144,39 @@ pub(crate) fn lock_state(path: &Path) -> Result<File> {
   }
 }
 
-/// One attempt at the state lock: `None` when another open file description has it.
-pub(crate) fn try_lock_state(path: &Path) -> Result<Option<File>> {
-  let file = open_rw(path, false).map_err(|e| io_error("open", path, e))?;
-  match flock(&file, FlockOperation::NonBlockingLockExclusive) {
-    Ok(()) => Ok(Some(file)),
-    Err(e) if e == rustix::io::Errno::WOULDBLOCK || e == rustix::io::Errno::INTR => Ok(None),
+/// One attempt at the exclusive kernel lock of the open `file`: false when another open file
+/// description has it.
+pub(crate) fn try_lock(file: &File, path: &Path) -> Result<bool> {
+  match flock(file, FlockOperation::NonBlockingLockExclusive) {
+    Ok(()) => Ok(true),
+    Err(e) if e == rustix::io::Errno::WOULDBLOCK || e == rustix::io::Errno::INTR => Ok(false),
     Err(e) => Err(io_error("lock", path, e.into())),
   }
 }
 
 const STATE_WAIT: Duration = Duration::from_secs(5);
 
-/// Whether some open file description holds the kernel lock on `path` (a live holder).
-/// A missing file has no holder.
-pub(crate) fn is_locked(path: &Path) -> Result<bool> {
-  let file = match File::open(path) {
-    Ok(f) => f,
-    Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
-    Err(e) => return Err(io_error("open", path, e)),
-  };
-  match flock(&file, FlockOperation::NonBlockingLockExclusive) {
-    // Ours for a moment: nobody held it. Closing the file drops it.
-    Ok(()) => Ok(false),
-    Err(e) if e == rustix::io::Errno::WOULDBLOCK => Ok(true),
-    Err(e) => Err(io_error("lock", path, e.into())),
-  }
+/// Width of the fence copy in a holder file: any u64 in decimal, zero-padded, so a rewrite
+/// covers the previous text and never needs a truncate.
+const FENCE_WIDTH: usize = 20;
+
+/// Writes `copy` (at least every fence granted so far) into the locked holder file.
+pub(crate) fn write_fence(file: &File, path: &Path, copy: u64) -> Result<()> {
+  let text = format!("{copy:0FENCE_WIDTH$}");
+  file
+    .write_all_at(text.as_bytes(), 0)
+    .map_err(|e| io_error("write", path, e))
 }
 
-/// The holder file at `path`, locked by us, with `fence` in it (a second copy of the fence,
-/// for recovering a torn record). The existing file is reused when nobody holds its lock (the
-/// usual case: its last holder released or died); otherwise (a stopped holder whose lease
-/// ended keeps its lock) a fresh one is made beside it and renamed over it, so the stopped
-/// holder keeps a lock on a file nobody looks at any more.
-pub(crate) fn take_hold(path: &Path, tmp: &Path, fence: u64) -> Result<File> {
-  if let Ok(file) = OpenOptions::new().read(true).write(true).open(path) {
-    if flock(&file, FlockOperation::NonBlockingLockExclusive).is_ok() {
-      let text = fence.to_string();
-      file
-        .write_all_at(text.as_bytes(), 0)
-        .and_then(|()| file.set_len(text.len() as u64))
-        .map_err(|e| io_error("write", path, e))?;
-      return Ok(file);
-    }
-  }
-  new_hold(path, tmp, fence)
-}
-
-fn new_hold(path: &Path, tmp: &Path, fence: u64) -> Result<File> {
+/// A fresh holder file, locked by us, with `copy` in it, renamed over `path` (a stopped
+/// holder may keep its lock on the old one: it then locks a file nobody looks at any more).
+/// Under the name's state lock, so nobody else makes or replaces one meanwhile.
+pub(crate) fn new_hold(path: &Path, tmp: &Path, copy: u64) -> Result<File> {
   let made = (|| {
-    let mut file = open_rw(tmp, true)?;
+    let file = open_rw(tmp, true)?;
     flock(&file, FlockOperation::NonBlockingLockExclusive)?;
-    file.write_all(fence.to_string().as_bytes())?;
-    Ok(file)
+    file.write_all_at(format!("{copy:0FENCE_WIDTH$}").as_bytes(), 0)?;
+    Ok::<File, std::io::Error>(file)
   })();
   let file = match made {
     Ok(file) => file,
@@ -214,15 +194,6 @@ pub(crate) fn hold_fence(path: &Path) -> Option<u64> {
   let mut text = String::new();
   File::open(path).ok()?.read_to_string(&mut text).ok()?;
   text.trim().parse().ok()
-}
-
-/// Reads a whole file; `None` when it does not exist.
-pub(crate) fn read_file(path: &Path) -> Result<Option<Vec<u8>>> {
-  match std::fs::read(path) {
-    Ok(bytes) => Ok(Some(bytes)),
-    Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-    Err(e) => Err(io_error("read", path, e)),
-  }
 }
 
 /// Replaces `path` with `bytes` atomically: write beside it, optionally fsync, rename. A full
@@ -247,26 +218,8 @@ pub(crate) fn write_atomic(path: &Path, tmp: &Path, bytes: &[u8], sync: bool) ->
   Ok(())
 }
 
-/// Writes `bytes` at `offset` of `path` (made if missing), in place; with `sync`, on disk
-/// before this returns.
-pub(crate) fn write_at(path: &Path, offset: usize, bytes: &[u8], sync: bool) -> Result<()> {
-  // With `sync`, a file made here is only durable once its directory entry is too.
-  let made = sync && !path.exists();
-  let file = open_rw(path, false).map_err(|e| io_error("open", path, e))?;
-  file
-    .write_all_at(bytes, offset as u64)
-    .map_err(|e| io_error("write", path, e))?;
-  if sync {
-    file.sync_data().map_err(|e| io_error("sync", path, e))?;
-  }
-  if made {
-    sync_parent(path)?;
-  }
-  Ok(())
-}
-
 /// fsyncs the directory holding `path` (a create or rename in it is then on disk).
-fn sync_parent(path: &Path) -> Result<()> {
+pub(crate) fn sync_parent(path: &Path) -> Result<()> {
   if let Some(dir) = path.parent() {
     File::open(dir)
       .and_then(|d| d.sync_all())

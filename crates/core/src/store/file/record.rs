@@ -7,7 +7,7 @@
 //! instead (beside it, then renamed). A file with no valid version is torn and is recovered
 //! by the store, never trusted.
 
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
 use crate::lease::Payload;
 
@@ -51,31 +51,35 @@ pub(crate) struct Record {
   pub name: String,
   /// The last fence handed out for this name; 0 before the first grant.
   pub fence: u64,
+  /// The number the holder file keeps (at least every fence granted, written ahead so
+  /// most grants need not write it); 0: unknown, the next grant writes it.
+  pub copy: u64,
   pub holder: Option<Holder>,
   pub queue: Vec<Waiter>,
   /// Where it was read from (not stored).
   pub place: Place,
 }
 
-/// FNV-1a, 64 bit: a checksum against torn writes, not against an adversary.
-fn checksum(bytes: &[u8]) -> u64 {
-  let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-  for b in bytes {
-    h ^= u64::from(*b);
-    h = h.wrapping_mul(0x0100_0000_01b3);
-  }
-  h
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a, 64 bit, over the bytes of `seq` then `body` (the order of the format), computed
+/// without joining them: a checksum against torn writes, not against an adversary.
+fn fnv(h: u64, bytes: &[u8]) -> u64 {
+  bytes
+    .iter()
+    .fold(h, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// The checksum of a version: its sequence number and body.
 fn sum(seq: u64, body: &[u8]) -> u64 {
-  let mut bytes = seq.to_le_bytes().to_vec();
-  bytes.extend_from_slice(body);
-  checksum(&bytes)
+  fnv(fnv(FNV_OFFSET, &seq.to_le_bytes()), body)
 }
 
-fn hex(bytes: &[u8]) -> String {
-  bytes.iter().map(|b| format!("{b:02x}")).collect()
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// `text` as a JSON string. Writing into a Vec cannot fail.
+fn push_str(out: &mut Vec<u8>, text: &str) {
+  let _ = serde_json::to_writer(&mut *out, text);
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
@@ -88,81 +92,164 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
     .collect()
 }
 
-impl Record {
-  /// This record as version `seq`.
-  pub fn encode(&self, seq: u64) -> Vec<u8> {
-    let holder = self.holder.as_ref().map(|h| {
-      let mut obj = Map::new();
-      obj.insert("token".into(), json!(h.token));
-      obj.insert("owner".into(), json!(h.owner));
-      obj.insert("expires".into(), json!(h.expires_ms));
-      match &h.data {
-        Some(Payload::Text(t)) => {
-          obj.insert("text".into(), json!(t));
+/// A reader over a body written by `encode`.
+struct Cursor<'a> {
+  b: &'a [u8],
+  i: usize,
+}
+
+impl Cursor<'_> {
+  /// Skips `text` if it comes next.
+  fn lit(&mut self, text: &[u8]) -> Option<()> {
+    if self.b.get(self.i..)?.starts_with(text) {
+      self.i += text.len();
+      Some(())
+    } else {
+      None
+    }
+  }
+
+  fn number(&mut self) -> Option<u64> {
+    let start = self.i;
+    let mut n: u64 = 0;
+    while let Some(d) = self.b.get(self.i).filter(|b| b.is_ascii_digit()) {
+      n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+      self.i += 1;
+    }
+    (self.i > start).then_some(n)
+  }
+
+  /// A JSON string: its bytes as they are when it has no escape, else decoded by serde_json.
+  fn string(&mut self) -> Option<String> {
+    let start = self.i;
+    self.lit(b"\"")?;
+    let mut escaped = false;
+    loop {
+      match *self.b.get(self.i)? {
+        b'"' => break,
+        b'\\' => {
+          escaped = true;
+          self.i += 2;
         }
-        Some(Payload::Bytes(b)) => {
-          obj.insert("bytes".into(), json!(hex(b)));
-        }
-        None => {}
+        _ => self.i += 1,
       }
-      Value::Object(obj)
-    });
-    let queue: Vec<Value> = self
-      .queue
-      .iter()
-      .map(|w| json!([w.token, w.alive_until_ms]))
-      .collect();
-    let body = json!({
-      "name": self.name,
-      "fence": self.fence,
-      "holder": holder,
-      "queue": queue,
-    })
-    .to_string();
-    let mut out = format!(
-      "{MAGIC} {} {seq} {:016x}\n",
-      body.len(),
-      sum(seq, body.as_bytes())
-    )
-    .into_bytes();
-    out.extend_from_slice(body.as_bytes());
+    }
+    self.i += 1;
+    let quoted = self.b.get(start..self.i)?;
+    if escaped {
+      serde_json::from_slice(quoted).ok()
+    } else {
+      String::from_utf8(quoted.get(1..quoted.len() - 1)?.to_vec()).ok()
+    }
+  }
+}
+
+impl Record {
+  /// This record as version `seq`: the header line, then the body as JSON, written
+  /// straight into one buffer (strings escaped by serde_json).
+  pub fn encode(&self, seq: u64) -> Vec<u8> {
+    use std::io::Write;
+    let mut body = Vec::with_capacity(256);
+    body.extend_from_slice(b"{\"name\":");
+    push_str(&mut body, &self.name);
+    let _ = write!(body, ",\"fence\":{}", self.fence);
+    if self.copy != 0 {
+      let _ = write!(body, ",\"copy\":{}", self.copy);
+    }
+    body.extend_from_slice(b",\"holder\":");
+    match &self.holder {
+      None => body.extend_from_slice(b"null"),
+      Some(h) => {
+        body.extend_from_slice(b"{\"token\":");
+        push_str(&mut body, &h.token);
+        body.extend_from_slice(b",\"owner\":");
+        push_str(&mut body, &h.owner);
+        let _ = write!(body, ",\"expires\":{}", h.expires_ms);
+        match &h.data {
+          Some(Payload::Text(t)) => {
+            body.extend_from_slice(b",\"text\":");
+            push_str(&mut body, t);
+          }
+          Some(Payload::Bytes(b)) => {
+            body.extend_from_slice(b",\"bytes\":\"");
+            for byte in b {
+              body.push(HEX[usize::from(byte >> 4)]);
+              body.push(HEX[usize::from(byte & 0xf)]);
+            }
+            body.push(b'"');
+          }
+          None => {}
+        }
+        body.push(b'}');
+      }
+    }
+    body.extend_from_slice(b",\"queue\":[");
+    for (i, w) in self.queue.iter().enumerate() {
+      if i > 0 {
+        body.push(b',');
+      }
+      body.push(b'[');
+      push_str(&mut body, &w.token);
+      let _ = write!(body, ",{}]", w.alive_until_ms);
+    }
+    body.extend_from_slice(b"]}");
+    let mut out = Vec::with_capacity(body.len() + 80);
+    let _ = writeln!(out, "{MAGIC} {} {seq} {:016x}", body.len(), sum(seq, &body));
+    out.extend_from_slice(&body);
     out
   }
 
   /// The newest valid version in the bytes of a record file, with its place; `None` when
   /// there is none (torn).
   pub fn decode_file(bytes: &[u8]) -> Option<Record> {
-    let first = Self::decode_one(bytes);
-    if let Some((mut rec, seq, used)) = first.clone() {
-      if used > SLOT {
-        rec.place = Place {
-          seq,
-          slot: Some(0),
-          whole: true,
-        };
-        return Some(rec);
+    let placed = |(mut rec, seq, _): (Record, u64, usize), slot: usize, whole: bool| {
+      rec.place = Place {
+        seq,
+        slot: Some(slot),
+        whole,
+      };
+      rec
+    };
+    // Headers first (cheap): only the newest version is checked and read, the other one
+    // only if that fails.
+    let h0 = Self::header(bytes);
+    if h0.is_some_and(|(_, end)| end > SLOT) {
+      if let Some(one) = Self::decode_one(bytes) {
+        return Some(placed(one, 0, true));
       }
     }
-    let second = bytes
-      .get(SLOT..)
-      .and_then(Self::decode_one)
-      .filter(|(_, _, used)| *used <= SLOT);
-    let (mut rec, seq, slot) = match (first, second) {
-      (Some(a), Some(b)) if b.1 > a.1 => (b.0, b.1, 1),
-      (Some(a), _) => (a.0, a.1, 0),
-      (None, Some(b)) => (b.0, b.1, 1),
-      (None, None) => return None,
+    let h0 = h0.filter(|(_, end)| *end <= SLOT);
+    let tail = bytes.get(SLOT..).unwrap_or(&[]);
+    let h1 = Self::header(tail).filter(|(_, end)| *end <= SLOT);
+    let second_first = match (h0, h1) {
+      (Some((s0, _)), Some((s1, _))) => s1 > s0,
+      (None, Some(_)) => true,
+      (_, None) => false,
     };
-    rec.place = Place {
-      seq,
-      slot: Some(slot),
-      whole: false,
+    let try0 = || {
+      h0.and_then(|_| Self::decode_one(bytes))
+        .map(|v| placed(v, 0, false))
     };
-    Some(rec)
+    let try1 = || {
+      h1.and_then(|_| Self::decode_one(tail))
+        .map(|v| placed(v, 1, false))
+    };
+    if second_first {
+      try1().or_else(try0)
+    } else {
+      try0().or_else(try1)
+    }
   }
 
-  /// One version at the start of `bytes`: the record, its sequence number and its length.
-  fn decode_one(bytes: &[u8]) -> Option<(Record, u64, usize)> {
+  /// The header of the version at the start of `bytes`: its sequence number and where it
+  /// ends (not checked against its checksum yet).
+  fn header(bytes: &[u8]) -> Option<(u64, usize)> {
+    let (seq, _, newline, len) = Self::header_fields(bytes)?;
+    Some((seq, newline.checked_add(1)?.checked_add(len)?))
+  }
+
+  /// Sequence number, checksum, position of the newline and body length of a header.
+  fn header_fields(bytes: &[u8]) -> Option<(u64, u64, usize, usize)> {
     let newline = bytes.iter().take(256).position(|b| *b == b'\n')?;
     let header = std::str::from_utf8(bytes.get(..newline)?).ok()?;
     let rest = header.strip_prefix(MAGIC)?;
@@ -170,14 +257,88 @@ impl Record {
     let len: usize = parts.next()?.parse().ok()?;
     let seq: u64 = parts.next()?.parse().ok()?;
     let expected = u64::from_str_radix(parts.next()?, 16).ok()?;
+    Some((seq, expected, newline, len))
+  }
+
+  /// One version at the start of `bytes`: the record, its sequence number and its length.
+  fn decode_one(bytes: &[u8]) -> Option<(Record, u64, usize)> {
+    let (seq, expected, newline, len) = Self::header_fields(bytes)?;
     // `len` comes from the file: a foreign or corrupt header must not overflow.
     let end = newline.checked_add(1)?.checked_add(len)?;
     let body = bytes.get(newline + 1..end)?;
     if sum(seq, body) != expected {
       return None;
     }
-    let rec = Self::decode_body(body)?;
+    let rec = Self::decode_ours(body).or_else(|| Self::decode_body(body))?;
     Some((rec, seq, end))
+  }
+
+  /// The body as `encode` writes it (fields in its order), read without building a JSON
+  /// tree; `None` for anything else, which the general reader then reads.
+  fn decode_ours(body: &[u8]) -> Option<Record> {
+    let mut c = Cursor { b: body, i: 0 };
+    c.lit(b"{\"name\":")?;
+    let name = c.string()?;
+    c.lit(b",\"fence\":")?;
+    let fence = c.number()?;
+    let copy = if c.lit(b",\"copy\":").is_some() {
+      c.number()?
+    } else {
+      0
+    };
+    c.lit(b",\"holder\":")?;
+    let holder = if c.lit(b"null").is_some() {
+      None
+    } else {
+      c.lit(b"{\"token\":")?;
+      let token = c.string()?;
+      c.lit(b",\"owner\":")?;
+      let owner = c.string()?;
+      c.lit(b",\"expires\":")?;
+      let expires_ms = c.number()?;
+      let data = if c.lit(b",\"text\":").is_some() {
+        Some(Payload::Text(c.string()?))
+      } else if c.lit(b",\"bytes\":").is_some() {
+        Some(Payload::Bytes(unhex(&c.string()?)?))
+      } else {
+        None
+      };
+      c.lit(b"}")?;
+      Some(Holder {
+        token,
+        owner,
+        expires_ms,
+        data,
+      })
+    };
+    c.lit(b",\"queue\":[")?;
+    let mut queue = Vec::new();
+    while c.lit(b"]").is_none() {
+      if !queue.is_empty() {
+        c.lit(b",")?;
+      }
+      c.lit(b"[")?;
+      let token = c.string()?;
+      c.lit(b",")?;
+      let alive_until_ms = c.number()?;
+      c.lit(b"]")?;
+      queue.push(Waiter {
+        token,
+        alive_until_ms,
+      });
+    }
+    c.lit(b"}")?;
+    if c.i != body.len() {
+      return None;
+    }
+    Some(Record {
+      name,
+      fence,
+      copy,
+      holder,
+      queue,
+      place: Place::default(),
+    })
   }
 
   fn decode_body(body: &[u8]) -> Option<Record> {
@@ -209,6 +370,7 @@ impl Record {
     Some(Record {
       name: v.get("name")?.as_str()?.to_owned(),
       fence: v.get("fence")?.as_u64()?,
+      copy: v.get("copy").and_then(Value::as_u64).unwrap_or(0),
       holder,
       queue,
       place: Place::default(),
@@ -230,6 +392,7 @@ mod tests {
     Record {
       name: "../x\0y".into(),
       fence: 42,
+      copy: 1042,
       holder: Some(Holder {
         token: "t".into(),
         owner: "o \"q\"".into(),
@@ -253,6 +416,24 @@ mod tests {
       },
       ..rec.clone()
     }
+  }
+
+  #[test]
+  fn both_readers_agree_and_the_general_one_reads_other_field_orders() {
+    let mut plain = sample();
+    plain.holder = None;
+    plain.copy = 0;
+    for r in [sample(), plain] {
+      let bytes = r.encode(1);
+      let body = &bytes[bytes.iter().position(|b| *b == b'\n').expect("header") + 1..];
+      assert_eq!(Record::decode_ours(body), Record::decode_body(body));
+      assert!(Record::decode_ours(body).is_some());
+    }
+    // A body with its keys in another order (an older writer) is read by the general reader.
+    let other = br#"{"fence":3,"holder":null,"name":"n","queue":[["w",9]]}"#;
+    assert_eq!(Record::decode_ours(other), None);
+    let rec = Record::decode_body(other).expect("general reader");
+    assert_eq!((rec.fence, rec.name.as_str(), rec.queue.len()), (3, "n", 1));
   }
 
   #[test]

@@ -1,0 +1,381 @@
+//! The open files of recently used names, so that an operation on a name costs a few system
+//! calls on descriptors already open instead of opening, hashing and closing three files.
+//!
+//! One `Entry` per name, behind its own mutex: two operations of this store on one name take
+//! turns in the process (they share one open file description, on which `flock` would not
+//! exclude them) and then take the name's state lock against other processes. The cache is
+//! bounded: past `CAP` names, the idle ones are closed. A held lock keeps its holder file (the
+//! kernel lock is on it) but gives up its other descriptors when idle, so holding many locks
+//! costs one descriptor each, as before.
+//!
+//! A cached descriptor can outlive its file: the record is replaced by rename when a version
+//! outgrows a slot or a torn one is rewritten, a holder file is replaced when a stopped holder
+//! still locks it, and a cleaner may delete files. Each use checks, on the open descriptor
+//! (fstat, no path lookup), that the file still has a name, and opens the path again if not.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::ErrorKind;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::error::Result;
+use crate::lease::Payload;
+
+use super::os;
+use super::paths::NamePaths;
+
+/// Names whose files stay open while idle.
+const CAP: usize = 128;
+
+/// What this process keeps of a lock it holds: the token and what it needs to rewrite a
+/// torn record. Its holder file, locked, is the entry's `hold`.
+pub(crate) struct Held {
+  pub token: String,
+  pub owner: String,
+  pub fence: u64,
+  pub data: Option<Payload>,
+}
+
+/// The files of one name, and whether this store holds it.
+pub(crate) struct Entry {
+  pub paths: NamePaths,
+  lk: Option<File>,
+  rec: Option<File>,
+  /// The holder file, opened for reading and writing (closing a file opened for writing is
+  /// what inotify reports). Locked by us exactly while `held` is set, or for the moment a
+  /// liveness check takes it.
+  hold: Option<File>,
+  pub held: Option<Held>,
+  /// `rec` was opened since the directory was last synced (with fsync, a record file made
+  /// here is durable only once its directory entry is too).
+  rec_fresh: bool,
+  /// The record's length, from the check of this operation's `lock_state` (saves a stat).
+  rec_len: Option<u64>,
+  /// The record's bytes as last read (reused, no allocation per read).
+  buf: Vec<u8>,
+}
+
+/// The state lock of a name, taken: unlocked by `done`, or by closing the file if dropped
+/// (an error or a panic on the way).
+pub(crate) struct StateLock(File);
+
+impl StateLock {
+  /// Unlocks, and gives the descriptor back to the entry for the next operation.
+  pub fn done(self, e: &mut Entry) {
+    if rustix::fs::flock(&self.0, rustix::fs::FlockOperation::Unlock).is_ok() {
+      e.lk = Some(self.0);
+    }
+  }
+}
+
+impl Entry {
+  fn new(dir: &Path, name: &str) -> Self {
+    Entry {
+      paths: NamePaths::new(dir, name),
+      lk: None,
+      rec: None,
+      hold: None,
+      held: None,
+      rec_fresh: false,
+      rec_len: None,
+      buf: Vec::new(),
+    }
+  }
+
+  /// Takes the name's state lock: at once or not at all (`wait` false: `None` when another
+  /// open file description has it), or waiting a bounded time (`os::lock_state`).
+  pub fn lock_state(&mut self, wait: bool) -> Result<Option<StateLock>> {
+    // Twice at most: a second time if the directory was replaced under our descriptors.
+    for _ in 0..2 {
+      let file = match self.lk.take() {
+        Some(f) => f,
+        None => os::open_rw(&self.paths.state, false)
+          .map_err(|e| os::io_error("open", &self.paths.state, e))?,
+      };
+      let locked = if wait {
+        os::lock_state(&file, &self.paths.state).map(|()| true)?
+      } else {
+        os::try_lock(&file, &self.paths.state)?
+      };
+      if !locked {
+        self.lk = Some(file);
+        return Ok(None);
+      }
+      if self.rec_linked()? || linked(&file, &self.paths.state)? {
+        return Ok(Some(StateLock(file)));
+      }
+      // Every file of the name was removed (the directory deleted and made again): our
+      // descriptors name files nobody else sees. Start again from the paths.
+      drop(file);
+      self.rec = None;
+      if self.held.is_none() {
+        self.hold = None;
+      }
+    }
+    Err(crate::error::LockError::backend(
+      format!(
+        "file backend: the files of {} keep disappearing",
+        self.paths.record.display()
+      ),
+      std::io::Error::from(ErrorKind::NotFound),
+    ))
+  }
+
+  /// Whether the cached record descriptor still names the file at its path (it has a name;
+  /// only we and our peers rename, under the state lock). No descriptor: nothing to check.
+  fn rec_linked(&mut self) -> Result<bool> {
+    self.rec_len = None;
+    let Some(f) = &self.rec else {
+      return Ok(true);
+    };
+    let meta = f
+      .metadata()
+      .map_err(|e| os::io_error("stat", &self.paths.record, e))?;
+    if meta.nlink() == 0 {
+      self.rec = None;
+      return Ok(false);
+    }
+    self.rec_len = Some(meta.len());
+    Ok(true)
+  }
+
+  /// The record's bytes (empty for a new or emptied record). Under the state lock.
+  pub fn read_record(&mut self) -> Result<&[u8]> {
+    if self.rec.is_none() {
+      let f = os::open_rw(&self.paths.record, false)
+        .map_err(|e| os::io_error("open", &self.paths.record, e))?;
+      self.rec = Some(f);
+      self.rec_fresh = true;
+    }
+    let path = &self.paths.record;
+    let Some(f) = &self.rec else {
+      return Ok(&[]);
+    };
+    // The check of `lock_state` gave the length already, unless the file was opened since.
+    let len = match self.rec_len.take() {
+      Some(len) => len,
+      None => f
+        .metadata()
+        .map_err(|e| os::io_error("stat", path, e))?
+        .len(),
+    };
+    let len = usize::try_from(len).unwrap_or(usize::MAX).min(MAX_RECORD);
+    self.buf.resize(len, 0);
+    let mut got = 0;
+    while got < len {
+      match f.read_at(&mut self.buf[got..], got as u64) {
+        Ok(0) => break,
+        Ok(n) => got += n,
+        Err(e) if e.kind() == ErrorKind::Interrupted => {}
+        Err(e) => return Err(os::io_error("read", path, e)),
+      }
+    }
+    self.buf.truncate(got);
+    Ok(&self.buf)
+  }
+
+  /// Writes `bytes` at `offset` of the record, in place.
+  pub fn write_record(&mut self, offset: usize, bytes: &[u8], sync: bool) -> Result<()> {
+    let path = &self.paths.record;
+    let f = match &self.rec {
+      Some(f) => f,
+      None => {
+        let f = os::open_rw(path, false).map_err(|e| os::io_error("open", path, e))?;
+        self.rec_fresh = true;
+        self.rec.insert(f)
+      }
+    };
+    f.write_all_at(bytes, offset as u64)
+      .map_err(|e| os::io_error("write", path, e))?;
+    if sync {
+      f.sync_data().map_err(|e| os::io_error("sync", path, e))?;
+      if self.rec_fresh {
+        os::sync_parent(path)?;
+        self.rec_fresh = false;
+      }
+    }
+    Ok(())
+  }
+
+  /// The record was replaced by rename: the cached descriptor names the old file.
+  pub fn record_replaced(&mut self) {
+    self.rec = None;
+  }
+
+  /// Whether a live holder has the kernel lock of the name's holder file. This store's own
+  /// holding counts as live. When nobody has it, the check leaves it locked by us (`true`
+  /// in the second field): the caller grants on it or calls `unlock_hold`.
+  pub fn hold_alive(&mut self) -> Result<(bool, bool)> {
+    if self.held.is_some() {
+      return Ok((true, false));
+    }
+    self.open_hold()?;
+    let Some(f) = &self.hold else {
+      return Ok((false, false));
+    };
+    if os::try_lock(f, &self.paths.hold)? {
+      Ok((false, true))
+    } else {
+      Ok((true, false))
+    }
+  }
+
+  /// Undoes a lock `hold_alive` left on the holder file.
+  pub fn unlock_hold(&mut self) {
+    if let Some(f) = &self.hold {
+      if rustix::fs::flock(f, rustix::fs::FlockOperation::Unlock).is_err() {
+        self.hold = None;
+      }
+    }
+  }
+
+  /// Opens (not makes) the holder file at the path into `hold` if needed; `hold` stays
+  /// `None` if there is none.
+  fn open_hold(&mut self) -> Result<()> {
+    let path = &self.paths.hold;
+    if let Some(f) = &self.hold {
+      if self.held.is_none() && !linked(f, path)? {
+        self.hold = None;
+      }
+    }
+    if self.hold.is_none() {
+      match OpenOptions::new().read(true).write(true).open(path) {
+        Ok(f) => self.hold = Some(f),
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => return Err(os::io_error("open", path, e)),
+      }
+    }
+    Ok(())
+  }
+
+  /// The holder file, locked by us, for a grant (`locked`: `hold_alive` locked it already).
+  /// The file at the path is reused when nobody has its lock; otherwise (a stopped holder
+  /// whose lease ended keeps it) a fresh one is made beside it and renamed over it. A file
+  /// made here gets `copy` (a copy of the fences granted, `None` for a reused file).
+  pub fn take_hold(&mut self, locked: bool, copy: u64) -> Result<Option<u64>> {
+    if locked || self.held.is_some() {
+      return Ok(None);
+    }
+    self.open_hold()?;
+    if let Some(f) = &self.hold {
+      if os::try_lock(f, &self.paths.hold)? {
+        return Ok(None);
+      }
+    }
+    self.hold = Some(os::new_hold(&self.paths.hold, &self.paths.hold_tmp, copy)?);
+    Ok(Some(copy))
+  }
+
+  /// Writes `copy` into our locked holder file.
+  pub fn write_hold(&mut self, copy: u64) -> Result<()> {
+    match &self.hold {
+      Some(f) => os::write_fence(f, &self.paths.hold, copy),
+      None => Ok(()),
+    }
+  }
+
+  /// Whether our holder file is still the one at the path (a holder whose lease ended may
+  /// have had a fresh one renamed over it).
+  pub fn hold_is_current(&self) -> Result<bool> {
+    match &self.hold {
+      Some(f) => os::is_file_at(f, &self.paths.hold),
+      None => Ok(false),
+    }
+  }
+
+  /// Gives up our holding of the name if it is `token`'s: unlocks the holder file (kept open
+  /// for the next grant; a waiter elsewhere is told by the caller). True if it was.
+  pub fn drop_held(&mut self, token: &str) -> bool {
+    if self.held.as_ref().is_none_or(|h| h.token != token) {
+      return false;
+    }
+    self.held = None;
+    self.unlock_hold();
+    true
+  }
+
+  /// Gives up the holding and its file whatever the token (close(), a late grant given up):
+  /// closing the file frees the kernel lock and wakes waiters elsewhere.
+  pub fn forget(&mut self) {
+    self.held = None;
+    self.hold = None;
+  }
+
+  /// Closes what an idle entry need not keep: all of it, or all but a held lock's holder file.
+  /// False when nothing of it stays (the entry can go).
+  fn trim(&mut self) -> bool {
+    self.lk = None;
+    self.rec = None;
+    self.buf = Vec::new();
+    if self.held.is_none() {
+      self.hold = None;
+      return false;
+    }
+    true
+  }
+}
+
+/// A record longer than this is not ours (two slots, or one large version with its data).
+const MAX_RECORD: usize = 64 << 20;
+
+/// Whether the open `file` still has a name in the file system (not unlinked nor replaced).
+fn linked(file: &File, path: &Path) -> Result<bool> {
+  let meta = file.metadata().map_err(|e| os::io_error("stat", path, e))?;
+  Ok(meta.nlink() > 0)
+}
+
+/// The entries of one store.
+#[derive(Default)]
+pub(crate) struct Names {
+  map: Mutex<Map>,
+}
+
+#[derive(Default)]
+struct Map {
+  entries: HashMap<String, Arc<Mutex<Entry>>>,
+  /// Size at which idle entries are closed next.
+  sweep_at: usize,
+}
+
+impl Names {
+  fn map(&self) -> MutexGuard<'_, Map> {
+    self.map.lock().unwrap_or_else(|e| e.into_inner())
+  }
+
+  /// The entry of `name`, made if missing.
+  pub fn get(&self, dir: &Path, name: &str) -> Arc<Mutex<Entry>> {
+    let mut map = self.map();
+    if let Some(e) = map.entries.get(name) {
+      return e.clone();
+    }
+    if map.entries.len() >= map.sweep_at.max(CAP) {
+      // Idle entries (nobody but the map has them: every user clones under this lock) close
+      // their files; held ones keep the holder file only. Held ones may be many: sweep again
+      // only when the map has doubled.
+      map.entries.retain(|_, e| {
+        if Arc::strong_count(e) > 1 {
+          return true;
+        }
+        e.lock().unwrap_or_else(|p| p.into_inner()).trim()
+      });
+      map.sweep_at = map.entries.len() * 2;
+    }
+    let e = Arc::new(Mutex::new(Entry::new(dir, name)));
+    map.entries.insert(name.to_owned(), e.clone());
+    e
+  }
+
+  /// Every entry, for close(): their holdings are given up and their files closed.
+  pub fn clear(&self) -> Vec<Arc<Mutex<Entry>>> {
+    let mut map = self.map();
+    map.sweep_at = 0;
+    map.entries.drain().map(|(_, e)| e).collect()
+  }
+}
+
+/// Locks an entry (a poisoned one is still consistent: every field is set in one step).
+pub(crate) fn lock(e: &Mutex<Entry>) -> MutexGuard<'_, Entry> {
+  e.lock().unwrap_or_else(|p| p.into_inner())
+}
