@@ -63,6 +63,28 @@ describe('batched renewals', () => {
     redis.disconnect()
   })
 
+  test('close() releases every held lock in batches; a release() during close() resolves as its delete went', async () => {
+    const locks = createClient({ redis: server.url })
+    const names = Array.from({ length: 2000 }, (_, i) => `closing-${i}`)
+    const held = await Promise.all(names.map((n) => locks.acquire(n, { ttl: 30_000 })))
+    const redis = new Redis(server.url)
+    assert.equal(await redis.dbsize(), 2000)
+    const ends = held.map(() => [])
+    held.forEach((lock, i) => {
+      lock.on('released', () => ends[i].push('released'))
+      lock.on('lost', () => ends[i].push('lost'))
+    })
+    // One release on its way before close(), one called while close() runs.
+    const first = held[0].release()
+    const closing = locks.close()
+    const second = held[1].release()
+    assert.deepEqual(await bounded(Promise.all([first, second, closing]), 20_000, 'close()'), [true, true, undefined])
+    assert.equal(await redis.dbsize(), 0)
+    for (let i = 0; i < names.length; i++) assert.deepEqual(ends[i], ['released'], names[i])
+    assert.ok(held.every((lock) => !lock.lost && lock.signal.aborted))
+    redis.disconnect()
+  })
+
   for (const [safeTime, errorAt] of [
     [1500, 1500],
     [undefined, 2000],

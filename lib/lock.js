@@ -31,16 +31,27 @@ function announceAll() {
 const kAnnounce = Symbol('announce')
 let lastOwner = null // the owner name of the last lock made
 const kAnnounced = Symbol('announced')
+// The bits of Lock#flags.
+const OVER = 1
+const ANNOUNCED = 2
+const RELEASING = 4
+const LOST = 8
+// Where a null goes while a lock has no object of rarely used fields: nowhere.
+const NOWHERE = { controller: null, endReason: null, backlog: null }
 
 class Lock extends EventEmitter {
   #native
-  #controller = null // made on first use of `signal`: most locks never need one
-  #over = false
-  #endReason = null // the abort reason once the lock is over (once lost; made on demand once released)
-  #announced = false
-  #releasing = false // a release() is in flight: its outcome, not a 'lost' event, ends the lock
-  #backlog = null // events that came before 'acquired' was emitted
-  #lost = false // `lost`, `signal.aborted` and the 'lost' event change together, in #finish
+  // Thousands of locks may be held at once, so a Lock keeps few fields of its own (each one is
+  // paid per lock, and past a dozen or so V8 moves them to a second object): the yes/no state in
+  // one number, and what few locks need (a signal, an end reason, early events) in one object made
+  // on first use. The accessors below read and write them under their own names:
+  //   over; announced; releasing (a release() is in flight: its outcome, not a 'lost' event, ends
+  //   the lock); lost (`lost`, `signal.aborted` and the 'lost' event change together, in #finish);
+  //   controller (made on first use of `signal`); endReason (the abort reason once the lock is
+  //   over: once lost; made on demand once released); backlog (events that came before
+  //   'acquired' was emitted).
+  #flags = 0
+  #extra = null
   #shared // what every lock of the client shares: { logger, onOver, capabilities }
 
   /**
@@ -51,6 +62,10 @@ class Lock extends EventEmitter {
    */
   constructor(nativeLock, grant, name, shared) {
     super()
+    // EventEmitter starts every emitter with an empty listener table (a dictionary object of
+    // about 190 bytes); most held locks never get a listener. Undefined is its documented empty
+    // state: the first listener makes the table.
+    this._events = undefined
     this.#native = nativeLock
     this.#shared = shared
     this.name = name
@@ -71,6 +86,54 @@ class Lock extends EventEmitter {
       toAnnounce = toAnnounce.filter((lock) => !lock[kAnnounced])
     }
     toAnnounce.push(this)
+  }
+
+  get #over() {
+    return (this.#flags & OVER) !== 0
+  }
+  set #over(on) {
+    this.#flags = on ? this.#flags | OVER : this.#flags & ~OVER
+  }
+  get #announced() {
+    return (this.#flags & ANNOUNCED) !== 0
+  }
+  set #announced(on) {
+    this.#flags = on ? this.#flags | ANNOUNCED : this.#flags & ~ANNOUNCED
+  }
+  get #releasing() {
+    return (this.#flags & RELEASING) !== 0
+  }
+  set #releasing(on) {
+    this.#flags = on ? this.#flags | RELEASING : this.#flags & ~RELEASING
+  }
+  get #lost() {
+    return (this.#flags & LOST) !== 0
+  }
+  set #lost(on) {
+    this.#flags = on ? this.#flags | LOST : this.#flags & ~LOST
+  }
+  get #controller() {
+    return this.#extra === null ? null : this.#extra.controller
+  }
+  set #controller(value) {
+    this.#more(value).controller = value
+  }
+  get #endReason() {
+    return this.#extra === null ? null : this.#extra.endReason
+  }
+  set #endReason(value) {
+    this.#more(value).endReason = value
+  }
+  get #backlog() {
+    return this.#extra === null ? null : this.#extra.backlog
+  }
+  set #backlog(value) {
+    this.#more(value).backlog = value
+  }
+  // The object of rarely used fields, made when a value other than null is first stored.
+  #more(value) {
+    if (this.#extra === null && value !== null) this.#extra = { controller: null, endReason: null, backlog: null }
+    return this.#extra || NOWHERE
   }
 
   get [kAnnounced]() {

@@ -16,7 +16,7 @@ use crate::lease::{Acquire, AcquireExtras, AcquireRequest, LockInfo};
 use crate::renewer::Renewer;
 use crate::store::bounded::{Bounded, DEFAULT_REQUEST_TIMEOUT};
 use crate::store::LockStore;
-use crate::watchdog::{held_locks, Lock, NewLock};
+use crate::watchdog::{close_all, Lock, NewLock};
 
 mod attempts;
 
@@ -369,22 +369,21 @@ impl LockManager {
     self.store.inspect(name).await
   }
 
-  /// Rejects pending acquires with `Closed`, releases every held lock, stops heartbeats and
+  /// Rejects pending acquires with `Closed`, stops heartbeats, releases every held lock and
   /// closes the store. Idempotent.
   ///
-  /// Waiters and attempts in flight end at once; the releases and clean-ups run together, each
-  /// bounded by the request timeout, so this settles within about one request timeout. A
-  /// lock whose delete the server did not confirm ends with `Lost` (`Unconfirmed`), not
-  /// `Released`. Nothing is sent once this resolved.
+  /// Waiters and attempts in flight end at once; then the held locks are released in batches
+  /// (`LockStore::release_many`, sent together, see `watchdog/closing.rs`) while the clean-ups
+  /// run, each bounded by the request timeout, so this settles within about one request
+  /// timeout. A lock whose delete the server did not confirm ends with `Lost` (`Unconfirmed`),
+  /// not `Released`. Nothing is sent once this resolved.
   pub async fn close(&self) {
     self.closed.cancel();
     let _gate = self.gate.write().await;
-    let locks = held_locks(&self.renewer.held);
     self.cleanups.close();
-    // Each release is one request, bounded by the request timeout (and never cut: a release
-    // that does not finish is recorded as unconfirmed). Clean-ups get as long; what is left of
-    // them then fails at once on the closed store.
-    let releases = futures_util::future::join_all(locks.iter().map(|l| l.release()));
+    // Clean-ups get as long as the releases; what is left of them then fails at once on the
+    // closed store.
+    let releases = close_all(&self.renewer, self.request_timeout);
     let cleanups = tokio::time::timeout(self.request_timeout, self.cleanups.wait());
     let _ = futures_util::future::join(releases, cleanups).await;
     self.store.close().await;

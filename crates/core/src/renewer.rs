@@ -13,12 +13,14 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::time::{sleep_until, timeout_at, Instant};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::error::LockError;
 use crate::store::{LockStore, Renewal};
@@ -52,6 +54,14 @@ pub(crate) struct Renewer {
   batches: AtomicU64,
   /// Renewals sent, for stats.
   renewals: AtomicU64,
+  /// Set by `close()`: no more heartbeats.
+  stopped: AtomicBool,
+  /// Requests of held locks still on their way (renewal batches, releases, deletes after an
+  /// expiry): `close()` waits for them, so nothing is sent once it resolved.
+  pub(crate) tasks: TaskTracker,
+  /// Cancelled once `close()` ended every lock it released (a `release()` called meanwhile
+  /// waits for that and reports its outcome).
+  pub(crate) closed: CancellationToken,
 }
 
 #[derive(Default)]
@@ -69,6 +79,9 @@ impl Renewer {
       wake: Arc::new(Notify::new()),
       batches: AtomicU64::new(0),
       renewals: AtomicU64::new(0),
+      stopped: AtomicBool::new(false),
+      tasks: TaskTracker::new(),
+      closed: CancellationToken::new(),
     })
   }
 
@@ -88,10 +101,27 @@ impl Renewer {
     )
   }
 
+  /// Whether `stop` was called.
+  pub(crate) fn is_stopped(&self) -> bool {
+    self.stopped.load(Ordering::Acquire)
+  }
+
+  /// Stops every heartbeat for good (`close()`): nothing is scheduled or sent from now on.
+  pub(crate) fn stop(&self) {
+    self.stopped.store(true, Ordering::Release);
+    let mut heap = self.heap();
+    heap.entries = BinaryHeap::new();
+    drop(heap);
+    self.wake.notify_one();
+  }
+
   /// Puts lock `id` (generation `gen`) in the heap at `at`. Starts the task on first use
   /// (callers are inside the runtime then: a lock is started there).
   pub(crate) fn schedule(self: &Arc<Self>, id: u64, gen: u32, at: Instant) {
     let mut heap = self.heap();
+    if self.is_stopped() {
+      return;
+    }
     let earliest = heap.entries.peek().map(|Reverse(d)| d.at);
     heap.entries.push(Reverse(Due { at, id, gen }));
     if !heap.running {
@@ -140,7 +170,7 @@ impl Renewer {
     self.compact();
     while !renew.is_empty() {
       let rest = renew.split_off(renew.len().min(BATCH_MAX));
-      tokio::spawn(self.clone().renew(renew));
+      self.tasks.spawn(self.clone().renew(renew));
       renew = rest;
     }
     next
@@ -167,6 +197,13 @@ impl Renewer {
   /// Renews one batch and hands each lock its own result.
   async fn renew(self: Arc<Self>, locks: Vec<Arc<LockInner>>) {
     let now = Instant::now();
+    if self.is_stopped() {
+      // `close()` releases them: no renewal goes out any more.
+      for lock in &locks {
+        lock.skipped(now);
+      }
+      return;
+    }
     // A manual extend in progress renews that lock itself (and reschedules it after).
     let mut batch = Vec::with_capacity(locks.len());
     for lock in &locks {
@@ -254,8 +291,8 @@ fn timed_out(waited: Duration) -> LockError {
 async fn run(renewer: Weak<Renewer>, wake: Arc<Notify>) {
   loop {
     let next = match renewer.upgrade() {
-      Some(r) => r.tick(),
-      None => return,
+      Some(r) if !r.is_stopped() => r.tick(),
+      _ => return,
     };
     let woken = match next {
       Some(at) => {

@@ -10,9 +10,11 @@ use tokio::time::Instant;
 
 use crate::error::Result;
 use crate::lease::{Payload, ReleaseOptions};
-use crate::renewer::{Registry, Renewer};
+use crate::renewer::Renewer;
 
+mod closing;
 mod heartbeat;
+pub(crate) use closing::close_all;
 pub(crate) use heartbeat::Step;
 
 /// Why a lock was lost.
@@ -105,6 +107,10 @@ struct State {
   /// The last liveness probe sent, and whether its answer is awaited.
   probe_n: u64,
   probe_wait: bool,
+  /// `close()` took the release of this lock over (see `closing.rs`).
+  closing: bool,
+  /// Releases by the holder on their way: `close()` leaves such a lock to them.
+  releasing: u16,
 }
 
 pub(crate) struct LockInner {
@@ -196,6 +202,8 @@ impl Lock {
         expiring_sent: false,
         probe_n: 0,
         probe_wait: false,
+        closing: false,
+        releasing: 0,
       }),
       stopped: AtomicBool::new(false),
       extending: AsyncMutex::new(()),
@@ -211,10 +219,6 @@ impl Lock {
     if new.auto_extend || new.safe_time.is_some() {
       inner.reschedule(None);
     }
-    Lock { inner }
-  }
-
-  pub(crate) fn from_inner(inner: Arc<LockInner>) -> Lock {
     Lock { inner }
   }
 
@@ -310,18 +314,30 @@ impl Lock {
   /// `release` done at once on the caller's thread, where the store can (memory); `None`
   /// otherwise (then call `release`).
   pub fn release_now(&self) -> Option<Result<bool>> {
-    if self.is_finished() && !self.inner.unconfirmed.load(Ordering::Acquire) {
-      return Some(Ok(false));
+    match self.inner.begin_release() {
+      Begin::Send => {}
+      Begin::Over => return Some(Ok(false)),
+      // `close()` is releasing it: `release` waits for its outcome.
+      Begin::Closing => return None,
     }
     let done = self
       .inner
       .store()
-      .release_now(&self.inner.name, &self.inner.token)?;
-    self.inner.stopped.store(true, Ordering::Release);
-    if let Ok(ok) = done {
-      self.inner.finish((!ok).then_some(LostReason::Gone));
+      .release_now(&self.inner.name, &self.inner.token);
+    match done {
+      None => {
+        self.inner.end_release(None);
+        None
+      }
+      Some(done) => {
+        self.inner.stopped.store(true, Ordering::Release);
+        if let Ok(ok) = done {
+          self.inner.finish((!ok).then_some(LostReason::Gone));
+        }
+        self.inner.end_release(None);
+        Some(done)
+      }
     }
-    Some(done)
   }
 
   /// Sets the lease to `ttl` from now. `Ok(false)` (and a `Lost` event) when the lock is no
@@ -370,33 +386,35 @@ impl Lock {
   /// same: `Lost` with `Unconfirmed`, and the key expires by its lease. A later release tries
   /// the delete once more, with no more events.
   pub async fn release_with(&self, data: Option<Payload>, delete: Option<bool>) -> Result<bool> {
-    let retry = self.inner.unconfirmed.load(Ordering::Acquire);
-    if self.is_finished() && !retry {
-      return Ok(false);
+    match self.inner.begin_release() {
+      Begin::Send => {}
+      Begin::Over => return Ok(false),
+      Begin::Closing => return self.inner.closed_outcome().await,
     }
     self.inner.stopped.store(true, Ordering::Release);
     let opts = ReleaseOptions {
       delete: delete.unwrap_or(self.inner.delete_on_release),
       data,
     };
-    let done = self
+    let request = self
       .inner
       .store()
-      .release_with(&self.inner.name, &self.inner.token, &opts)
-      .await;
-    match done {
-      Ok(ok) => {
-        self.inner.unconfirmed.store(false, Ordering::Release);
-        self.inner.finish((!ok).then_some(LostReason::Gone));
-        Ok(ok)
-      }
-      Err(err) => {
-        self.inner.unconfirmed.store(true, Ordering::Release);
-        self.inner.finish(Some(LostReason::Unconfirmed));
-        Err(err)
-      }
-    }
+      .release_with(&self.inner.name, &self.inner.token, &opts);
+    // `close()` waits for it: nothing is sent after close() resolved.
+    let done = self.inner.renewer.tasks.track_future(request).await;
+    self.inner.end_release(Some(&done));
+    done
   }
+}
+
+/// How a release starts (`LockInner::begin_release`).
+enum Begin {
+  /// Send it.
+  Send,
+  /// The lock is over: `Ok(false)`.
+  Over,
+  /// `close()` is releasing it: wait for its outcome.
+  Closing,
 }
 
 impl LockInner {
@@ -414,6 +432,45 @@ impl LockInner {
 
   pub(crate) fn token(&self) -> &str {
     &self.token
+  }
+
+  /// A release by the holder begins: counted, so that `close()` leaves the lock to it. A lock
+  /// whose release was not confirmed may try the delete again.
+  fn begin_release(&self) -> Begin {
+    let mut st = self.state();
+    if st.finished && !self.unconfirmed.load(Ordering::Acquire) {
+      return Begin::Over;
+    }
+    if st.closing {
+      return Begin::Closing;
+    }
+    st.releasing += 1;
+    Begin::Send
+  }
+
+  /// A release began with `begin_release` ended with `done` (`None`: nothing was sent, or its
+  /// outcome was recorded already). A release the server did not confirm ends the lock all the
+  /// same (`Unconfirmed`); a later release may try the delete again.
+  fn end_release(&self, done: Option<&Result<bool>>) {
+    if let Some(done) = done {
+      self.released(done);
+    }
+    let mut st = self.state();
+    st.releasing = st.releasing.saturating_sub(1);
+  }
+
+  /// Records the answer to a release of this lock.
+  fn released(&self, done: &Result<bool>) {
+    match done {
+      Ok(ok) => {
+        self.unconfirmed.store(false, Ordering::Release);
+        self.finish((!ok).then_some(LostReason::Gone));
+      }
+      Err(_) => {
+        self.unconfirmed.store(true, Ordering::Release);
+        self.finish(Some(LostReason::Unconfirmed));
+      }
+    }
   }
 
   fn emit(&self, event: LeaseEvent) {
@@ -478,7 +535,8 @@ fn lost_by_expiry(inner: &Arc<LockInner>) {
   }
   inner.finish(Some(LostReason::Expired));
   let inner = inner.clone();
-  tokio::spawn(async move {
+  let tasks = inner.renewer.tasks.clone();
+  tasks.spawn(async move {
     let opts = ReleaseOptions {
       delete: inner.delete_on_release,
       data: None,
@@ -488,17 +546,6 @@ fn lost_by_expiry(inner: &Arc<LockInner>) {
       .release_with(&inner.name, &inner.token, &opts)
       .await;
   });
-}
-
-/// Used by `close()`: the locks still held.
-pub(crate) fn held_locks(registry: &Registry) -> Vec<Lock> {
-  registry
-    .lock()
-    .unwrap_or_else(|e| e.into_inner())
-    .values()
-    .cloned()
-    .map(Lock::from_inner)
-    .collect()
 }
 
 impl std::fmt::Debug for Lock {

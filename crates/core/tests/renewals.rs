@@ -16,20 +16,14 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::{timeout, Instant};
 use tokio_util::sync::CancellationToken;
 
+/// A manager with the default request timeout (2 s).
 fn manager(server: &RedisServer) -> LockManager {
-  manager_with(server, ferrolock_core::DEFAULT_REQUEST_TIMEOUT)
-}
-
-/// `close()` settles within one request timeout and releases one script per lock: 20,000
-/// releases of a debug build on a loaded 2-core machine need more than the default 2 s (a
-/// release build sends them in well under one).
-fn manager_with(server: &RedisServer, request_timeout: Duration) -> LockManager {
   let store = RedisStore::new(RedisOptions {
     url: Some(server.url()),
     ..Default::default()
   })
   .expect("store");
-  LockManager::with_request_timeout(Arc::new(store), request_timeout)
+  LockManager::new(Arc::new(store))
 }
 
 fn opts(ttl_ms: u64, refresh_ms: Option<u64>) -> AcquireOptions {
@@ -75,10 +69,23 @@ fn dbsize(server: &RedisServer) -> usize {
   server.cli(&["dbsize"]).parse().expect("dbsize")
 }
 
+/// How many of the lock keys of `names` exist (EXISTS of 1,000 keys at a time).
+fn existing(server: &RedisServer, names: &[String]) -> usize {
+  names
+    .chunks(1000)
+    .map(|chunk| {
+      let keys: Vec<String> = chunk.iter().map(|n| format!("lock:{n}")).collect();
+      let mut args = vec!["exists"];
+      args.extend(keys.iter().map(String::as_str));
+      server.cli(&args).parse::<usize>().expect("exists")
+    })
+    .sum()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_thousand_held_locks_renew_in_batches_and_close_releases_them() {
   let server = RedisServer::start();
-  let mgr = manager_with(&server, support::scaled(30_000));
+  let mgr = manager(&server);
   let names: Vec<String> = (0..20_000).map(|i| format!("held-{i}")).collect();
   // A lease long enough for 20,000 acquires in a debug build on a busy 2-core machine.
   let o = opts(10_000, None);
@@ -122,16 +129,91 @@ async fn twenty_thousand_held_locks_renew_in_batches_and_close_releases_them() {
   // Every key is still ours, with a lease renewed within the last refresh interval or so.
   let pttl: i64 = server.cli(&["pttl", "lock:held-0"]).parse().expect("pttl");
   assert!(pttl > 3_000, "pttl {pttl}");
+  assert_eq!(existing(&server, &names), 20_000);
+  // close() releases them in batches (`release_many`), all within one request timeout.
   let closing = Instant::now();
   timeout(Duration::from_secs(60), mgr.close())
     .await
     .expect("close() with 20,000 held locks did not finish within 60 s");
   let took = closing.elapsed();
+  eprintln!("close() of 20,000 held locks took {took:?}");
+  let limit = support::within(ferrolock_core::DEFAULT_REQUEST_TIMEOUT.as_millis() as u64);
+  assert!(took <= limit, "close() took {took:?} (limit {limit:?})");
+  // Every key is gone from the server, each one checked by name.
+  assert_eq!(existing(&server, &names), 0, "close() left lock keys");
   assert_eq!(dbsize(&server), 0, "close() left keys behind");
   assert_eq!(mgr.stats().held, 0);
   let lost = locks.iter().filter(|l| l.is_lost()).count();
   assert_eq!(lost, 0, "{lost} locks ended lost in close() ({took:?})");
   assert!(locks.iter().all(|l| l.is_finished()));
+}
+
+/// Script calls the server ran so far (EVALSHA and EVAL).
+fn script_calls(server: &RedisServer) -> u64 {
+  let stats = server.cli(&["info", "commandstats"]);
+  stats
+    .lines()
+    .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+    .map(|l| {
+      let calls = l.split("calls=").nth(1).expect("calls=");
+      calls[..calls.find(',').expect(",")]
+        .parse::<u64>()
+        .expect("calls")
+    })
+    .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_during_close_is_sent_once_and_answers_as_the_delete_went() {
+  let server = RedisServer::start();
+  let mgr = manager(&server);
+  let names: Vec<String> = (0..2_000).map(|i| format!("closing-{i}")).collect();
+  // No heartbeats: every script call after the acquires is a release.
+  let o = AcquireOptions {
+    auto_extend: false,
+    ..opts(60_000, None)
+  };
+  let locks = acquire_all(&mgr, &names, &o).await;
+  let mut events: Vec<_> = locks[..2]
+    .iter()
+    .map(|l| l.take_events().expect("events"))
+    .collect();
+  // The release script is loaded on its first use (a NOSCRIPT reply, then EVAL): not counted.
+  let warm = mgr
+    .acquire("warm", o.clone(), CancellationToken::new())
+    .await;
+  assert!(warm
+    .expect("warm")
+    .expect("granted")
+    .release()
+    .await
+    .expect("release"));
+  let before = script_calls(&server);
+  // Lock 0's release starts before close(): close() leaves it to that release. Lock 1's starts
+  // once close() took it over: it waits for close()'s answer instead of sending its own.
+  let (first, (), second) = tokio::join!(locks[0].release(), mgr.close(), async {
+    tokio::task::yield_now().await;
+    locks[1].release().await
+  });
+  assert!(first.expect("release before close"));
+  assert!(second.expect("release during close"));
+  assert_eq!(
+    script_calls(&server) - before,
+    2_000,
+    "one release per lock, none twice"
+  );
+  assert_eq!(dbsize(&server), 0);
+  for rx in &mut events {
+    assert_eq!(
+      next(rx, "the end of a lock released in close()").await,
+      LeaseEvent::Released
+    );
+  }
+  assert!(locks.iter().all(|l| l.is_finished() && !l.is_lost()));
+  // After close() nothing is sent, not even by a release of a lock that was held.
+  let after = script_calls(&server);
+  assert!(!locks[2].release().await.expect("release after close"));
+  assert_eq!(script_calls(&server), after);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

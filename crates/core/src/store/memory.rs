@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use crate::error::Result;
 use crate::lease::{Acquire, AcquireRequest, Grant, Holder, LockInfo, Payload};
-use crate::store::{unsupported_extras, LockStore, Renewal, WakeHub, Watch};
+use crate::store::{unsupported_extras, LockStore, Owned, Renewal, WakeHub, Watch};
 
 struct Held {
   token: String,
@@ -201,6 +201,37 @@ impl LockStore for MemoryStore {
     self.release_sync(name, token)
   }
 
+  /// One pass over the batch under one lock of the map; waiters are woken after it.
+  async fn release_many(&self, items: &[Owned<'_>]) -> Vec<Result<bool>> {
+    let now = Instant::now();
+    let mut wake = Vec::new();
+    let out = {
+      let mut entries = self.entries();
+      items
+        .iter()
+        .map(|item| {
+          let Some(entry) = entries.get_mut(item.name) else {
+            return Ok(false);
+          };
+          entry.purge(now);
+          let ours = entry.held.as_ref().is_some_and(|h| h.token == item.token);
+          if ours {
+            entry.held = None;
+            wake.push((item.name, entry.queue.front().map(|w| w.token.clone())));
+          }
+          if entry.is_idle() {
+            entries.remove(item.name);
+          }
+          Ok(ours)
+        })
+        .collect()
+    };
+    for (name, head) in wake {
+      self.hub.wake(name, head.as_deref());
+    }
+    out
+  }
+
   async fn inspect(&self, name: &str) -> Result<Option<LockInfo>> {
     self.with_entry(name, |entry, now| {
       entry.held.as_ref().map(|held| LockInfo {
@@ -242,5 +273,76 @@ impl LockStore for MemoryStore {
 
   fn release_now(&self, name: &str, token: &str) -> Option<Result<bool>> {
     Some(self.release_sync(name, token))
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+  use crate::lease::AcquireExtras;
+
+  fn take(store: &MemoryStore, name: &str, token: &str) -> Acquire {
+    let extras = AcquireExtras::default();
+    let req = AcquireRequest {
+      token,
+      owner: token,
+      ttl: Duration::from_secs(30),
+      data: None,
+      queue_for: Some(Duration::from_secs(5)),
+      extras: &extras,
+    };
+    store.acquire_sync(name, &req).expect("acquire")
+  }
+
+  #[tokio::test]
+  async fn release_many_deletes_only_our_locks_and_wakes_the_next_waiter() {
+    let store = MemoryStore::new();
+    assert!(matches!(take(&store, "a", "t1"), Acquire::Granted(_)));
+    assert!(matches!(take(&store, "b", "other"), Acquire::Granted(_)));
+    assert!(matches!(take(&store, "c", "t3"), Acquire::Granted(_)));
+    // A waiter queued behind "c".
+    assert!(matches!(take(&store, "c", "w"), Acquire::Held(_)));
+    let (watch, _) = store.hub.register("c");
+    let woken = watch.notified();
+    tokio::pin!(woken);
+    woken.as_mut().enable();
+    let items = [
+      Owned {
+        name: "a",
+        token: "t1",
+      },
+      Owned {
+        name: "b",
+        token: "t2",
+      },
+      Owned {
+        name: "missing",
+        token: "t4",
+      },
+      Owned {
+        name: "c",
+        token: "t3",
+      },
+    ];
+    let out: Vec<bool> = store
+      .release_many(&items)
+      .await
+      .into_iter()
+      .map(|r| r.expect("release"))
+      .collect();
+    assert_eq!(out, [true, false, false, true]);
+    // Another owner's lock stays; ours are gone; the waiter first in line is woken for "c".
+    assert_eq!(
+      store.inspect("b").await.expect("inspect").map(|i| i.owner),
+      Some("other".into())
+    );
+    assert!(store.inspect("a").await.expect("inspect").is_none());
+    tokio::time::timeout(Duration::from_secs(5), woken)
+      .await
+      .expect("the waiter of c was not woken");
+    assert!(watch.addressed_to("w"));
+    assert!(matches!(take(&store, "c", "w"), Acquire::Granted(_)));
+    // Only "b" and "c" hold anything now: no entry left behind for "a" or "missing".
+    assert_eq!(store.len(), 2);
   }
 }
