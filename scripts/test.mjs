@@ -1,15 +1,16 @@
-// The whole test suite, as `npm test` runs it: Rust formatting, lints and tests (against real
-// redis-server processes they start), the generated loader's freshness, the TypeScript typings
-// check, the JS linters, then the JS suites (node --test) twice: on the Node.js running this
-// script and on Node.js 22, and last a short randomized fault run of each backend (nemesis/,
-// once, on the Node.js running this script). Runs every step and fails at the end if any step
-// failed.
+// The whole test suite, as `npm test` runs it (after `scripts/ensure.mjs --servers --no-build` has
+// installed what is missing): the release build of the addon (scripts/ensure.mjs), Rust
+// formatting, lints and tests (against real redis-server processes they start), the generated
+// loader's freshness, the TypeScript typings check, the JS linters, the JS suites (node --test)
+// twice: on the Node.js running this script and on Node.js 22, and a short randomized fault run
+// of each backend (nemesis/, once, on the Node.js running this script). The steps run in lanes
+// side by side (see `lanes`); every step runs, and the run fails at the end if any step failed.
 //
-// Every step is bounded (its minutes in `steps`, scaled by FERROLOCK_TEST_SLACK): a step that runs
-// over is killed with its whole process group and reported by name. The run lists the slowest test
-// files, then ends with one line `N passed, N failed`, summing cargo test's `test result:` lines
-// and the node --test results (scripts/test-reporter.mjs). A skipped or ignored test counts as
-// failed unless scripts/test-skips.txt lists it with a reason.
+// Every step is bounded (its minutes in `lanes`, scaled by FERROLOCK_TEST_SLACK): a step that runs
+// over is killed with its whole process group and reported by name. The run lists each step's
+// seconds and the slowest test files, then ends with one line `N passed, N failed`, summing cargo
+// test's `test result:` lines and the node --test results (scripts/test-reporter.mjs). A skipped
+// or ignored test counts as failed unless scripts/test-skips.txt lists it with a reason.
 //
 // For a partial run: `node scripts/test.mjs "cargo test" "node --test"` runs the steps whose name
 // contains one of the words; FERROLOCK_TEST_FILES=faults,tls limits the node --test files.
