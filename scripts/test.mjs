@@ -275,6 +275,17 @@ const clock = () => `${((Date.now() - t0) / 1000).toFixed(0).padStart(4)} s`
 // directory gains nothing from them and pays for writing them).
 const niced = (command, argv) =>
   process.platform === 'win32' ? [command, argv] : ['nice', ['-n', '10', command, ...argv]]
+// Each step's CPU seconds (user + system, its processes included) where GNU time is installed:
+// what a step would take alone on a quiet machine is near its CPU seconds / cores, or its wall
+// clock when it mostly waits.
+const gnuTime = process.platform === 'linux' && existsSync('/usr/bin/time')
+const timed = (command, argv, file) =>
+  gnuTime ? ['/usr/bin/time', ['-q', '-f', '%U %S', '-o', file, command, ...argv]] : [command, argv]
+const cpuSeconds = (file) => {
+  if (!gnuTime || !existsSync(file)) return null
+  const [user, sys] = readFileSync(file, 'utf8').trim().split('\n').at(-1).split(' ').map(Number)
+  return Number.isFinite(user + sys) ? user + sys : null
+}
 const env = { ...process.env }
 if (process.env.CI && env.CARGO_INCREMENTAL === undefined) env.CARGO_INCREMENTAL = '0'
 
@@ -283,10 +294,12 @@ async function runStep([name, cmd, args, allowedMinutes, feeds, nice]) {
   const argv = typeof args === 'function' ? args(results) : args
   const ms = minutes(allowedMinutes)
   const [command, fullArgv] = nice ? niced(cmd, argv) : [cmd, argv]
+  const cpuFile = join(tmp, `cpu-${name.replace(/\W+/g, '-')}.txt`)
   console.log(`[${clock()}] started: ${name}`)
   const started = Date.now()
-  const r = await run(command, fullArgv, ms, env)
+  const r = await run(...timed(command, fullArgv, cpuFile), ms, env)
   const secs = ((Date.now() - started) / 1000).toFixed(1)
+  const cpu = cpuSeconds(cpuFile)
   let counted = -1
   if (feeds === 'cargo') counted = countCargo(r.output)
   if (feeds === 'node') counted = countNode(results, name.replace('node --test ', ''))
@@ -305,7 +318,7 @@ async function runStep([name, cmd, args, allowedMinutes, feeds, nice]) {
   process.stdout.write(`\n=== ${name}: ${command} ${fullArgv.join(' ')}\n${r.output}`)
   if (r.output && !r.output.endsWith('\n')) process.stdout.write('\n')
   console.log(`=== ${name}: ${verdict}  [ended at ${clock()}]`)
-  stepTimes.push([Number(secs), name, verdict.startsWith('ok') ? 'ok' : 'FAILED'])
+  stepTimes.push([Number(secs), cpu, name, verdict.startsWith('ok') ? 'ok' : 'FAILED'])
   endedWith.get(name)()
 }
 
@@ -315,8 +328,12 @@ async function runLane(lane) {
 }
 await Promise.all(lanes.map(runLane))
 
-console.log(`\nSteps (s, wall clock, side by side; ${clock().trim()} in all):`)
-for (const [s, name, verdict] of stepTimes) console.log(`  ${s.toFixed(1).padStart(7)}  ${name}: ${verdict}`)
+console.log(`\nSteps (seconds of wall clock, side by side, ${clock().trim()} in all; and CPU seconds):`)
+for (const [s, cpu, name, verdict] of stepTimes) {
+  console.log(
+    `  ${s.toFixed(1).padStart(7)}  ${cpu === null ? '' : `${cpu.toFixed(1).padStart(7)} CPU`}  ${name}: ${verdict}`,
+  )
+}
 
 if (durations.length) {
   console.log('\nSlowest test files (s):')
