@@ -82,8 +82,11 @@ function spawnWorker(slot) {
   child.on('message', (m) => onMessage(proc, m))
   child.on('exit', (code, signal) => {
     proc.exited = { code, signal, at: now() }
-    // Locks of a killed process end when it dies (by its own account).
-    for (const g of grants.values()) if (g.pid === child.pid && g.end === undefined) g.end = proc.exited.at
+    // Locks of a killed process end when it dies (by its own account): for a SIGKILL of ours, when
+    // we sent it. The kernel frees a dead holder's file lock at once, and on a loaded machine this
+    // event comes late (tens of ms): a grant in between is no overlap.
+    const end = proc.killedAt ?? proc.exited.at
+    for (const g of grants.values()) if (g.pid === child.pid && g.end === undefined) g.end = end
     if (proc.killedByUs) return
     if (code !== 0) problems.push({ kind: 'crash', pid: child.pid, code, signal })
   })
@@ -148,6 +151,7 @@ const FAULTS = [
       const p = pick(live())
       const f = window({ type: 'worker-kill', pid: p.child.pid })
       p.killedByUs = true
+      p.killedAt = now()
       p.child.kill('SIGKILL')
       await new Promise((resolve) => (p.exited ? resolve() : p.child.once('exit', resolve)))
       f.to = now()

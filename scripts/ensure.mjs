@@ -2,6 +2,10 @@
 // dependencies when they are missing, and builds the native addon when it is missing or older
 // than its Rust sources (`npm run release:pack` for this host, which also packs dist/). Every
 // step says what it does; a failing step stops with its exit code.
+//
+//   --servers   also redis-server and moto_server (what the tests start)
+//   --no-build  install only: `npm test` builds the addon as a step of scripts/test.mjs, beside
+//               the Rust lints and tests
 import { spawnSync } from 'node:child_process'
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
@@ -9,6 +13,7 @@ import { fileURLToPath } from 'node:url'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const wantServers = process.argv.includes('--servers')
+const build = !process.argv.includes('--no-build')
 
 function run(cmd, args, env = process.env) {
   console.log(`[ensure] ${cmd} ${args.join(' ')}`)
@@ -54,7 +59,7 @@ const sources = ['src', 'crates/core/src', 'crates/core/Cargo.toml', 'Cargo.toml
 const sourceTime = Math.max(...sources.map((s) => newest(join(root, s))))
 const addons = readdirSync(root).filter((f) => /^ferrolock\..+\.node$/.test(f))
 const addonTime = Math.max(0, ...addons.map((f) => statSync(join(root, f)).mtimeMs))
-if (addonTime < sourceTime) {
+if (build && addonTime < sourceTime) {
   if (!onPath('cargo')) {
     console.error('[ensure] the Rust toolchain (cargo) is required to build the addon: https://rustup.rs')
     process.exit(1)
