@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 
 import { AbortedError, ClientClosedError, createClient, LockError, LockNotAcquiredError } from '../index.js'
-import { waitUntil } from './support/bounded.mjs'
+import { bounded, waitUntil } from './support/bounded.mjs'
 import { startCluster, startDynalite, startMasters, startRedis } from './support/servers.mjs'
 
 const require = createRequire(import.meta.url)
@@ -172,23 +172,28 @@ for (const [backend, setup] of Object.entries(backends)) {
 
     test('events arrive in order: acquired, refreshed, released', async () => {
       const name = unique('events')
-      const lock = await locks.acquire(name, { ttl: 150 })
+      // ttl 1500: a renewal every 500 ms, with a second of slack for a heartbeat on a loaded machine.
+      const lock = await locks.acquire(name, { ttl: 1500 })
       const seen = []
       lock.on('acquired', () => seen.push('acquired'))
-      const refreshed = new Promise((resolve) =>
+      // The first renewal, or the loss that stops it (then the order check below names it).
+      const renewedOrLost = new Promise((resolve) => {
         lock.on('refreshed', (e) => {
           seen.push(`refreshed:${e.ttl}`)
           resolve()
-        }),
-      )
+        })
+        lock.on('lost', () => {
+          seen.push('lost')
+          resolve()
+        })
+      })
       lock.on('released', () => seen.push('released'))
-      lock.on('lost', () => seen.push('lost'))
-      await refreshed
-      assert.equal(await lock.release(), true)
+      await bounded(renewedOrLost, 'the first renewal')
+      assert.equal(await lock.release(), true, `events so far: ${seen.join(', ')}`)
       // In order, each once, with as many renewals as happened before the release (at least one).
-      const renewals = seen.filter((e) => e === 'refreshed:150').length
-      assert.ok(renewals >= 1)
-      assert.deepEqual(seen, ['acquired', ...Array(renewals).fill('refreshed:150'), 'released'])
+      const renewals = seen.filter((e) => e === 'refreshed:1500').length
+      assert.ok(renewals >= 1, `events: ${seen.join(', ')}`)
+      assert.deepEqual(seen, ['acquired', ...Array(renewals).fill('refreshed:1500'), 'released'])
     })
 
     test('auto-extend keeps the lock across several ttls', async () => {

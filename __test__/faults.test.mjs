@@ -142,6 +142,13 @@ describe('redis faults', () => {
       assert.deepEqual(locks.stats(), { pending: 0, held: 1, watched: 0 })
       assert.ok(controllers.every((ac) => getEventListeners(ac.signal, 'abort').length === 0))
       assert.ok(process.getActiveResourcesInfo().length <= resourcesBefore)
+      // Each cancelled waiter leaves the server's queue by a request of its own, which may still be
+      // on its way under load: wait (bounded) until the queue is gone.
+      if (backend === 'redis') {
+        const redis = new Redis(server.url)
+        await waitUntil(async () => (await redis.exists(`{lock:${name}}:queue`)) === 0, 'the queue to empty')
+        redis.disconnect()
+      }
       // The queue is empty again: after the release a single attempt wins at once.
       await lock.release()
       const again = await locks.tryAcquire(name)

@@ -275,7 +275,8 @@ impl RedisCluster {
   /// Waits until every replica of the master on `port` has received all its writes.
   pub fn wait_replicated(&self, port: u16) {
     let master = self.nodes.iter().find(|n| n.port == port).expect("node");
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // Replication waits on the machine's load: 20 s x slack (a hang is still named).
+    let deadline = Instant::now() + scaled(20_000).min(HANG);
     while Instant::now() < deadline {
       let info = master.cli(&["info", "replication"]);
       let offset = info
