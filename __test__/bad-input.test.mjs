@@ -2,12 +2,17 @@
 // client below points at a port where nothing listens, so any I/O would end in
 // ERR_BACKEND_UNAVAILABLE instead. Against a real server, nothing is left behind.
 import assert from 'node:assert/strict'
+import { readFileSync } from 'node:fs'
 import { describe, test } from 'node:test'
 
 import Redis from 'ioredis'
 
 import { createClient, InvalidArgumentError } from '../index.js'
 import { freePort, startRedis } from './support/servers.mjs'
+
+const urlMessages = JSON.parse(
+  readFileSync(new URL('../crates/core/src/store/redis/url-messages.json', import.meta.url), 'utf8'),
+)
 
 // Names: empty, not strings, over 1024 bytes (also when only the UTF-8 encoding is).
 const badNames = ['', 42, null, undefined, 'x'.repeat(1025), 'é'.repeat(513)]
@@ -104,6 +109,23 @@ describe('bad input', () => {
     redis.disconnect()
     await locks.close()
     await server.stop()
+  })
+
+  // The JS layer and the Rust core each check a Redis URL's shape; the fixture pins both to the
+  // same messages (the core's unit test reads the same file).
+  test('a bad Redis URL gets the messages url-messages.json pins', () => {
+    for (const [what, url, message] of urlMessages) {
+      assert.throws(
+        () => createClient({ redis: url }),
+        (err) => err instanceof InvalidArgumentError && err.message === message.replace('{what}', 'options.redis'),
+        what,
+      )
+      assert.throws(
+        () => createClient({ redis: { cluster: ['redis://127.0.0.1:7000', url] } }),
+        (err) => err.message === message.replace('{what}', 'options.redis.cluster[1]'),
+        `${what} (cluster node)`,
+      )
+    }
   })
 
   test('createClient validates its options synchronously, without echoing secrets', () => {

@@ -349,7 +349,7 @@ impl Lock {
   /// `extend`, also replacing the lock's data where the store supports it (DynamoDB's
   /// `sendHeartbeat` with data).
   pub async fn extend_with(&self, ttl: Duration, data: Option<&Payload>) -> Result<bool> {
-    crate::client::check_ttl(ttl, "ttl")?;
+    crate::options::check_ttl(ttl, "ttl")?;
     if self.is_finished() {
       return Ok(false);
     }

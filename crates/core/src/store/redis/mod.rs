@@ -48,7 +48,7 @@ mod tracked;
 
 use connection::{ClusterConnect, Conn};
 use keys::{hash_tag, Keys};
-use options::{target, Target, BAD_NODE};
+use options::{target, Target};
 pub use options::{RedisOptions, DEFAULT_PREFIX};
 use pubsub::SubCmd;
 use scripts::{as_i64, as_string, as_u64, remaining, unexpected, Scripts};
@@ -130,11 +130,9 @@ impl RedisStore {
     let target = target(&opts)?;
     let first = match &target {
       Target::Single(info) => Some(&**info),
-      Target::Cluster(infos) => Some(
-        infos
-          .first()
-          .ok_or_else(|| LockError::InvalidArg(BAD_NODE.into()))?,
-      ),
+      Target::Cluster(infos) => Some(infos.first().ok_or_else(|| {
+        LockError::InvalidArg("options.redis.cluster must list at least one node URL".into())
+      })?),
       Target::Client(_) => None,
     };
     if first.is_some_and(|f| matches!(f.addr(), redis::ConnectionAddr::TcpTls { .. })) {

@@ -42,13 +42,30 @@ pub(super) enum Target {
   Client(RedisClientObject),
 }
 
-/// The message for a URL that does not parse; never includes the URL (it may hold a password).
-const BAD_URL: &str =
-  "options.redis: invalid Redis URL (expected redis://[user:password@]host[:port][/db] or rediss://...)";
-
-/// The message for a cluster node URL that does not parse.
-pub(super) const BAD_NODE: &str =
-  "options.redis.cluster: invalid node URL (expected redis://[user:password@]host[:port] or rediss://...)";
+/// Checks a URL's shape, as the JS layer's parser (`lib/options/redis.js`) does, with the same
+/// messages (`url-messages.json` pins both): it parses (WHATWG rules, as Node's `URL`), its
+/// scheme is redis: or rediss:, it names a host. `what` names the option; the URL itself is never
+/// repeated (it may hold a password).
+pub(super) fn check_url(url: &str, what: &str) -> Result<()> {
+  let parsed = url::Url::parse(url).map_err(|_| {
+    LockError::InvalidArg(format!(
+      "{what}: invalid Redis URL (expected redis://[user:password@]host[:port][/db])"
+    ))
+  })?;
+  let scheme = parsed.scheme();
+  if scheme != "redis" && scheme != "rediss" {
+    let shown = serde_json::to_string(&format!("{scheme}:")).unwrap_or_default();
+    return Err(LockError::InvalidArg(format!(
+      "{what}: unsupported URL scheme {shown} (expected redis: or rediss:)"
+    )));
+  }
+  if parsed.host_str().is_none_or(str::is_empty) {
+    return Err(LockError::InvalidArg(format!(
+      "{what}: the Redis URL has no host"
+    )));
+  }
+  Ok(())
+}
 
 pub(super) fn target(opts: &RedisOptions) -> Result<Target> {
   if let Some(client) = &opts.client {
@@ -72,7 +89,7 @@ pub(super) fn target(opts: &RedisOptions) -> Result<Target> {
     check_ca(ca)?;
   }
   let Some(nodes) = &opts.cluster else {
-    let info = connection_info(opts, opts.url.as_deref(), BAD_URL)?;
+    let info = connection_info(opts, opts.url.as_deref(), "options.redis")?;
     return Ok(Target::Single(Box::new(info)));
   };
   if nodes.is_empty() {
@@ -92,7 +109,8 @@ pub(super) fn target(opts: &RedisOptions) -> Result<Target> {
   }
   let infos = nodes
     .iter()
-    .map(|node| connection_info(opts, Some(node), BAD_NODE))
+    .enumerate()
+    .map(|(i, node)| connection_info(opts, Some(node), &format!("options.redis.cluster[{i}]")))
     .collect::<Result<Vec<_>>>()?;
   if infos.iter().any(|i| i.redis_settings().db() != 0) {
     return Err(LockError::InvalidArg(
@@ -115,23 +133,24 @@ fn check_ca(ca: &[u8]) -> Result<()> {
   }
 }
 
-fn connection_info(opts: &RedisOptions, url: Option<&str>, bad: &str) -> Result<ConnectionInfo> {
+fn connection_info(opts: &RedisOptions, url: Option<&str>, what: &str) -> Result<ConnectionInfo> {
   let url = url.unwrap_or("redis://127.0.0.1:6379");
-  if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
-    return Err(LockError::InvalidArg(bad.into()));
-  }
-  let mut info = url
-    .into_connection_info()
-    .map_err(|_| LockError::InvalidArg(bad.into()))?;
+  check_url(url, what)?;
+  // What the WHATWG parser accepts but redis-rs does not (e.g. a db path that is no number).
+  let bad = || {
+    LockError::InvalidArg(format!(
+      "{what}: invalid Redis URL (expected redis://[user:password@]host[:port][/db])"
+    ))
+  };
+  let mut info = url.into_connection_info().map_err(|_| bad())?;
   let (host, port, tls) = match info.addr() {
     redis::ConnectionAddr::Tcp(h, p) => (h.clone(), *p, false),
     redis::ConnectionAddr::TcpTls { host, port, .. } => (host.clone(), *port, true),
-    _ => return Err(LockError::InvalidArg(bad.into())),
+    _ => return Err(bad()),
   };
   let host = opts.host.clone().unwrap_or(host);
   let port = opts.port.unwrap_or(port);
   // Caught here, before any connection attempt (messages never repeat the URL).
-  let what = bad.split(':').next().unwrap_or("options.redis");
   if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
     return Err(LockError::InvalidArg(format!(
       "{what}: the host must be a host name or an IP address"
@@ -177,16 +196,37 @@ mod tests {
   use crate::store::redis::{RedisOptions, RedisStore};
 
   #[test]
-  fn bad_urls_are_rejected_without_echoing_them() {
-    for url in ["http://x", "redis://user:s3cret@", "nonsense"] {
-      let err = RedisStore::new(RedisOptions {
-        url: Some(url.into()),
+  fn bad_urls_get_the_js_layers_messages_without_echoing_them() {
+    let cases: Vec<(String, String, String)> =
+      serde_json::from_str(include_str!("url-messages.json")).expect("the fixture parses");
+    for (what, url, message) in cases {
+      let single = RedisStore::new(RedisOptions {
+        url: Some(url.clone()),
         ..Default::default()
       })
-      .err();
-      let msg = err.map(|e| e.to_string()).unwrap_or_default();
-      assert!(msg.contains("invalid Redis URL"), "{url}: {msg}");
-      assert!(!msg.contains("s3cret"));
+      .err()
+      .map(|e| e.to_string());
+      assert_eq!(
+        single.as_deref(),
+        Some(message.replace("{what}", "options.redis").as_str()),
+        "{what}"
+      );
+      let node = RedisStore::new(RedisOptions {
+        cluster: Some(vec!["redis://127.0.0.1:7000".into(), url.clone()]),
+        ..Default::default()
+      })
+      .err()
+      .map(|e| e.to_string());
+      assert_eq!(
+        node.as_deref(),
+        Some(
+          message
+            .replace("{what}", "options.redis.cluster[1]")
+            .as_str()
+        ),
+        "{what} (cluster node)"
+      );
+      assert!(!single.unwrap_or_default().contains("s3cret"));
     }
   }
 }
