@@ -354,6 +354,11 @@ impl Lock {
       return Ok(false);
     }
     let _one_at_a_time = self.inner.extending.lock().await;
+    // Checked again now that it is this call's turn: a release or close() that began meanwhile
+    // owns the lock's end, and nothing more is sent for it.
+    if self.inner.ending() {
+      return Ok(false);
+    }
     let started = Instant::now();
     let ok = self
       .inner
@@ -361,12 +366,16 @@ impl Lock {
       .extend_with(&self.inner.name, &self.inner.token, ttl, data)
       .await;
     match ok {
+      // A release or close() that began meanwhile ends the lock: no event for this renewal.
+      Ok(true) if self.inner.ending() => {}
       Ok(true) => {
         self.inner.refreshed(started, ttl);
         // The schedule counts from this renewal now.
         self.inner.reschedule(None);
       }
-      Ok(false) => self.inner.finish(Some(LostReason::Gone)),
+      // Gone, unless a release or close() began meanwhile: its answer ends the lock then.
+      Ok(false) if !self.inner.ending() => self.inner.finish(Some(LostReason::Gone)),
+      Ok(false) => {}
       // The heartbeat may have skipped its turn while this ran: it takes it again.
       Err(_) => self.inner.reschedule(None),
     }
@@ -432,6 +441,15 @@ impl LockInner {
 
   pub(crate) fn token(&self) -> &str {
     &self.token
+  }
+
+  /// Whether the lock is over or its end has begun (a release of the holder's, or `close()`'s).
+  fn ending(&self) -> bool {
+    if self.stopped.load(Ordering::Acquire) {
+      return true;
+    }
+    let st = self.state();
+    st.finished || st.closing
   }
 
   /// A release by the holder begins: counted, so that `close()` leaves the lock to it. A lock

@@ -217,6 +217,47 @@ async fn a_release_during_close_is_sent_once_and_answers_as_the_delete_went() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extend_during_close_sends_nothing_and_the_lock_ends_released() {
+  let server = RedisServer::start();
+  let mgr = manager(&server);
+  let names: Vec<String> = (0..2_000).map(|i| format!("extending-{i}")).collect();
+  let o = AcquireOptions {
+    auto_extend: false,
+    ..opts(60_000, None)
+  };
+  let locks = acquire_all(&mgr, &names, &o).await;
+  let mut events = locks[1].take_events().expect("events");
+  let warm = mgr
+    .acquire("warm", o.clone(), CancellationToken::new())
+    .await;
+  assert!(warm
+    .expect("warm")
+    .expect("granted")
+    .release()
+    .await
+    .expect("release"));
+  let before = script_calls(&server);
+  // Lock 1's extend comes once close() took the lock over: nothing is sent for it, and the lock
+  // ends as close()'s delete went (an extend that reached the server after the delete made it
+  // 'lost').
+  let ((), extended) = tokio::join!(mgr.close(), async {
+    tokio::task::yield_now().await;
+    locks[1].extend(Duration::from_secs(60)).await
+  });
+  assert!(!extended.expect("extend during close"));
+  assert_eq!(
+    script_calls(&server) - before,
+    2_000,
+    "one release per lock, no extend"
+  );
+  assert_eq!(
+    next(&mut events, "the end of a lock extended during close()").await,
+    LeaseEvent::Released
+  );
+  assert!(!locks[1].is_lost());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_deleted_in_a_batch_are_lost_and_only_those() {
   let server = RedisServer::start();
   let mgr = manager(&server);
