@@ -271,3 +271,26 @@ test("a heartbeat's 'error' through a client object: its cause is masked, the or
     await server.stop()
   }
 })
+
+// A secret inside an array or a plain object of the caller's error (AggregateError.errors, ioredis
+// ReplyError.command.args) is masked too; binary data is left as it is.
+test("a client object's error with a secret in a nested array or object becomes a masked stand-in", () => {
+  const { rememberRedisSecrets, safeCause } = require('../lib/secrets.js')
+  rememberRedisSecrets({ options: { password: 'pw-Zq81-nested' } })
+  const err = new Error('clean message')
+  err.errors = [new Error('AUTH pw-Zq81-nested failed')]
+  err.command = { name: 'auth', args: ['default', 'pw-Zq81-nested'] }
+  err.buf = Buffer.from('raw')
+  const cause = safeCause(err)
+  assert.notEqual(cause, err)
+  assert.ok(!inspect(cause, { depth: 10 }).includes('pw-Zq81'), inspect(cause, { depth: 10 }))
+  assert.equal(cause[Symbol.for('ferrolock.original')], err, 'the original stays reachable')
+  assert.ok(Array.isArray(cause.errors) && cause.errors[0] instanceof Error)
+  assert.deepEqual(cause.command, { name: 'auth', args: ['default', '***'] })
+  assert.equal(cause.buf, err.buf)
+  assert.equal(err.command.args[1], 'pw-Zq81-nested', "the caller's error is unchanged")
+  // Nothing secret: the caller's own object.
+  const plain = new Error('clean')
+  plain.command = { name: 'get', args: ['k'] }
+  assert.equal(safeCause(plain), plain)
+})

@@ -81,10 +81,22 @@ function* ownData(err) {
   }
 }
 
-// Whether a text of `value` holds a secret: a string, or an error's own texts and nested errors.
+// An object whose own texts are followed: an error, an array (`AggregateError.errors`, ioredis
+// `previousErrors`) or a plain object (ioredis `command: { name, args }`), with at most
+// MAX_KEYS own properties. Binary data and other classes' objects are left as they are.
+const MAX_KEYS = 256
+function followed(value) {
+  if (value === null || typeof value !== 'object' || ArrayBuffer.isView(value)) return false
+  const proto = Object.getPrototypeOf(value)
+  const plain = proto === null || proto === Object.prototype || Array.isArray(value)
+  return (plain || isErrorLike(value)) && Reflect.ownKeys(value).length <= MAX_KEYS
+}
+
+// Whether a text of `value` holds a secret: a string, or the own texts of an error, array or
+// plain object, nested up to MAX_DEPTH.
 function holdsSecret(value, depth = 0, seen = new Set()) {
   if (typeof value === 'string') return masked(value) !== value
-  if (!isErrorLike(value) || depth > MAX_DEPTH || seen.has(value)) return false
+  if (depth > MAX_DEPTH || seen.has(value) || !followed(value)) return false
   seen.add(value)
   if (typeof value.message === 'string' && masked(value.message) !== value.message) return true
   for (const [, d] of ownData(value)) if (holdsSecret(d.value, depth + 1, seen)) return true
@@ -96,10 +108,11 @@ function maskStack(stack) {
   return frames < 0 ? masked(stack) : masked(stack.slice(0, frames)) + stack.slice(frames)
 }
 
-// A copy of `err` with every text masked; the original under ORIGINAL.
+// A copy of `err` (an error, array or plain object) with every text masked; the original under
+// ORIGINAL.
 function standIn(err, depth, copies) {
   if (copies.has(err)) return copies.get(err)
-  const copy = Object.create(Object.getPrototypeOf(err))
+  const copy = Array.isArray(err) ? [] : Object.create(Object.getPrototypeOf(err))
   copies.set(err, copy)
   for (const [key, d] of ownData(err)) {
     if (typeof d.value === 'string') d.value = masked(d.value)
