@@ -25,6 +25,7 @@ use crate::lease::Payload;
 
 use super::os;
 use super::paths::NamePaths;
+use super::record::{self, Record};
 
 /// Names whose files stay open while idle.
 const CAP: usize = 128;
@@ -55,6 +56,14 @@ pub(crate) struct Entry {
   rec_len: Option<u64>,
   /// The record's bytes as last read (reused, no allocation per read).
   buf: Vec<u8>,
+  /// The record file's bytes as our last in-place write left them (the bytes read, with the
+  /// version we wrote laid over its slot), and the record they decode to (`known`, the one
+  /// we wrote). A read that finds exactly these bytes takes `known` instead of decoding them
+  /// again: decoding is a function of the bytes alone, so equal bytes give an equal record,
+  /// and the checksum pass over the body is skipped. Any other bytes (another process wrote,
+  /// or a short read) are decoded as usual.
+  written: Vec<u8>,
+  known: Option<Record>,
 }
 
 /// The state lock of a name, taken: unlocked by `done`, or by closing the file if dropped
@@ -81,6 +90,8 @@ impl Entry {
       rec_fresh: false,
       rec_len: None,
       buf: Vec::new(),
+      written: Vec::new(),
+      known: None,
     }
   }
 
@@ -142,7 +153,7 @@ impl Entry {
   }
 
   /// The record's bytes (empty for a new or emptied record). Under the state lock.
-  pub fn read_record(&mut self) -> Result<&[u8]> {
+  fn read_record(&mut self) -> Result<&[u8]> {
     if self.rec.is_none() {
       let f = os::open_rw(&self.paths.record, false)
         .map_err(|e| os::io_error("open", &self.paths.record, e))?;
@@ -174,6 +185,50 @@ impl Entry {
     }
     self.buf.truncate(got);
     Ok(&self.buf)
+  }
+
+  /// The record as read now: `None` for a new or emptied file, `Some(None)` when no version
+  /// in it is valid (torn). Under the state lock.
+  pub fn read_decoded(&mut self) -> Result<Option<Option<Record>>> {
+    let known = self.known.take();
+    self.read_record()?;
+    if self.buf.is_empty() {
+      return Ok(None);
+    }
+    if let Some(rec) = known {
+      if self.buf == self.written {
+        return Ok(Some(Some(rec)));
+      }
+    }
+    Ok(Some(Record::decode_file(&self.buf)))
+  }
+
+  /// After `rec` was written in place as `bytes` at `offset` (`write_record`, right after the
+  /// read of this operation): the file's bytes are those read with `bytes` laid over them,
+  /// which decode to `rec` (the newer version, whole, in the other slot: see
+  /// `record::Record::decode_file`), placed where it now sits.
+  pub fn wrote(&mut self, offset: usize, bytes: &[u8], rec: &Record) {
+    std::mem::swap(&mut self.buf, &mut self.written);
+    let end = offset + bytes.len();
+    if self.written.len() < end {
+      // A write past the end leaves zeros (a hole) before it.
+      self.written.resize(end, 0);
+    }
+    self.written[offset..end].copy_from_slice(bytes);
+    let known = Record {
+      place: record::Place {
+        seq: rec.place.seq + 1,
+        slot: Some(offset / record::SLOT),
+        whole: false,
+      },
+      ..rec.clone()
+    };
+    debug_assert_eq!(
+      Record::decode_file(&self.written).as_ref(),
+      Some(&known),
+      "the bytes written decode to the record written"
+    );
+    self.known = Some(known);
   }
 
   /// Writes `bytes` at `offset` of the record, in place.
@@ -309,6 +364,8 @@ impl Entry {
     self.lk = None;
     self.rec = None;
     self.buf = Vec::new();
+    self.written = Vec::new();
+    self.known = None;
     if self.held.is_none() {
       self.hold = None;
       return false;

@@ -47,8 +47,7 @@ fn fence_floor_from_clock() -> u64 {
 
 impl Inner {
   fn load(&self, e: &mut Entry, name: &str) -> Result<Loaded> {
-    let bytes = e.read_record()?;
-    if bytes.is_empty() {
+    let Some(decoded) = e.read_decoded()? else {
       // No version yet: a new name, or a record made whose first write never happened (a
       // full disk), or one deleted behind our back. A holder file left from earlier keeps
       // the last fence granted: fences go on from there, never back to 1.
@@ -62,8 +61,8 @@ impl Inner {
       };
       self.reconcile(e, &loaded.rec);
       return Ok(loaded);
-    }
-    match Record::decode_file(bytes) {
+    };
+    match decoded {
       Some(rec) if rec.name == name => {
         self.reconcile(e, &rec);
         Ok(Loaded { rec, torn: false })
@@ -99,13 +98,15 @@ impl Inner {
   /// A holding of ours that the record no longer names (taken over after our lease ended,
   /// or released by token elsewhere) is given up: its holder file unlocked, waiters told.
   fn reconcile(&self, e: &mut Entry, rec: &Record) {
-    let Some(ours) = e.held.as_ref().map(|h| h.token.clone()) else {
+    let Some(held) = e.held.as_ref() else {
       return;
     };
-    if rec.holder.as_ref().is_some_and(|h| h.token == ours) {
+    if rec.holder.as_ref().is_some_and(|h| h.token == held.token) {
       return;
     }
-    e.drop_held(&ours);
+    // Not ours any more: as `drop_held` of our token (no copy of it made).
+    e.held = None;
+    e.unlock_hold();
     if !rec.queue.is_empty() {
       os::ping(&e.paths.hold);
     }
@@ -129,7 +130,9 @@ impl Inner {
       Some(0) => 1,
       _ => 0,
     };
-    e.write_record(slot * record::SLOT, &bytes, self.opts.fsync)
+    e.write_record(slot * record::SLOT, &bytes, self.opts.fsync)?;
+    e.wrote(slot * record::SLOT, &bytes, rec);
+    Ok(())
   }
 
   /// What we kept of the name held under `token` (fence, owner, data), only while our locked
