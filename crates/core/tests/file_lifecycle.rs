@@ -6,6 +6,9 @@ use std::time::{Duration, Instant};
 
 use ferrolock_core::{Acquire, AcquireExtras, AcquireRequest, FileOptions, FileStore, LockStore};
 
+/// These tests count the process's descriptors and threads: one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 static NO_EXTRAS: AcquireExtras = AcquireExtras {
   replace_data: false,
   delete_on_release: false,
@@ -41,6 +44,7 @@ impl Drop for Dir {
 
 #[tokio::test]
 async fn an_attempt_whose_clean_up_release_came_first_does_not_grant() {
+  let _serial = SERIAL.lock().await;
   let dir = Dir::new("late-grant");
   let store = FileStore::new(FileOptions::new(&dir.0)).expect("options");
   // The manager cut the attempt at its deadline and released its token at once, before the
@@ -74,6 +78,7 @@ fn watch_threads() -> usize {
 #[cfg(target_os = "linux")]
 #[tokio::test]
 async fn a_store_dropped_without_close_ends_its_watch_thread() {
+  let _serial = SERIAL.lock().await;
   let dir = Dir::new("dropped-watch");
   let before = watch_threads();
   let store = FileStore::new(FileOptions::new(&dir.0)).expect("options");
@@ -99,6 +104,7 @@ fn granted(a: Acquire) -> bool {
 
 #[tokio::test]
 async fn a_holder_file_replaced_by_another_store_is_not_trusted_from_the_cache() {
+  let _serial = SERIAL.lock().await;
   let dir = Dir::new("replaced-hold");
   let (a, b, c) = (
     FileStore::new(FileOptions::new(&dir.0)).expect("a"),
@@ -141,6 +147,7 @@ fn open_fds() -> usize {
 
 #[tokio::test]
 async fn cached_files_are_bounded_and_closed_by_close() {
+  let _serial = SERIAL.lock().await;
   let dir = Dir::new("bounded-fds");
   let store = FileStore::new(FileOptions::new(&dir.0)).expect("options");
   let before = open_fds();
@@ -164,4 +171,39 @@ async fn cached_files_are_bounded_and_closed_by_close() {
   store.close().await;
   let left = open_fds().saturating_sub(before);
   assert!(left <= 32, "{left} descriptors still open after close()");
+}
+
+#[tokio::test]
+async fn many_held_names_cost_one_descriptor_each_and_none_once_released() {
+  let _serial = SERIAL.lock().await;
+  let dir = Dir::new("held-fds");
+  let store = FileStore::new(FileOptions::new(&dir.0)).expect("options");
+  let before = open_fds();
+  let n = 1000;
+  for i in 0..n {
+    let (name, token) = (format!("h{i}"), format!("t{i}"));
+    assert!(granted(
+      store
+        .try_acquire(&name, &req(&token))
+        .await
+        .expect("acquire")
+    ));
+  }
+  // One holder file per held lock, plus the files of at most 128 names kept whole (and a
+  // margin for the other tests of this file).
+  let held = open_fds().saturating_sub(before);
+  assert!(
+    held <= n + 3 * 128 + 32,
+    "{held} descriptors open for {n} held names"
+  );
+  for i in 0..n {
+    let (name, token) = (format!("h{i}"), format!("t{i}"));
+    assert!(store.release(&name, &token).await.expect("release"));
+  }
+  let idle = open_fds().saturating_sub(before);
+  assert!(
+    idle <= 3 * 128 + 32,
+    "{idle} descriptors open once all {n} were released"
+  );
+  store.close().await;
 }

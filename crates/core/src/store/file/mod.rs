@@ -206,7 +206,7 @@ impl Inner {
     f: impl FnOnce(&mut Entry) -> Result<T>,
   ) -> Result<Option<T>> {
     self.ready()?;
-    let slot = self.names.get(&self.opts.dir, name);
+    let (slot, crowded) = self.names.get(&self.opts.dir, name);
     let mut e = if wait {
       names::lock(&slot)
     } else {
@@ -221,6 +221,9 @@ impl Inner {
     };
     let out = f(&mut e);
     state.done(&mut e);
+    if crowded {
+      e.trim();
+    }
     out.map(Some)
   }
 

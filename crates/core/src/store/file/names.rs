@@ -4,9 +4,9 @@
 //! One `Entry` per name, behind its own mutex: two operations of this store on one name take
 //! turns in the process (they share one open file description, on which `flock` would not
 //! exclude them) and then take the name's state lock against other processes. The cache is
-//! bounded: past `CAP` names, the idle ones are closed. A held lock keeps its holder file (the
-//! kernel lock is on it) but gives up its other descriptors when idle, so holding many locks
-//! costs one descriptor each, as before.
+//! bounded: while more than `CAP` names are cached, every operation closes its entry's files
+//! when it ends, but a held lock's holder file (the kernel lock is on it), so holding many
+//! locks costs one descriptor each, as before; idle entries leave the map when it is swept.
 //!
 //! A cached descriptor can outlive its file: the record is replaced by rename when a version
 //! outgrows a slot or a torn one is rewritten, a holder file is replaced when a stopped holder
@@ -360,7 +360,7 @@ impl Entry {
 
   /// Closes what an idle entry need not keep: all of it, or all but a held lock's holder file.
   /// False when nothing of it stays (the entry can go).
-  fn trim(&mut self) -> bool {
+  pub fn trim(&mut self) -> bool {
     self.lk = None;
     self.rec = None;
     self.buf = Vec::new();
@@ -401,11 +401,14 @@ impl Names {
     self.map.lock().unwrap_or_else(|e| e.into_inner())
   }
 
-  /// The entry of `name`, made if missing.
-  pub fn get(&self, dir: &Path, name: &str) -> Arc<Mutex<Entry>> {
+  /// The entry of `name`, made if missing, and whether the cache is crowded (more than `CAP`
+  /// names): then the caller trims the entry after its operation (`Entry::trim`), so that the
+  /// names held or used at once cost one descriptor per held lock, not three per name.
+  pub fn get(&self, dir: &Path, name: &str) -> (Arc<Mutex<Entry>>, bool) {
     let mut map = self.map();
+    let crowded = map.entries.len() > CAP;
     if let Some(e) = map.entries.get(name) {
-      return e.clone();
+      return (e.clone(), crowded);
     }
     if map.entries.len() >= map.sweep_at.max(CAP) {
       // Idle entries (nobody but the map has them: every user clones under this lock) close
@@ -421,7 +424,7 @@ impl Names {
     }
     let e = Arc::new(Mutex::new(Entry::new(dir, name)));
     map.entries.insert(name.to_owned(), e.clone());
-    e
+    (e, crowded)
   }
 
   /// Every entry, for close(): their holdings are given up and their files closed.
