@@ -396,7 +396,7 @@ declare namespace ferrolock {
   export interface LockInfo {
     /** The holder's owner name. */
     owner: string
-    /** Milliseconds left on the lease, or null when the store does not know. */
+    /** Milliseconds left on the lease, or null when the store does not know. DynamoDB: the holder's lease as written in its record (a reader cannot tell how long ago it was renewed). */
     remainingTtl: number | null
     /** The fencing token of the current acquisition. */
     fence: bigint
@@ -599,7 +599,11 @@ declare namespace ferrolock {
     /** Like `deleteLockTable()`, passing the result to `callback`. */
     deleteLockTable(callback: Callback<DeleteTableResult>): void
 
-    /** Rejects pending acquires (`ERR_CLIENT_CLOSED`), releases every held lock and closes connections. */
+    /**
+     * Rejects pending acquires (`ERR_CLIENT_CLOSED`), stops heartbeats, releases every held lock (in batches: one
+     * pipelined write per Redis server) and closes connections, within about one `requestTimeout`. A lock whose
+     * delete was confirmed emits `released`, any other `lost`; nothing is sent once this resolved.
+     */
     close(): Promise<void>
     /** Like `close()`, calling `callback` when done. */
     close(callback: DoneCallback): void
@@ -657,7 +661,10 @@ declare namespace ferrolock {
     constructor(message: string, code: ErrorCode, options?: LockErrorOptions)
     /** A stable machine-readable code: `switch (err.code)` over `ErrorCode` is checked, a misspelt case does not compile. */
     readonly code: ErrorCode
-    /** The backend's own error, when there is one. */
+    /**
+     * The backend's own error, when there is one. An error of your own client object whose texts hold a secret comes
+     * as a masked copy (same prototype); your original is at `cause[Symbol.for('ferrolock.original')]`.
+     */
     cause?: unknown
   }
 
