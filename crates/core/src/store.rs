@@ -63,21 +63,11 @@ pub trait LockStore: Send + Sync + 'static {
   /// concurrently, up to `EXTEND_CONCURRENCY` at a time (DynamoDB has no batched conditional
   /// write: its per-item writes overlap instead of going one after another).
   async fn extend_many(&self, items: &[Renewal<'_>]) -> Vec<Result<bool>> {
-    use futures_util::stream::{FuturesOrdered, StreamExt};
-    let mut out = Vec::with_capacity(items.len());
-    let mut running = FuturesOrdered::new();
-    for r in items {
-      if running.len() >= EXTEND_CONCURRENCY {
-        if let Some(done) = running.next().await {
-          out.push(done);
-        }
-      }
-      running.push_back(self.extend(r.name, r.token, r.ttl));
-    }
-    while let Some(done) = running.next().await {
-      out.push(done);
-    }
-    out
+    let calls: Vec<_> = items
+      .iter()
+      .map(|r| self.extend(r.name, r.token, r.ttl))
+      .collect();
+    in_flight(calls).await
   }
 
   /// Deletes the lock if it is ours and wakes waiters; `false` when it was gone or another
@@ -89,21 +79,11 @@ pub trait LockStore: Send + Sync + 'static {
   /// failure of one item never hides another's release, and a lock of another owner is never
   /// touched. The default runs the `release`s concurrently, `EXTEND_CONCURRENCY` at a time.
   async fn release_many(&self, items: &[Owned<'_>]) -> Vec<Result<bool>> {
-    use futures_util::stream::{FuturesOrdered, StreamExt};
-    let mut out = Vec::with_capacity(items.len());
-    let mut running = FuturesOrdered::new();
-    for r in items {
-      if running.len() >= EXTEND_CONCURRENCY {
-        if let Some(done) = running.next().await {
-          out.push(done);
-        }
-      }
-      running.push_back(self.release(r.name, r.token));
-    }
-    while let Some(done) = running.next().await {
-      out.push(done);
-    }
-    out
+    let calls: Vec<_> = items
+      .iter()
+      .map(|r| self.release(r.name, r.token))
+      .collect();
+    in_flight(calls).await
   }
 
   /// `extend`, also replacing the lock's data (DynamoDB's `sendHeartbeat` with data).
@@ -176,8 +156,20 @@ pub trait LockStore: Send + Sync + 'static {
   }
 }
 
-/// How many per-lock extends the default `extend_many` keeps in flight at once.
+/// How many per-lock requests the default `extend_many` and `release_many` keep in flight at
+/// once.
 pub const EXTEND_CONCURRENCY: usize = 64;
+
+/// Runs `calls` with at most `EXTEND_CONCURRENCY` in flight; their results in order.
+async fn in_flight<F: std::future::Future<Output = Result<bool>>>(
+  calls: Vec<F>,
+) -> Vec<Result<bool>> {
+  use futures_util::stream::{self, StreamExt};
+  stream::iter(calls)
+    .buffered(EXTEND_CONCURRENCY)
+    .collect()
+    .await
+}
 
 /// One held lock of a batched release (`LockStore::release_many`).
 #[derive(Debug, Clone, Copy)]

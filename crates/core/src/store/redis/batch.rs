@@ -52,22 +52,10 @@ impl RedisStore {
       }
       Err(err) => return items.iter().map(|_| Err(clone_error(&err))).collect(),
     };
-    let keep = millis(self.fence_keep);
     let mut pipe = batch_pipe(&self.scripts.release);
     for r in items {
       let keys = Keys::new(&self.prefix, r.name);
-      pipe.invoke_script(
-        self
-          .scripts
-          .release
-          .key(&keys.lock)
-          .key(&keys.fence)
-          .key(&keys.queue)
-          .arg(r.token)
-          .arg(keep)
-          .arg(&keys.channel)
-          .arg(self.sharded()),
-      );
+      pipe.invoke_script(&self.release_call(&keys, r.token));
     }
     self.run_batch(con, "release", &pipe, items.len()).await
   }

@@ -256,6 +256,21 @@ impl RedisStore {
     matches!(self.target, Target::Client(_))
   }
 
+  /// The release script for `token`'s lock at `keys`: the one call `release` and
+  /// `release_many` send (only while it is ours; a waiter is woken).
+  fn release_call(&self, keys: &Keys, token: &str) -> redis::ScriptInvocation<'_> {
+    let mut inv = self.scripts.release.prepare_invoke();
+    inv
+      .key(&keys.lock)
+      .key(&keys.fence)
+      .key(&keys.queue)
+      .arg(token)
+      .arg(millis(self.fence_keep))
+      .arg(&keys.channel)
+      .arg(self.sharded());
+    inv
+  }
+
   async fn eval(&self, what: &str, inv: &mut redis::ScriptInvocation<'_>) -> Result<Value> {
     let reply = inv.invoke_async(&mut self.con().await?).await;
     reply.map_err(|e| self.error(what, e))
@@ -390,19 +405,7 @@ impl LockStore for RedisStore {
   async fn release(&self, name: &str, token: &str) -> Result<bool> {
     let keys = Keys::new(&self.prefix, name);
     let reply = self
-      .eval(
-        "release",
-        self
-          .scripts
-          .release
-          .key(&keys.lock)
-          .key(&keys.fence)
-          .key(&keys.queue)
-          .arg(token)
-          .arg(millis(self.fence_keep))
-          .arg(&keys.channel)
-          .arg(self.sharded()),
-      )
+      .eval("release", &mut self.release_call(&keys, token))
       .await?;
     Ok(as_i64(&reply) == Some(1))
   }
