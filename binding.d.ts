@@ -325,10 +325,17 @@ export interface NativeTableOptions {
 export declare function redactSecrets(text: string): string
 
 /**
- * Registers `send` for a client object; the returned number goes into the store options
- * (`client`), which take it out of the registry.
+ * Registers `send` for a client object, with `control` when the object can subscribe (the
+ * release notifications of its waiters); the returned number goes into the store options
+ * (`client`), which take it out of the registry, and names the transport in `transportPush`.
  */
-export declare function registerTransport(send: (arg: Array<string>) => Promise<string>): number
+export declare function registerTransport(send: (arg: Array<string>) => Promise<string>, control?: ((arg: Array<string>) => Promise<boolean>) | undefined | null): number
 
 /** Masks `secret` (a password or key of a caller's client object) in every message from now on. */
 export declare function rememberSecret(secret: string): void
+
+/**
+ * Delivers a message of transport `id`'s subscriber: `channel` and `payload`, or (with no
+ * channel) the news that the subscriber reconnected and may have missed messages.
+ */
+export declare function transportPush(id: number, channel?: string | undefined | null, payload?: string | undefined | null): void

@@ -840,3 +840,4 @@ module.exports.NativeClient = nativeBinding.NativeClient
 module.exports.redactSecrets = nativeBinding.redactSecrets
 module.exports.registerTransport = nativeBinding.registerTransport
 module.exports.rememberSecret = nativeBinding.rememberSecret
+module.exports.transportPush = nativeBinding.transportPush

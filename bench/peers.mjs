@@ -16,8 +16,8 @@ const require = createRequire(import.meta.url)
 export const TTL = 10_000
 
 /**
- * Retry delays of the libraries that poll (ms). Only ferrolock is woken by the release; its
- * fallback poll keeps the library default (100 ms + up to 50 ms jitter).
+ * Retry delays of the libraries that poll (ms). Only ferrolock (natively and through a client
+ * object) is woken by the release; its fallback poll keeps the library default (100 ms + up to 50 ms jitter).
  */
 export const RETRY = {
   raw: '1-3 ms (uniform random integer, i.e. 2 ± 1)',
@@ -25,7 +25,8 @@ export const RETRY = {
   'redis-semaphore': 'retryInterval 2 ms (the library has no jitter)',
   'dist-lock': 'retryDelay 2 ms (the library has no jitter)',
   ferrolock: 'push wake-up on release; fallback poll at the defaults (retryDelay 100, retryJitter 50 ms)',
-  'ferrolock-ioredis': 'retryDelay 2 ± retryJitter 1 ms (no push through a client object: it polls)',
+  'ferrolock-ioredis':
+    "push wake-up on release, received on a duplicate() of the caller's ioredis client; fallback poll at the defaults (retryDelay 100, retryJitter 50 ms)",
 }
 
 export const PEERS = ['ferrolock', 'ferrolock-ioredis', 'raw', 'redlock', 'redis-semaphore', 'dist-lock']
@@ -64,12 +65,13 @@ const openers = {
   },
 
   // ferrolock through the caller's own ioredis client (the transport seam): every command goes
-  // through ioredis's call().
+  // through ioredis's call(); waiters are woken through a duplicate() of it (made on the first
+  // wait), so the retry options stay at the defaults, as for ferrolock.
   async 'ferrolock-ioredis'(port) {
     const { createClient } = require('..')
     const redis = ioredis(port)
     const locks = createClient({ redis, keyPrefix: 'bench:ferrolock-io:' })
-    const options = { ttl: TTL, autoExtend: false, retryDelay: 2, retryJitter: 1 }
+    const options = { ttl: TTL, autoExtend: false }
     return {
       acquire: (key) => locks.acquire(key, options),
       release: (lock) => lock.release(),

@@ -134,6 +134,124 @@ function redisSender(obj, prefer) {
   }
 }
 
+// ---- Release notifications through the caller's client ---------------------------------------
+
+// How long closing the subscriber waits for the server's answer to QUIT before cutting it.
+const QUIT_WAIT_MS = 1000
+
+/**
+ * The subscriber of a Redis client object: a `duplicate()` of it, made on the first wait, whose
+ * messages wake the waiters through `push(channel, payload)` (`push(null)` after a reconnect:
+ * messages may have been missed). Returns `control([op, channel])` for the native store, which
+ * resolves whether `op` (subscribe, unsubscribe, close) worked, or null when the object cannot
+ * subscribe (no `duplicate`, or a Cluster: its releases publish on sharded channels); then the
+ * waiters poll.
+ */
+function redisSubscriber(obj, method, push) {
+  if (isRedisCluster(obj) || typeof obj.duplicate !== 'function') return null
+  // node_redis 4 (also in legacy mode): a promise client, connected explicitly.
+  const v4 = method === 'sendCommand' || method === 'v4.sendCommand'
+  let sub = null // Promise of the connected duplicate, once asked for
+  let closed = false
+
+  function open() {
+    const dup = v4 ? obj.duplicate({ legacyMode: false }) : obj.duplicate()
+    // Its failures show in the waiters' own commands; unhandled, node_redis would throw them.
+    dup.on('error', () => {})
+    let readies = 0
+    dup.on('ready', () => {
+      if (readies++ > 0) push(null) // reconnected
+    })
+    if (v4) {
+      return dup.connect().then(() => {
+        // Never keeps the process alive: a pending acquire does (index.js).
+        dup.unref()
+        return dup
+      })
+    }
+    dup.on('message', (channel, payload) => push(String(channel), String(payload)))
+    // ioredis has no unref(): its socket is unref'd on each (re)connect. node_redis 3 has one.
+    if (typeof dup.unref === 'function') dup.unref()
+    else dup.on('connect', () => dup.stream && typeof dup.stream.unref === 'function' && dup.stream.unref())
+    return Promise.resolve(dup)
+  }
+
+  async function quit(dup) {
+    let timer
+    const cut = new Promise((resolve) => {
+      timer = setTimeout(resolve, QUIT_WAIT_MS)
+      timer.unref()
+    })
+    try {
+      await Promise.race([v4 ? dup.quit() : viaCallback((cb) => dup.quit(cb), false), cut])
+    } catch {
+      // gone already
+    } finally {
+      clearTimeout(timer)
+    }
+    if (typeof dup.disconnect === 'function') {
+      try {
+        await dup.disconnect()
+      } catch {
+        // closed by QUIT
+      }
+    } else if (typeof dup.end === 'function') dup.end(false) // node_redis 3
+  }
+
+  const ops = {
+    async subscribe(channel) {
+      if (closed) return false
+      if (!sub) sub = open()
+      const dup = await sub
+      if (closed) return false
+      if (v4) await dup.subscribe(channel, (payload, ch) => push(String(ch), String(payload)))
+      else await viaCallback((cb) => dup.subscribe(channel, cb), false)
+      return true
+    },
+    async unsubscribe(channel) {
+      if (closed || !sub) return true
+      const dup = await sub
+      if (v4) await dup.unsubscribe(channel)
+      else await viaCallback((cb) => dup.unsubscribe(channel, cb), false)
+      return true
+    },
+    async close() {
+      closed = true
+      if (!sub) return true
+      const pending = sub
+      sub = null
+      await quit(await pending)
+      return true
+    },
+  }
+  return ([op, channel]) =>
+    Promise.resolve()
+      .then(() => ops[op](channel))
+      .catch(() => {
+        // A subscriber that cannot open or subscribe: the waiters poll (tried again next wait).
+        if (op === 'subscribe' && sub && !closed) {
+          const failed = sub
+          sub = null
+          failed.then(quit, () => {})
+        }
+        return false
+      })
+}
+
+/**
+ * Registers a Redis client object with the native side: its send function and, when it can
+ * subscribe, its subscriber. Returns the number the store options name it by.
+ */
+function registerRedis(obj, prefer) {
+  const { registerTransport, transportPush } = require('./native.js')
+  let id = 0
+  const control = redisSubscriber(obj, redisMethod(obj, prefer), (channel, payload) =>
+    transportPush(id, channel, payload),
+  )
+  id = registerTransport(redisSender(obj, prefer), control)
+  return id
+}
+
 // ---- DynamoDB ---------------------------------------------------------------------------------
 
 const lowerFirst = (s) => s[0].toLowerCase() + s.slice(1)
@@ -272,6 +390,7 @@ module.exports = {
   dynamoStyle,
   v3Sdk,
   redisSender,
+  registerRedis,
   redisMethod,
   isRedisClient,
   isRedisCluster,

@@ -3,8 +3,7 @@
 // seam for a caller's own client object. Ranges (port, db, timeouts, drift) and the rules
 // between options are Rust's.
 
-const { registerTransport } = require('../native.js')
-const { redisSender, isRedisClient, isRedisCluster } = require('../transport.js')
+const { registerRedis, isRedisClient, isRedisCluster } = require('../transport.js')
 const { show, invalid, isPlainObject, checkKeys, shape } = require('./shape.js')
 
 const checkRedis = shape({
@@ -96,7 +95,7 @@ function redisOptions(redis, keyPrefix, what = 'options.redis') {
 function nativeRedis(opts, prefer) {
   const { clientObject, address: _, ...rest } = opts
   if (!clientObject) return rest
-  return { ...rest, client: registerTransport(redisSender(clientObject, prefer)) }
+  return { ...rest, client: registerRedis(clientObject, prefer) }
 }
 
 // Where a client object connects, `host:port/db`, when it says: ioredis (`options`), node_redis

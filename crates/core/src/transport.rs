@@ -16,9 +16,51 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 /// Ok is the reply as JSON: `null`, an integer, a string or an array of those. Err is the
 /// client's error message as it gave it (a server error keeps its code first, e.g. `NOSCRIPT
 /// ...`, so the store can tell a script cache miss from anything else).
+///
+/// Release notifications (optional): a transport that can subscribe (through a second connection
+/// of the caller's client, for example its `duplicate()`) delivers each message of a subscribed
+/// channel to the sink given to `listen`, so that waiters are woken instead of polling. The
+/// defaults subscribe nothing: the waiters then poll.
 pub trait CommandTransport: Send + Sync {
   fn call(&self, args: Vec<String>) -> BoxFuture<std::result::Result<serde_json::Value, String>>;
+
+  /// Whether this transport can subscribe at all (when false, `subscribe` is never called).
+  fn pushes(&self) -> bool {
+    false
+  }
+
+  /// Where the messages of subscribed channels go from now on (set once, before the first
+  /// `subscribe`).
+  fn listen(&self, _sink: PushSink) {}
+
+  /// Subscribes to `channel`; resolves whether the subscription is active.
+  fn subscribe(&self, _channel: String) -> BoxFuture<bool> {
+    Box::pin(async { false })
+  }
+
+  /// Drops the subscription of `channel`.
+  fn unsubscribe(&self, _channel: String) -> BoxFuture<()> {
+    Box::pin(async {})
+  }
+
+  /// Closes the subscriber connection, if one was made; no message is delivered after this.
+  fn close(&self) -> BoxFuture<()> {
+    Box::pin(async {})
+  }
 }
+
+/// What a transport's subscriber delivers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Push {
+  /// A message on a subscribed channel (the release notifications carry the token of the
+  /// waiter first in line, or an empty payload for everyone).
+  Message { channel: String, payload: String },
+  /// The subscriber connection was re-established: messages may have been missed meanwhile.
+  Reconnected,
+}
+
+/// Receives a transport's pushes (on whatever thread the transport delivers them).
+pub type PushSink = Arc<dyn Fn(Push) + Send + Sync>;
 
 /// A caller's Redis client object, as a store option.
 #[derive(Clone)]

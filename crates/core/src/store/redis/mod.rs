@@ -453,8 +453,8 @@ impl LockStore for RedisStore {
     if self.closed.load(Ordering::Acquire) {
       return Err(LockError::Closed);
     }
-    if self.is_client() {
-      return Ok(None); // the waiters poll
+    if !self.wakes_waiters() {
+      return Ok(None); // a client object that cannot subscribe: the waiters poll
     }
     let channel = Keys::new(&self.prefix, name).channel;
     self.start_subscriptions().await?;
@@ -480,6 +480,7 @@ impl LockStore for RedisStore {
     }
     let _ = self.sub_tx.send(SubCmd::Shutdown);
     self.hub.wake_all();
+    self.close_subscriber().await;
   }
 }
 

@@ -1,13 +1,16 @@
 //! Release notifications: one subscription connection (RESP3 push) per store, fed by a task
 //! that applies subscribe and unsubscribe requests in order, and wakes the waiters of a
-//! channel through the store's `WakeHub`. On a cluster, sharded channels (SSUBSCRIBE).
+//! channel through the store's `WakeHub`. On a cluster, sharded channels (SSUBSCRIBE). Through
+//! a caller's client object, the object's transport subscribes (a `duplicate()` of the object,
+//! made on the first wait) when it can; otherwise its waiters poll.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 use redis::cluster_async::ClusterConnection;
-use redis::{ConnectionInfo, ProtocolVersion, PushInfo, PushKind, Value};
+use redis::{ConnectionInfo, ErrorKind, ProtocolVersion, PushInfo, PushKind, RedisError, Value};
 use tokio::sync::{mpsc, oneshot};
 
 use super::options::Target;
@@ -15,6 +18,7 @@ use super::scripts::{as_string, unexpected};
 use super::RedisStore;
 use crate::error::{LockError, Result};
 use crate::store::WakeHub;
+use crate::transport::{CommandTransport, Push};
 
 /// How long `watch` waits for SUBSCRIBE before falling back to polling.
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -80,6 +84,14 @@ impl RedisStore {
               .map_err(|e| self.error("subscribe", e))?;
             SubConn::Single(con)
           }
+          Target::Client(client) if client.transport.pushes() => {
+            let hub = self.hub.clone();
+            client.transport.listen(Arc::new(move |push| match push {
+              Push::Message { channel, payload } => hub.wake(&channel, Some(&payload)),
+              Push::Reconnected => hub.wake_all(),
+            }));
+            SubConn::Client(client.transport.clone())
+          }
           Target::Client(_) => return Err(unexpected("subscribe")),
           // The cluster connection resubscribes on its own after reconnects and slot moves.
           Target::Cluster(_) => SubConn::Cluster(
@@ -105,8 +117,8 @@ impl RedisStore {
   /// `SUBSCRIBE_TIMEOUT`, until the subscription is active. Without one in time the waiter
   /// still works: it polls.
   pub(super) async fn subscribe(&self, channel: &str) -> Result<()> {
-    if self.is_client() {
-      return Ok(()); // no subscription through a client object: the waiters poll
+    if !self.wakes_waiters() {
+      return Ok(()); // a client object that cannot subscribe: the waiters poll
     }
     let subscriber = self.subscriber().await?;
     let (done_tx, done_rx) = oneshot::channel();
@@ -118,12 +130,31 @@ impl RedisStore {
     }
     Ok(())
   }
+
+  /// Whether release notifications wake the waiters here: always over ferrolock's own
+  /// connections; through a client object, when its transport can subscribe.
+  pub(super) fn wakes_waiters(&self) -> bool {
+    match &self.target {
+      Target::Client(client) => client.transport.pushes(),
+      _ => true,
+    }
+  }
+
+  /// Closes a client object's subscriber connection, if one was made (ferrolock's own
+  /// subscription connection ends with its task).
+  pub(super) async fn close_subscriber(&self) {
+    if let Target::Client(client) = &self.target {
+      client.transport.close().await;
+    }
+  }
 }
 
-/// The subscription connection: one server, or the cluster (sharded channels).
+/// The subscription connection: one server, the cluster (sharded channels), or a client
+/// object's subscriber.
 enum SubConn {
   Single(ConnectionManager),
   Cluster(ClusterConnection),
+  Client(Arc<dyn CommandTransport>),
 }
 
 impl SubConn {
@@ -146,6 +177,13 @@ impl SubConn {
         }
         Err(e) => Err(e),
       },
+      SubConn::Client(transport) => match transport.subscribe(channel.to_owned()).await {
+        true => Ok(false),
+        false => Err(RedisError::from((
+          ErrorKind::Client,
+          "the client object did not subscribe",
+        ))),
+      },
     }
   }
 
@@ -154,6 +192,10 @@ impl SubConn {
       SubConn::Single(con) => con.unsubscribe(channel).await,
       SubConn::Cluster(con) if sharded => con.sunsubscribe(channel).await,
       SubConn::Cluster(con) => con.unsubscribe(channel).await,
+      SubConn::Client(transport) => {
+        transport.unsubscribe(channel.to_owned()).await;
+        Ok(())
+      }
     };
   }
 }

@@ -1,0 +1,192 @@
+// Release notifications through the caller's own client object: a waiter whose client is an
+// ioredis or node_redis 3 or 4 object is woken by the release's PUBLISH, received on a duplicate()
+// of that object (made on the first wait, closed by close()); an object without duplicate()
+// still works, its waiters poll.
+import assert from 'node:assert/strict'
+import { createRequire } from 'node:module'
+import { performance } from 'node:perf_hooks'
+import { after, before, describe, test } from 'node:test'
+
+import { createClient } from '../index.js'
+import { bounded, waitUntil, within } from './support/bounded.mjs'
+import { startRedis } from './support/servers.mjs'
+
+const require = createRequire(import.meta.url)
+const Redis = require('ioredis')
+const redis3 = require('redis3')
+const redis4 = require('redis4')
+
+// The longest pause between two polls of a waiter (POLL_CAP in crates/core/src/client/attempts.rs),
+// whatever its retryDelay: an attempt sooner than this after the previous one was woken.
+const POLL_CAP_MS = 1000
+
+let admin // the test's own connection to the server
+
+// Subscribers of `channel` on the server.
+const subscribers = async (channel) => Number((await admin.pubsub('NUMSUB', channel))[1])
+
+// Connections the server has, other than the test's own.
+async function connections() {
+  const list = await admin.client('LIST')
+  return list.split('\n').filter((l) => l.includes('id=')).length - 1
+}
+
+// Wraps the object's command method (`call` for ioredis, `send_command` for node_redis 3,
+// `sendCommand` for node_redis 4) so
+// that every script call (an acquire attempt) is recorded with its start and end; returns the
+// list and the undo.
+function recordAttempts(obj, method) {
+  const attempts = []
+  const original = obj[method]
+  obj[method] = function (...args) {
+    const name = String(Array.isArray(args[0]) ? args[0][0] : args[0]).toUpperCase()
+    if (name !== 'EVALSHA' && name !== 'EVAL') return original.apply(this, args)
+    const attempt = { start: performance.now(), end: null }
+    attempts.push(attempt)
+    const ended = () => {
+      attempt.end = performance.now()
+      attempts.onEnd?.()
+    }
+    const cb = args.at(-1)
+    if (typeof cb === 'function') {
+      // node_redis 3: answers through the callback.
+      args[args.length - 1] = (...answer) => (ended(), cb(...answer))
+      return original.apply(this, args)
+    }
+    return Promise.resolve(original.apply(this, args)).finally(ended)
+  }
+  return { attempts, undo: () => (obj[method] = original) }
+}
+
+// A waiter through `obj` (retryDelay 30 s, capped to one poll a second) and a holder through
+// ferrolock's own connection. Released right after one of the waiter's polls ended, so its next
+// poll is a second away: an attempt before then can only come from the release's message.
+async function handoff(server, obj, method, name) {
+  const holder = createClient({ redis: server.url })
+  const waiters = createClient({ redis: obj })
+  const { attempts, undo } = recordAttempts(obj, method)
+  try {
+    const held = await holder.acquire(name, { ttl: 60_000 })
+    const pending = waiters.acquire(name, { ttl: 5000, wait: 50_000, retryDelay: 30_000, retryJitter: 0 })
+    await waitUntil(async () => (await subscribers(`{lock:${name}}:released`)) === 1, 'the subscription')
+    const polled = new Promise((resolve) => (attempts.onEnd = resolve))
+    await bounded(polled, 'a poll of the waiter', within(POLL_CAP_MS))
+    attempts.onEnd = null
+    const before = attempts.length
+    const lastPoll = attempts[before - 1].end
+    assert.equal(await held.release(), true)
+    const lock = await bounded(pending, 'the waiter taking the released lock')
+    // One attempt after the release, started before the next poll was due: woken by the push.
+    assert.equal(attempts.length, before + 1)
+    const woken = attempts[before].start - lastPoll
+    assert.ok(woken < POLL_CAP_MS, `the attempt after the release came ${woken.toFixed(1)} ms after the last poll`)
+    assert.equal(await lock.release(), true)
+  } finally {
+    undo()
+    await waiters.close()
+    await holder.close()
+  }
+}
+
+describe('transport seam: release notifications through the caller’s client', () => {
+  let server
+  before(async () => {
+    server = await startRedis()
+    admin = new Redis(server.port)
+  })
+  after(async () => {
+    admin.disconnect()
+    await server.stop()
+  })
+
+  test('ioredis: a waiter is woken by the release, not by its poll', async () => {
+    const io = new Redis(server.port)
+    try {
+      await handoff(server, io, 'call', 'io-push')
+    } finally {
+      io.disconnect()
+    }
+  })
+
+  test('node_redis 4: a waiter is woken by the release, not by its poll', async () => {
+    const c = redis4.createClient({ url: server.url })
+    await c.connect()
+    try {
+      await handoff(server, c, 'sendCommand', 'v4-push')
+    } finally {
+      await c.quit()
+    }
+  })
+
+  test('node_redis 3: a waiter is woken by the release, not by its poll', async () => {
+    const c = redis3.createClient({ port: server.port, host: '127.0.0.1' })
+    try {
+      await handoff(server, c, 'send_command', 'v3-push')
+    } finally {
+      await new Promise((resolve) => c.quit(() => resolve()))
+    }
+  })
+
+  test('the duplicate is made on the first wait and closed by close()', async () => {
+    const io = new Redis(server.port)
+    await io.ping()
+    let made = 0
+    const duplicate = io.duplicate
+    io.duplicate = function (...args) {
+      made++
+      return duplicate.apply(this, args)
+    }
+    const holder = createClient({ redis: server.url })
+    const held = await holder.acquire('dup-close', { ttl: 60_000 })
+    const base = await connections() // the caller's client and the holder's
+    const locks = createClient({ redis: io })
+    try {
+      assert.equal(await locks.tryAcquire('dup-close'), null) // no wait: no subscriber yet
+      assert.equal(made, 0)
+      const pending = locks.acquire('dup-close', { wait: 50_000, retryDelay: 30_000 })
+      await waitUntil(async () => (await subscribers('{lock:dup-close}:released')) === 1, 'subscribed')
+      assert.equal(made, 1)
+      assert.equal(await connections(), base + 1)
+      assert.equal(await held.release(), true)
+      const lock = await bounded(pending, 'the waiter taking the lock')
+      // A second wait reuses the subscriber.
+      const again = await holder.acquire('dup-close-2', { ttl: 60_000 }).then(async (h) => {
+        const p = locks.acquire('dup-close-2', { wait: 50_000, retryDelay: 30_000 })
+        await waitUntil(async () => (await subscribers('{lock:dup-close-2}:released')) === 1, 'subscribed')
+        await h.release()
+        return bounded(p, 'the second waiter')
+      })
+      assert.equal(made, 1)
+      await again.release()
+      await lock.release()
+    } finally {
+      await locks.close()
+      await holder.close()
+    }
+    // close() resolves once the subscriber's QUIT was answered; the server drops it right after.
+    await waitUntil(async () => (await connections()) === base - 1, 'the duplicate closed', within(1000))
+    assert.equal(await io.ping(), 'PONG') // the caller's own client stays open
+    io.disconnect()
+  })
+
+  test('an object without duplicate() still works: its waiters poll', async () => {
+    const io = new Redis(server.port)
+    const plain = { call: (...args) => io.call(...args) }
+    const locks = createClient({ redis: plain })
+    const { attempts, undo } = recordAttempts(plain, 'call')
+    try {
+      const held = await locks.acquire('no-dup', { ttl: 60_000 })
+      const pending = locks.acquire('no-dup', { wait: 50_000, retryDelay: 20 })
+      await waitUntil(() => attempts.length >= 4, 'three polls of the waiter')
+      assert.equal(await subscribers('{lock:no-dup}:released'), 0)
+      assert.equal(await connections(), 1) // the caller's client only
+      assert.equal(await held.release(), true)
+      const lock = await bounded(pending, 'the polling waiter')
+      assert.equal(await lock.release(), true)
+    } finally {
+      undo()
+      await locks.close()
+      io.disconnect()
+    }
+  })
+})
