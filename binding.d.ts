@@ -329,7 +329,7 @@ export declare function redactSecrets(text: string): string
  * release notifications of its waiters); the returned number goes into the store options
  * (`client`), which take it out of the registry, and names the transport in `transportPush`.
  */
-export declare function registerTransport(send: (arg: Array<string>) => Promise<string>, control?: ((arg: Array<string>) => Promise<boolean>) | undefined | null): number
+export declare function registerTransport(send: (args: Array<string>) => Promise<unknown>, control?: ((args: Array<string>) => Promise<boolean>) | undefined | null): number
 
 /** Masks `secret` (a password or key of a caller's client object) in every message from now on. */
 export declare function rememberSecret(secret: string): void

@@ -61,10 +61,10 @@ function recordAttempts(obj, method) {
 // A waiter through `obj` (retryDelay 30 s, capped to one poll a second) and a holder through
 // ferrolock's own connection. Released right after one of the waiter's polls ended, so its next
 // poll is a second away: an attempt before then can only come from the release's message.
-async function handoff(server, obj, method, name) {
+async function handoff(server, obj, method, name, sender = obj) {
   const holder = createClient({ redis: server.url })
   const waiters = createClient({ redis: obj })
-  const { attempts, undo } = recordAttempts(obj, method)
+  const { attempts, undo } = recordAttempts(sender, method)
   try {
     const held = await holder.acquire(name, { ttl: 60_000 })
     const pending = waiters.acquire(name, { ttl: 5000, wait: 50_000, retryDelay: 30_000, retryJitter: 0 })
@@ -115,6 +115,16 @@ describe('transport seam: release notifications through the caller’s client', 
       await handoff(server, c, 'sendCommand', 'v4-push')
     } finally {
       await c.quit()
+    }
+  })
+
+  test('node_redis 4 in legacyMode: a waiter is woken by the release, not by its poll', async () => {
+    const c = redis4.createClient({ url: server.url, legacyMode: true })
+    await c.connect()
+    try {
+      await handoff(server, c, 'sendCommand', 'v4-legacy-push', c.v4) // commands go through c.v4
+    } finally {
+      await c.v4.quit()
     }
   })
 

@@ -104,6 +104,27 @@ describe('transport seam: Redis client objects', () => {
     }
   })
 
+  test('replies in every shape a client gives: Buffers, numbers, nested arrays, null', async () => {
+    // ioredis's callBuffer answers bulk strings as Buffers (nested in arrays too).
+    const buffers = { call: (name, rest) => io.callBuffer(name, ...rest) }
+    const mine = createClient({ redis: buffers, keyPrefix: 'buf:' })
+    try {
+      const lock = await mine.acquire('b', { ttl: 5000, owner: 'büro', data: 'dätä' })
+      assert.equal(typeof lock.fence, 'bigint')
+      assert.equal(await mine.tryAcquire('b'), null)
+      const info = await mine.inspect('b')
+      assert.equal(info.owner, 'büro')
+      assert.equal(info.fence, lock.fence)
+      assert.equal(info.data, 'dätä')
+      assert.ok(info.remainingTtl > 0 && info.remainingTtl <= 5000, String(info.remainingTtl))
+      assert.equal(await mine.inspect('none'), null)
+      assert.equal(await lock.release(), true)
+      assert.equal(await lock.release(), false)
+    } finally {
+      await mine.close()
+    }
+  })
+
   test("close() leaves the caller's client open", async () => {
     const mine = createClient({ redis: io, keyPrefix: 'other:' })
     const lock = await mine.acquire('x')

@@ -104,16 +104,22 @@ function sendOne(obj, method, args) {
   return viaCallback((cb) => obj[method](name, rest, cb), false)
 }
 
-// Replies as JSON for Rust: integers, strings (Buffers as UTF-8), arrays, null.
+// A reply as Rust reads it: null, integers, strings, Buffers and arrays of those pass as they
+// are (read as napi values, no JSON); undefined and an error inside an array read as null.
 function plain(reply) {
-  if (Buffer.isBuffer(reply)) return reply.toString('utf8')
   if (Array.isArray(reply)) return reply.map(plain)
-  if (reply === undefined) return null
-  if (reply instanceof Error) return null
+  if (reply === undefined || reply instanceof Error) return null
   return reply
 }
 
-/** send(args) for the native store: resolves the JSON {ok} or {err}, never rejects. */
+// The rejection Rust reads: its message. An answer (NOSCRIPT) as it is; any other error with a
+// marker naming the caller's error, kept for the failure's `cause`.
+function rejection(err) {
+  const text = err && typeof err.message === 'string' ? err.message : String(err)
+  return new Error(ANSWERS.test(text) ? text : `${text} (js#${keep(err)})`)
+}
+
+/** send(args) for the native store: resolves the reply, or rejects with the error's text. */
 function redisSender(obj, prefer) {
   const method = redisMethod(obj, prefer)
   rememberRedisSecrets(obj)
@@ -124,13 +130,7 @@ function redisSender(obj, prefer) {
     } catch (err) {
       pending = Promise.reject(err)
     }
-    return pending.then(
-      (reply) => JSON.stringify({ ok: plain(reply) }),
-      (err) => {
-        const text = err && typeof err.message === 'string' ? err.message : String(err)
-        return JSON.stringify({ err: ANSWERS.test(text) ? text : `${text} (js#${keep(err)})` })
-      },
-    )
+    return pending.then(plain, (err) => Promise.reject(rejection(err)))
   }
 }
 
@@ -353,7 +353,10 @@ function dynamoCall(obj, style, operation, params) {
   return viaCallback((cb) => obj[lowerFirst(operation)](params, cb), true)
 }
 
-/** send([operation, body]) for the native DynamoDB store: the HTTP answer DynamoDB would give. */
+/**
+ * send([operation, body]) for the native DynamoDB store: the JSON of the HTTP answer DynamoDB would
+ * give (`{ status, body }`), or a rejection when the request could not be sent.
+ */
 function dynamoSender(obj) {
   const style = dynamoStyle(obj)
   rememberDynamoSecrets(obj)
@@ -365,7 +368,7 @@ function dynamoSender(obj) {
       pending = Promise.reject(err)
     }
     return pending.then(
-      (data) => JSON.stringify({ ok: { status: 200, body: JSON.stringify(toWire(data || {})) } }),
+      (data) => JSON.stringify({ status: 200, body: JSON.stringify(toWire(data || {})) }),
       (err) => {
         const code = err && (err.code || err.name)
         const status = err && ((err.$metadata && err.$metadata.httpStatusCode) || err.statusCode)
@@ -375,9 +378,9 @@ function dynamoSender(obj) {
         if (typeof code === 'string' && /Exception$|Error$|^AccessDenied/.test(code) && status) {
           const answer = { __type: code, message }
           if (err.Item) answer.Item = toWire(err.Item)
-          return JSON.stringify({ ok: { status, body: JSON.stringify(answer) } })
+          return JSON.stringify({ status, body: JSON.stringify(answer) })
         }
-        return JSON.stringify({ err: message })
+        return Promise.reject(new Error(message))
       },
     )
   }

@@ -5,17 +5,88 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use ferrolock_core::{BoxFuture, CommandTransport, Push, PushSink};
-use napi::bindgen_prelude::{Function, Promise};
+use ferrolock_core::{BoxFuture, CommandTransport, Push, PushSink, Reply};
+use napi::bindgen_prelude::{FromNapiValue, Function, Promise};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
-use napi::Status;
+use napi::{sys, Status};
 use napi_derive::napi;
 
 use crate::error::invalid;
 
-/// `send(args) -> Promise<string>`: the JSON `{"ok": reply}` or `{"err": "message"}`. Weak: it
-/// does not keep the process alive (the caller's client does, while it has work).
-type SendFn = ThreadsafeFunction<Vec<String>, Promise<String>, Vec<String>, Status, false, true>;
+/// `send(args) -> Promise<reply>`: the reply as the client gave it (null, an integer, a string or
+/// Buffer, an array of those), or a rejection with the client's error. Weak: it does not keep the
+/// process alive (the caller's client does, while it has work).
+type SendFn = ThreadsafeFunction<Vec<String>, Promise<JsReply>, Vec<String>, Status, false, true>;
+
+/// A reply read straight from its JS value, on the JS thread (no JSON in between).
+pub struct JsReply(Reply);
+
+impl FromNapiValue for JsReply {
+  unsafe fn from_napi_value(env: sys::napi_env, value: sys::napi_value) -> napi::Result<Self> {
+    reply(env, value, 0).map(JsReply)
+  }
+}
+
+/// How deep replies nest at most (ours: two levels).
+const MAX_DEPTH: u32 = 8;
+
+fn check(status: sys::napi_status) -> napi::Result<()> {
+  if status == sys::Status::napi_ok {
+    Ok(())
+  } else {
+    Err(napi::Error::from_reason(
+      "the client object gave an unreadable reply",
+    ))
+  }
+}
+
+/// Reads one reply value. Anything else than a reply shape (an object, an error inside an
+/// array) reads as nil, as it did through JSON.
+unsafe fn reply(env: sys::napi_env, value: sys::napi_value, depth: u32) -> napi::Result<Reply> {
+  let mut kind = 0;
+  check(sys::napi_typeof(env, value, &mut kind))?;
+  Ok(match kind {
+    sys::ValueType::napi_string => Reply::Bytes(String::from_napi_value(env, value)?.into_bytes()),
+    sys::ValueType::napi_number => {
+      let n = f64::from_napi_value(env, value)?;
+      if n.fract() == 0.0 && n.abs() < 9.007_199_254_740_992e15 {
+        Reply::Int(n as i64)
+      } else {
+        Reply::Bytes(n.to_string().into_bytes())
+      }
+    }
+    sys::ValueType::napi_boolean => Reply::Int(bool::from_napi_value(env, value)?.into()),
+    sys::ValueType::napi_object => {
+      let mut is = false;
+      check(sys::napi_is_buffer(env, value, &mut is))?;
+      if is {
+        let (mut data, mut len) = (std::ptr::null_mut(), 0usize);
+        check(sys::napi_get_buffer_info(env, value, &mut data, &mut len))?;
+        if data.is_null() || len == 0 {
+          return Ok(Reply::Bytes(Vec::new()));
+        }
+        // SAFETY: napi hands out the Buffer's own bytes, alive while `value` is (this call).
+        return Ok(Reply::Bytes(
+          std::slice::from_raw_parts(data as *const u8, len).to_vec(),
+        ));
+      }
+      check(sys::napi_is_array(env, value, &mut is))?;
+      if !is || depth >= MAX_DEPTH {
+        return Ok(Reply::Nil);
+      }
+      let mut len = 0;
+      check(sys::napi_get_array_length(env, value, &mut len))?;
+      let mut items = Vec::with_capacity(len as usize);
+      for i in 0..len {
+        let mut item = std::ptr::null_mut();
+        check(sys::napi_get_element(env, value, i, &mut item))?;
+        items.push(reply(env, item, depth + 1)?);
+      }
+      Reply::Array(items)
+    }
+    _ => Reply::Nil,
+  })
+}
 
 /// `control([op, channel]) -> Promise<boolean>`: the subscriber of a client object (`subscribe`,
 /// `unsubscribe`, `close`); its messages come back through `transportPush`. Weak, as `send`.
@@ -90,25 +161,15 @@ impl Drop for JsTransport {
 }
 
 impl CommandTransport for JsTransport {
-  fn call(&self, args: Vec<String>) -> BoxFuture<std::result::Result<serde_json::Value, String>> {
+  fn call(&self, args: Vec<String>) -> BoxFuture<std::result::Result<Reply, String>> {
     let send = self.send.clone();
     Box::pin(async move {
-      let reply = match send.call_async(args).await {
-        Ok(promise) => promise.await,
+      match send.call_async(args).await {
+        Ok(promise) => promise.await.map(|JsReply(reply)| reply),
         Err(e) => Err(e),
       }
-      .map_err(|e| format!("the client object's send failed: {}", e.reason))?;
-      let mut reply: serde_json::Value = serde_json::from_str(&reply)
-        .map_err(|_| "the client object's send gave no JSON reply".to_owned())?;
-      if let Some(message) = reply.get("err") {
-        return Err(message.as_str().unwrap_or("error").to_owned());
-      }
-      Ok(
-        reply
-          .get_mut("ok")
-          .map(serde_json::Value::take)
-          .unwrap_or_default(),
-      )
+      // A rejection's reason is the client's error message (or the rejected string).
+      .map_err(|e| e.reason)
     })
   }
 
@@ -154,10 +215,12 @@ fn registry() -> &'static Mutex<HashMap<u32, Arc<JsTransport>>> {
 /// Registers `send` for a client object, with `control` when the object can subscribe (the
 /// release notifications of its waiters); the returned number goes into the store options
 /// (`client`), which take it out of the registry, and names the transport in `transportPush`.
-#[napi]
+#[napi(
+  ts_args_type = "send: (args: Array<string>) => Promise<unknown>, control?: ((args: Array<string>) => Promise<boolean>) | undefined | null"
+)]
 #[cfg_attr(test, allow(dead_code))] // called from JS only
 pub fn register_transport(
-  send: Function<Vec<String>, Promise<String>>,
+  send: Function<Vec<String>, Promise<JsReply>>,
   control: Option<Function<Vec<String>, Promise<bool>>>,
 ) -> napi::Result<u32> {
   static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);

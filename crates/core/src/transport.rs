@@ -11,18 +11,28 @@ use std::time::Duration;
 /// A boxed, sendable future.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
+/// A reply through a client object, as its JS value was: null (or undefined), an integer, a
+/// string or Buffer (bytes), or an array of those. A DynamoDB object answers one string (the
+/// JSON of its HTTP answer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+  Nil,
+  Int(i64),
+  Bytes(Vec<u8>),
+  Array(Vec<Reply>),
+}
+
 /// Sends one Redis command (name first, then its arguments) through a client object.
 ///
-/// Ok is the reply as JSON: `null`, an integer, a string or an array of those. Err is the
-/// client's error message as it gave it (a server error keeps its code first, e.g. `NOSCRIPT
-/// ...`, so the store can tell a script cache miss from anything else).
+/// Ok is the reply. Err is the client's error message as it gave it (a server error keeps its
+/// code first, e.g. `NOSCRIPT ...`, so the store can tell a script cache miss from anything else).
 ///
 /// Release notifications (optional): a transport that can subscribe (through a second connection
 /// of the caller's client, for example its `duplicate()`) delivers each message of a subscribed
 /// channel to the sink given to `listen`, so that waiters are woken instead of polling. The
 /// defaults subscribe nothing: the waiters then poll.
 pub trait CommandTransport: Send + Sync {
-  fn call(&self, args: Vec<String>) -> BoxFuture<std::result::Result<serde_json::Value, String>>;
+  fn call(&self, args: Vec<String>) -> BoxFuture<std::result::Result<Reply, String>>;
 
   /// Whether this transport can subscribe at all (when false, `subscribe` is never called).
   fn pushes(&self) -> bool {

@@ -14,7 +14,7 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_runtime_api::http::{Response, StatusCode};
 use aws_smithy_types::body::SdkBody;
 
-use crate::transport::{CommandTransport, CLIENT_TIMEOUT};
+use crate::transport::{CommandTransport, Reply, CLIENT_TIMEOUT};
 
 /// A caller's DynamoDB client object (aws-sdk v2 `DynamoDB`, `@aws-sdk/client-dynamodb` v3), as a
 /// store option. The SDK builds, signs and parses every request as usual; only the HTTP exchange
@@ -67,6 +67,11 @@ impl HttpConnector for ObjectHttp {
         .await
         .map_err(|_| ConnectorError::timeout("the client object did not answer in time".into()))?
         .map_err(failed)?;
+      let Reply::Bytes(reply) = reply else {
+        return Err(failed("the client object gave no answer".into()));
+      };
+      let reply: serde_json::Value = serde_json::from_slice(&reply)
+        .map_err(|_| failed("the client object gave no JSON answer".into()))?;
       let status = reply
         .get("status")
         .and_then(serde_json::Value::as_u64)

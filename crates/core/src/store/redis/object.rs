@@ -7,10 +7,11 @@ use std::sync::Arc;
 
 use redis::{Cmd, ErrorKind, RedisError, Value};
 
-use crate::transport::{CommandTransport, CLIENT_TIMEOUT};
+use crate::transport::{CommandTransport, Reply, CLIENT_TIMEOUT};
 
 /// The command connection through a client object (`Conn::Client`): each command is sent as
-/// its name and arguments, and the JSON reply read back as a Redis value.
+/// its name and arguments, and the reply (a JS value converted by the embedder) read back as a
+/// Redis value.
 ///
 /// A script missing from the server's cache is sent again at once as EVAL with its source
 /// (`scripts`, by SHA1), on the same route: through a cluster client, a SCRIPT LOAD would go to
@@ -87,10 +88,7 @@ impl ClientConn {
   async fn call(
     &self,
     args: Vec<String>,
-  ) -> std::result::Result<
-    std::result::Result<serde_json::Value, String>,
-    tokio::time::error::Elapsed,
-  > {
+  ) -> std::result::Result<std::result::Result<Reply, String>, tokio::time::error::Elapsed> {
     tokio::time::timeout(CLIENT_TIMEOUT, self.transport.call(args)).await
   }
 }
@@ -99,19 +97,13 @@ fn one_line(s: &str) -> String {
   s.replace(['\r', '\n'], " ")
 }
 
-/// A JSON reply as a Redis value.
-fn to_value(reply: serde_json::Value) -> Value {
-  use serde_json::Value as J;
+/// A client object's reply as a Redis value.
+fn to_value(reply: Reply) -> Value {
   match reply {
-    J::Null => Value::Nil,
-    J::Bool(b) => Value::Int(b.into()),
-    J::Number(n) => match n.as_i64() {
-      Some(i) => Value::Int(i),
-      None => Value::BulkString(n.to_string().into_bytes()),
-    },
-    J::String(s) => Value::BulkString(s.into_bytes()),
-    J::Array(items) => Value::Array(items.into_iter().map(to_value).collect()),
-    J::Object(_) => Value::Nil,
+    Reply::Nil => Value::Nil,
+    Reply::Int(i) => Value::Int(i),
+    Reply::Bytes(b) => Value::BulkString(b),
+    Reply::Array(items) => Value::Array(items.into_iter().map(to_value).collect()),
   }
 }
 
@@ -121,8 +113,13 @@ mod tests {
   use crate::transport::BoxFuture;
 
   #[test]
-  fn json_replies_become_redis_values() {
-    let v = to_value(serde_json::json!([1, "a", null, [2]]));
+  fn replies_become_redis_values() {
+    let v = to_value(Reply::Array(vec![
+      Reply::Int(1),
+      Reply::Bytes(b"a".to_vec()),
+      Reply::Nil,
+      Reply::Array(vec![Reply::Int(2)]),
+    ]));
     assert_eq!(
       v,
       Value::Array(vec![
@@ -134,9 +131,9 @@ mod tests {
     );
   }
 
-  struct Fixed(std::result::Result<serde_json::Value, String>);
+  struct Fixed(std::result::Result<Reply, String>);
   impl CommandTransport for Fixed {
-    fn call(&self, _: Vec<String>) -> BoxFuture<std::result::Result<serde_json::Value, String>> {
+    fn call(&self, _: Vec<String>) -> BoxFuture<std::result::Result<Reply, String>> {
       let reply = self.0.clone();
       Box::pin(async move { reply })
     }
