@@ -201,6 +201,8 @@ export interface NativeError {
   code: string
   message: string
   cause?: string
+  /** The caller's client object's own error behind the failure (its `cause`), if any. */
+  original?: unknown
 }
 
 /** One lease event for JS. */
@@ -212,6 +214,8 @@ export interface NativeEvent {
   reason?: string
   message?: string
   probe?: number
+  /** For `error`: the caller's client object's own error behind it, if any. */
+  original?: unknown
 }
 
 /** `options.file` as an object (lib/options/file.js turns the string form into `{ dir }`). */

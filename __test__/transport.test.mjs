@@ -266,6 +266,34 @@ describe('transport seam: DynamoDB client objects', () => {
     await locks.close()
   })
 
+  test("a service error of the caller's client is the cause too, and not for a failed condition", async () => {
+    const db = new DynamoDBClient(config)
+    const locks = createClient({ dynamodb: { table: 'seam-service', client: db, requestTimeout: 5000 } })
+    await locks.createLockTable()
+    const original = db.send
+    const refused = Object.assign(new Error('not authorized to perform dynamodb:UpdateItem'), {
+      name: 'AccessDeniedException',
+      $metadata: { httpStatusCode: 400 },
+    })
+    db.send = () => Promise.reject(refused)
+    try {
+      const err = await locks.tryAcquire('s').then(
+        () => null,
+        (e) => e,
+      )
+      assert.equal(err.code, 'ERR_BACKEND_UNAVAILABLE')
+      assert.equal(err.cause, refused)
+      assert.match(err.message, /not authorized/)
+    } finally {
+      db.send = original
+    }
+    // A held lock is an answer (a failed condition), not an error: nothing to report.
+    const held = await locks.acquire('s')
+    assert.equal(await locks.tryAcquire('s'), null)
+    await held.release()
+    await locks.close()
+  })
+
   test('an aws-sdk v2-style wrapper that answers with a promise instead of the callback works', async () => {
     const v2 = new AWS.DynamoDB(config)
     // A typical instrumentation wrapper: calls the SDK and returns its promise, ignoring cb.

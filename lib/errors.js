@@ -1,7 +1,7 @@
 'use strict'
 // ferrolock's error classes, and the lifting of the binding's errors into them.
 
-const { takeKept, unmark } = require('./transport.js')
+const { clientCause } = require('./transport.js')
 
 class LockError extends Error {
   constructor(message, code, options) {
@@ -39,14 +39,14 @@ const BY_CODE = {
 // hand that original on, as the old packages did).
 const kClientCause = Symbol('ferrolock.clientCause')
 
-// A reason of the binding, `{ code, message, cause }`, as a typed error.
+// A reason of the binding, `{ code, message, cause, original }`, as a typed error.
 function fromReason(reason) {
   const Cls = BY_CODE[reason.code] || LockError
   // An error of the caller's own client object comes back as itself, the cause.
-  const original = takeKept(reason.cause) || takeKept(reason.message)
-  const cause = original || (reason.cause ? new Error(unmark(reason.cause)) : undefined)
+  const original = clientCause(reason.original)
+  const cause = original || (reason.cause ? new Error(reason.cause) : undefined)
   const options = cause ? { cause } : undefined
-  const message = unmark(reason.message)
+  const message = reason.message
   const err = Cls === LockError ? new LockError(message, reason.code, options) : new Cls(message, options)
   if (original) Object.defineProperty(err, kClientCause, { value: true })
   return err

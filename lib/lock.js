@@ -8,7 +8,7 @@ const { BackendUnavailableError, LockError, LockLostError } = require('./errors.
 const { settle, optionsThenCallback } = require('./callbacks.js')
 const { show, invalid, checkKeys } = require('./options/shape.js')
 const { checkData } = require('./options/acquire.js')
-const { takeKept, unmark } = require('./transport.js')
+const { clientCause } = require('./transport.js')
 const ops = require('./ops.js')
 
 const call = (logger, level, obj, msg) => logger && typeof logger[level] === 'function' && logger[level](obj, msg)
@@ -214,9 +214,9 @@ class Lock extends EventEmitter {
         this.emit('expiring', { remaining: ev.remaining })
         break
       case 'error': {
-        const original = takeKept(ev.message)
+        const original = clientCause(ev.original)
         const err = new BackendUnavailableError(
-          `heartbeat of lock "${this.name}" failed: ${unmark(ev.message)}`,
+          `heartbeat of lock "${this.name}" failed: ${ev.message}`,
           original ? { cause: original } : undefined,
         )
         call(this.#shared.logger, 'error', { lock: this.name, err }, 'ferrolock: heartbeat failed')

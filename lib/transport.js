@@ -5,44 +5,16 @@
 
 const { rememberDynamoSecrets, rememberRedisSecrets, safeCause } = require('./secrets.js')
 
-// Errors the caller's client gave, kept so that the error surfacing from Rust can carry the
-// original object as its `cause` (Rust sees only the message and this number).
-// An error surfaces (if ever) within a command's timeout; older ones are dropped.
-const MAX_KEPT = 1000
-const KEEP_MS = 15_000
-const kept = new Map() // id -> { err, at }
-let nextError = 0
-
-function keep(err) {
-  const id = ++nextError
-  const now = Date.now()
-  for (const [old, { at }] of kept) {
-    if (now - at <= KEEP_MS && kept.size < MAX_KEPT) break
-    kept.delete(old) // oldest first
-  }
-  kept.set(id, { err, at: now })
-  return id
-}
-
-// Errors the stores treat as answers, never surfaced: not kept.
+// Errors the stores treat as answers (a script cache miss, a failed condition): a DynamoDB
+// answer of this kind is sent back without a cause.
 const ANSWERS = /^NOSCRIPT|ConditionalCheckFailed/
 
-const MARK = /\s*\(js#(\d+)\)/
-
 /**
- * The caller's error named in `text` (and forgets it), or undefined: the caller's error object
- * itself, or its stand-in when a text of it holds a secret (see `safeCause`).
+ * The `cause` for the caller's own error object `original` that the binding handed back with a
+ * failure (or undefined): the object itself, or its stand-in when a text of it holds a secret
+ * (see `safeCause`).
  */
-function takeKept(text) {
-  const m = typeof text === 'string' ? MARK.exec(text) : null
-  if (!m) return undefined
-  const entry = kept.get(Number(m[1]))
-  kept.delete(Number(m[1]))
-  return entry && safeCause(entry.err)
-}
-
-/** `text` without the marker. */
-const unmark = (text) => (typeof text === 'string' ? text.replace(MARK, '') : text)
+const clientCause = (original) => (original === undefined || original === null ? undefined : safeCause(original))
 
 /**
  * Which command method a Redis client object has: 'call' (ioredis, Redis or Cluster),
@@ -112,14 +84,10 @@ function plain(reply) {
   return reply
 }
 
-// The rejection Rust reads: its message. An answer (NOSCRIPT) as it is; any other error with a
-// marker naming the caller's error, kept for the failure's `cause`.
-function rejection(err) {
-  const text = err && typeof err.message === 'string' ? err.message : String(err)
-  return new Error(ANSWERS.test(text) ? text : `${text} (js#${keep(err)})`)
-}
-
-/** send(args) for the native store: resolves the reply, or rejects with the error's text. */
+/**
+ * send(args) for the native store: resolves the reply, or rejects with the client's own error
+ * (the binding keeps a reference to it for the failure's `cause`; Rust reads its message).
+ */
 function redisSender(obj, prefer) {
   const method = redisMethod(obj, prefer)
   rememberRedisSecrets(obj)
@@ -130,7 +98,7 @@ function redisSender(obj, prefer) {
     } catch (err) {
       pending = Promise.reject(err)
     }
-    return pending.then(plain, (err) => Promise.reject(rejection(err)))
+    return pending.then(plain)
   }
 }
 
@@ -372,15 +340,17 @@ function dynamoSender(obj) {
       (err) => {
         const code = err && (err.code || err.name)
         const status = err && ((err.$metadata && err.$metadata.httpStatusCode) || err.statusCode)
-        const text = err && typeof err.message === 'string' ? err.message : String(err)
-        const message = ANSWERS.test(String(code)) ? text : `${text} (js#${keep(err)})`
-        // A service error goes back as DynamoDB sends it; anything else failed to send.
+        const message = err && typeof err.message === 'string' ? err.message : String(err)
+        // A service error goes back as DynamoDB sends it, with the error itself as the
+        // failure's cause (an answer, such as a failed condition, without); anything else
+        // failed to send: the rejection is the error.
         if (typeof code === 'string' && /Exception$|Error$|^AccessDenied/.test(code) && status) {
           const answer = { __type: code, message }
           if (err.Item) answer.Item = toWire(err.Item)
-          return JSON.stringify({ status, body: JSON.stringify(answer) })
+          const text = JSON.stringify({ status, body: JSON.stringify(answer) })
+          return ANSWERS.test(code) ? text : { answer: text, original: err }
         }
-        return Promise.reject(new Error(message))
+        return Promise.reject(err)
       },
     )
   }
@@ -397,6 +367,5 @@ module.exports = {
   redisMethod,
   isRedisClient,
   isRedisCluster,
-  takeKept,
-  unmark,
+  clientCause,
 }

@@ -23,11 +23,14 @@ const REJECT: u32 = 1;
 const EVENT: u32 = 2;
 
 /// A core error as JS reads it: index.js lifts it into a typed Error subclass.
-#[napi(object)]
+#[napi(object, object_from_js = false)]
 pub struct NativeError {
   pub code: String,
   pub message: String,
   pub cause: Option<String>,
+  /// The caller's client object's own error behind the failure (its `cause`), if any.
+  #[napi(ts_type = "unknown")]
+  pub original: Option<crate::transport::JsOriginal>,
 }
 
 impl From<LockError> for NativeError {
@@ -37,6 +40,7 @@ impl From<LockError> for NativeError {
       code: err.code().to_owned(),
       message,
       cause,
+      original: crate::transport::js_original(ferrolock_core::transport::original_of(&err)),
     }
   }
 }
@@ -198,7 +202,9 @@ where
 {
   let queue = queue.clone();
   crate::runtime::spawn(async move {
-    let result = future.await;
+    // A client object's error behind a failure goes with it (ferrolock_core::transport).
+    let (result, original) = ferrolock_core::transport::recording(future).await;
+    let result = result.map_err(|e| ferrolock_core::transport::attach(e, original.as_ref()));
     queue.settle(op, result);
   });
 }

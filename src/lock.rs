@@ -16,7 +16,7 @@ use crate::error::to_napi;
 use crate::options::{data as checked_data, ms};
 
 /// One lease event for JS.
-#[napi(object)]
+#[napi(object, object_from_js = false)]
 pub struct NativeEvent {
   /// refreshed | error | expiring | lost | released | probe
   pub kind: String,
@@ -25,6 +25,9 @@ pub struct NativeEvent {
   pub reason: Option<String>,
   pub message: Option<String>,
   pub probe: Option<f64>,
+  /// For `error`: the caller's client object's own error behind it, if any.
+  #[napi(ts_type = "unknown")]
+  pub original: Option<crate::transport::JsOriginal>,
 }
 
 /// A lock just taken, as JS first sees it. The lock itself stays here, in its client's
@@ -87,14 +90,16 @@ pub fn event(ev: LeaseEvent) -> NativeEvent {
     reason: None,
     message: None,
     probe: None,
+    original: None,
   };
   match ev {
     LeaseEvent::Refreshed { ttl } => {
       out.kind = "refreshed".into();
       out.ttl = Some(ttl.as_millis() as f64);
     }
-    LeaseEvent::Error { message } => {
+    LeaseEvent::Error { message, original } => {
       out.kind = "error".into();
+      out.original = crate::transport::js_original(original.as_ref());
       out.message = Some(ferrolock_core::redact::redact(&message));
     }
     LeaseEvent::Expiring { remaining } => {

@@ -5,8 +5,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use ferrolock_core::{BoxFuture, CommandTransport, Push, PushSink, Reply};
-use napi::bindgen_prelude::{FromNapiValue, Function, Promise};
+use ferrolock_core::transport::record_original;
+use ferrolock_core::{BoxFuture, CommandTransport, Original, Push, PushSink, Reply};
+use napi::bindgen_prelude::{FromNapiValue, Function, Promise, ToNapiValue, Unknown};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{sys, Status};
 use napi_derive::napi;
@@ -18,13 +19,65 @@ use crate::error::invalid;
 /// process alive (the caller's client does, while it has work).
 type SendFn = ThreadsafeFunction<Vec<String>, Promise<JsReply>, Vec<String>, Status, false, true>;
 
-/// A reply read straight from its JS value, on the JS thread (no JSON in between).
-pub struct JsReply(Reply);
+/// A reply read straight from its JS value, on the JS thread (no JSON in between). A DynamoDB
+/// object's service error answers `{ answer, original }`: the HTTP answer's JSON text, and the
+/// client's error object behind it (kept as the failure's cause).
+pub struct JsReply(Reply, Option<napi::Error>);
 
 impl FromNapiValue for JsReply {
   unsafe fn from_napi_value(env: sys::napi_env, value: sys::napi_value) -> napi::Result<Self> {
-    reply(env, value, 0).map(JsReply)
+    let mut kind = 0;
+    check(sys::napi_typeof(env, value, &mut kind))?;
+    if kind == sys::ValueType::napi_object {
+      let (mut is_array, mut is_buffer) = (false, false);
+      check(sys::napi_is_array(env, value, &mut is_array))?;
+      check(sys::napi_is_buffer(env, value, &mut is_buffer))?;
+      if !is_array && !is_buffer {
+        let mut answer = std::ptr::null_mut();
+        check(sys::napi_get_named_property(
+          env,
+          value,
+          c"answer".as_ptr(),
+          &mut answer,
+        ))?;
+        let mut original = std::ptr::null_mut();
+        check(sys::napi_get_named_property(
+          env,
+          value,
+          c"original".as_ptr(),
+          &mut original,
+        ))?;
+        let original = Unknown::from_raw_unchecked(env, original);
+        return Ok(JsReply(
+          reply(env, answer, 0)?,
+          Some(napi::Error::from_unknown_without_coercion(original)),
+        ));
+      }
+    }
+    reply(env, value, 0).map(|r| JsReply(r, None))
   }
+}
+
+/// The caller's error object, handed back to JS: the very object, when read on its own thread.
+pub struct JsOriginal(napi::Error);
+
+impl ToNapiValue for JsOriginal {
+  unsafe fn to_napi_value(env: sys::napi_env, val: Self) -> napi::Result<sys::napi_value> {
+    napi::Error::to_napi_value(env, val.0)
+  }
+}
+
+/// The JS error object behind `original` (recorded by a transport of this binding), if any.
+pub fn js_original(original: Option<&Original>) -> Option<JsOriginal> {
+  let err = original?.value().downcast_ref::<napi::Error>()?;
+  err.try_clone().ok().map(JsOriginal)
+}
+
+/// Records a client error for the operation that is running (see `ferrolock_core::transport`).
+fn record(err: napi::Error) -> String {
+  let text = err.reason.clone();
+  record_original(Original::new(text.clone(), Arc::new(err)));
+  text
 }
 
 /// How deep replies nest at most (ours: two levels).
@@ -164,12 +217,18 @@ impl CommandTransport for JsTransport {
   fn call(&self, args: Vec<String>) -> BoxFuture<std::result::Result<Reply, String>> {
     let send = self.send.clone();
     Box::pin(async move {
-      match send.call_async(args).await {
-        Ok(promise) => promise.await.map(|JsReply(reply)| reply),
-        Err(e) => Err(e),
+      let promise = send.call_async(args).await.map_err(|e| e.reason)?;
+      match promise.await {
+        Ok(JsReply(reply, original)) => {
+          if let Some(original) = original {
+            record(original);
+          }
+          Ok(reply)
+        }
+        // A rejection: the client's error. Its message (or the rejected string) goes on as the
+        // failure's text; the error itself is kept for the operation, as its cause.
+        Err(err) => Err(record(err)),
       }
-      // A rejection's reason is the client's error message (or the rejected string).
-      .map_err(|e| e.reason)
     })
   }
 

@@ -32,5 +32,7 @@ pub use store::redis::{RedisOptions, RedisStore};
 pub use store::redlock::{RedlockOptions, RedlockStore, RestartQuarantine};
 pub use store::wall_clock::{SystemClock, WallClock};
 pub use store::{LockStore, WakeHub, Watch};
-pub use transport::{BoxFuture, CommandTransport, Push, PushSink, RedisClientObject, Reply};
+pub use transport::{
+  BoxFuture, CommandTransport, Original, Push, PushSink, RedisClientObject, Reply,
+};
 pub use watchdog::{EventSink, LeaseEvent, Lock, LostReason};

@@ -245,8 +245,14 @@ impl Renewer {
         if part.is_empty() {
           return Vec::new();
         }
-        let results = match timeout_at(bound, store.extend_many(&part)).await {
-          Ok(results) => results,
+        // A client object's error behind a failure goes with it (crate::transport).
+        let (results, original) =
+          crate::transport::recording(timeout_at(bound, store.extend_many(&part))).await;
+        let results = match results {
+          Ok(results) => results
+            .into_iter()
+            .map(|r| r.map_err(|e| crate::transport::attach(e, original.as_ref())))
+            .collect::<Vec<_>>(),
           Err(_) => {
             let waited = bound.saturating_duration_since(started);
             (0..part.len()).map(|_| Err(timed_out(waited))).collect()

@@ -48,8 +48,12 @@ impl LostReason {
 pub enum LeaseEvent {
   /// The lease was renewed to `ttl` from the moment the request was sent.
   Refreshed { ttl: Duration },
-  /// A heartbeat failed (backend error); the lock may still be ours.
-  Error { message: String },
+  /// A heartbeat failed (backend error); the lock may still be ours. `original`: the caller's
+  /// client object's error behind it, when the renewal went through one (`crate::transport`).
+  Error {
+    message: String,
+    original: Option<crate::transport::Original>,
+  },
   /// Heartbeats are failing and less than the danger zone is left.
   Expiring { remaining: Duration },
   /// The lock is gone.

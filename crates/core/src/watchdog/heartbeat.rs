@@ -156,6 +156,7 @@ impl LockInner {
         st.retry_at = Some(now + (st.refresh / 4).max(Duration::from_millis(5)));
         st.events.send(LeaseEvent::Error {
           message: err.to_string(),
+          original: crate::transport::original_of(&err).cloned(),
         });
         let remaining = st.valid_until.saturating_duration_since(now);
         if remaining <= self.safe(&st) && !st.expiring_sent {
