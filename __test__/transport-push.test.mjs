@@ -179,6 +179,41 @@ describe('transport seam: release notifications through the caller’s client', 
     io.disconnect()
   })
 
+  test('a duplicate that cannot connect: the waiters poll, and the next wait tries again', async () => {
+    const io = new Redis(server.port)
+    const made = [] // { dup, closed }
+    // A duplicate pointed at a port nobody listens on (ioredis keeps retrying in the background).
+    io.duplicate = () => {
+      const dup = new Redis({ port: 1, host: '127.0.0.1', retryStrategy: () => 50 })
+      const entry = { dup, closed: false }
+      const disconnect = dup.disconnect
+      dup.disconnect = function (...args) {
+        entry.closed = true
+        return disconnect.apply(this, args)
+      }
+      made.push(entry)
+      return dup
+    }
+    const holder = createClient({ redis: server.url })
+    const locks = createClient({ redis: io })
+    try {
+      for (const [i, name] of ['unreachable-1', 'unreachable-2'].entries()) {
+        const held = await holder.acquire(name, { ttl: 60_000 })
+        const pending = locks.acquire(name, { wait: 50_000, retryDelay: 20 })
+        await waitUntil(() => made.length === i + 1, `duplicate ${i + 1} asked for`)
+        assert.equal(await held.release(), true)
+        const lock = await bounded(pending, 'the polling waiter')
+        assert.equal(await lock.release(), true)
+        // The subscription is given up (after a second) and its duplicate closed.
+        await waitUntil(() => made[i].closed, `duplicate ${i + 1} closed`, within(3000))
+      }
+    } finally {
+      await locks.close()
+      await holder.close()
+      io.disconnect()
+    }
+  })
+
   test('an object without duplicate() still works: its waiters poll', async () => {
     const io = new Redis(server.port)
     const plain = { call: (...args) => io.call(...args) }

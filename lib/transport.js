@@ -104,8 +104,21 @@ function redisSender(obj, prefer) {
 
 // ---- Release notifications through the caller's client ---------------------------------------
 
-// How long closing the subscriber waits for the server's answer to QUIT before cutting it.
+// How long closing the subscriber waits for the server's answer to QUIT before cutting it, and
+// how long a subscription may take before the waiters poll instead (the native side waits as
+// long: SUBSCRIBE_TIMEOUT in crates/core/src/store/redis/pubsub.rs).
 const QUIT_WAIT_MS = 1000
+const SUBSCRIBE_WAIT_MS = 1000
+
+// `promise`, or a rejection once `ms` passed (the timer never keeps the process alive).
+function bounded(promise, ms, what) {
+  let timer
+  const cut = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} took longer than ${ms} ms`)), ms)
+    timer.unref()
+  })
+  return Promise.race([promise, cut]).finally(() => clearTimeout(timer))
+}
 
 /**
  * The subscriber of a Redis client object: a `duplicate()` of it, made on the first wait, whose
@@ -170,10 +183,15 @@ function redisSubscriber(obj, method, push) {
     async subscribe(channel) {
       if (closed) return false
       if (!sub) sub = open()
-      const dup = await sub
+      // A duplicate that cannot connect (its client queues the command and retries) must not
+      // hold up the subscriptions after it: cut, closed (in the catch below), made again on a
+      // later wait.
+      const dup = await bounded(sub, SUBSCRIBE_WAIT_MS, 'connecting the subscriber')
       if (closed) return false
-      if (v4) await dup.subscribe(channel, (payload, ch) => push(String(ch), String(payload)))
-      else await viaCallback((cb) => dup.subscribe(channel, cb), false)
+      const done = v4
+        ? dup.subscribe(channel, (payload, ch) => push(String(ch), String(payload)))
+        : viaCallback((cb) => dup.subscribe(channel, cb), false)
+      await bounded(done, SUBSCRIBE_WAIT_MS, 'SUBSCRIBE')
       return true
     },
     async unsubscribe(channel) {
