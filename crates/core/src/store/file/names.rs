@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::ErrorKind;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -141,21 +141,19 @@ impl Entry {
     let Some(f) = &self.rec else {
       return Ok(true);
     };
-    let meta = f
-      .metadata()
-      .map_err(|e| os::io_error("stat", &self.paths.record, e))?;
-    if meta.nlink() == 0 {
+    let (links, len) = os::links_and_len(f, &self.paths.record)?;
+    if links == 0 {
       self.rec = None;
       return Ok(false);
     }
-    self.rec_len = Some(meta.len());
+    self.rec_len = Some(len);
     Ok(true)
   }
 
   /// The record's bytes (empty for a new or emptied record). Under the state lock.
   fn read_record(&mut self) -> Result<&[u8]> {
     if self.rec.is_none() {
-      let f = os::open_rw(&self.paths.record, false)
+      let f = os::open_record(&self.paths.record)
         .map_err(|e| os::io_error("open", &self.paths.record, e))?;
       self.rec = Some(f);
       self.rec_fresh = true;
@@ -167,10 +165,7 @@ impl Entry {
     // The check of `lock_state` gave the length already, unless the file was opened since.
     let len = match self.rec_len.take() {
       Some(len) => len,
-      None => f
-        .metadata()
-        .map_err(|e| os::io_error("stat", path, e))?
-        .len(),
+      None => os::links_and_len(f, path)?.1,
     };
     let len = usize::try_from(len).unwrap_or(usize::MAX).min(MAX_RECORD);
     self.buf.resize(len, 0);
@@ -237,7 +232,7 @@ impl Entry {
     let f = match &self.rec {
       Some(f) => f,
       None => {
-        let f = os::open_rw(path, false).map_err(|e| os::io_error("open", path, e))?;
+        let f = os::open_record(path).map_err(|e| os::io_error("open", path, e))?;
         self.rec_fresh = true;
         self.rec.insert(f)
       }
@@ -379,8 +374,7 @@ const MAX_RECORD: usize = 64 << 20;
 
 /// Whether the open `file` still has a name in the file system (not unlinked nor replaced).
 fn linked(file: &File, path: &Path) -> Result<bool> {
-  let meta = file.metadata().map_err(|e| os::io_error("stat", path, e))?;
-  Ok(meta.nlink() > 0)
+  Ok(os::links_and_len(file, path)?.0 > 0)
 }
 
 /// The entries of one store.
