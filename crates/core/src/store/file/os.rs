@@ -254,7 +254,13 @@ pub(crate) fn hold_fence(path: &Path) -> Option<u64> {
 
 /// Replaces `path` with `bytes` atomically: write beside it, optionally fsync, rename. A full
 /// disk or a crash mid-write leaves the old file whole.
-pub(crate) fn write_atomic(path: &Path, tmp: &Path, bytes: &[u8], sync: bool) -> Result<()> {
+pub(crate) fn write_atomic(
+  path: &Path,
+  tmp: &Path,
+  bytes: &[u8],
+  sync: bool,
+  before_rename: impl FnOnce() -> std::io::Result<()>,
+) -> Result<()> {
   let written = (|| {
     let mut file = open_rw(tmp, true)?;
     file.write_all(bytes)?;
@@ -263,7 +269,7 @@ pub(crate) fn write_atomic(path: &Path, tmp: &Path, bytes: &[u8], sync: bool) ->
     }
     Ok(())
   })();
-  if let Err(e) = written {
+  if let Err(e) = written.and_then(|()| before_rename()) {
     let _ = std::fs::remove_file(tmp);
     return Err(io_error("write", tmp, e));
   }

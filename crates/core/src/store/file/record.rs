@@ -188,6 +188,13 @@ impl Cursor<'_> {
   }
 }
 
+/// Whether `bytes` are a record file written in place: at most two slots long (a mark past
+/// them says the file is being replaced), with a version header at its start that ends
+/// within the first slot (not a whole-file version). The versions are not checked here.
+pub(crate) fn in_slots(bytes: &[u8]) -> bool {
+  bytes.len() <= 2 * SLOT && Record::header(bytes).is_some_and(|(_, end)| end <= SLOT)
+}
+
 impl Record {
   /// This record as version `seq`: the header line, then the body as JSON, written
   /// straight into one buffer (strings escaped by serde_json).
