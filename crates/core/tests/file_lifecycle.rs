@@ -1,10 +1,13 @@
 //! The file store's own resources and late outcomes: an attempt whose clean-up release came
-//! first never grants afterwards, and a store dropped without close() ends its watch thread.
+//! first never grants afterwards, a store dropped without close() ends its watch thread, and
+//! files a store keeps open are not trusted once replaced.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use ferrolock_core::{Acquire, AcquireExtras, AcquireRequest, FileOptions, FileStore, LockStore};
+use ferrolock_core::{
+  Acquire, AcquireExtras, AcquireRequest, FileOptions, FileStore, LockStore, Payload,
+};
 
 /// These tests count the process's descriptors and threads: one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -134,6 +137,75 @@ async fn a_holder_file_replaced_by_another_store_is_not_trusted_from_the_cache()
     c.try_acquire("job", &req("c1")).await.expect("c1 again")
   ));
   for s in [a, b, c] {
+    s.close().await;
+  }
+}
+
+#[tokio::test]
+async fn a_record_replaced_by_another_store_is_not_trusted_from_the_cache() {
+  let _serial = SERIAL.lock().await;
+  let dir = Dir::new("replaced-record");
+  let (a, b) = (
+    FileStore::new(FileOptions::new(&dir.0)).expect("a"),
+    FileStore::new(FileOptions::new(&dir.0)).expect("b"),
+  );
+  // A works the name, so it keeps the record (in slots) open and skips the stat of it.
+  for token in ["a1", "a2"] {
+    assert!(granted(a.try_acquire("job", &req(token)).await.expect("a")));
+    assert!(a.release("job", token).await.expect("a release"));
+  }
+  // B holds it with data larger than a slot: the record is written whole and renamed over the
+  // file A has open.
+  let big = Payload::Text("x".repeat(5000));
+  let with_data = AcquireRequest {
+    data: Some(&big),
+    ..req("b1")
+  };
+  let fence_b = match b.try_acquire("job", &with_data).await.expect("b1") {
+    Acquire::Granted(g) => g.fence,
+    Acquire::Held(h) => panic!("B waits: {h:?}"),
+  };
+  // A must read the record B wrote, not the one it had open (which says the name is free).
+  assert!(
+    !granted(a.try_acquire("job", &req("a3")).await.expect("a3")),
+    "A got the lock B holds: it trusted a replaced record"
+  );
+  let info = a.inspect("job").await.expect("inspect").expect("held");
+  assert_eq!(info.owner, "b1");
+  assert_eq!(info.data, Some(big.clone()));
+  assert!(b.release("job", "b1").await.expect("b1 release"));
+  match a.try_acquire("job", &req("a4")).await.expect("a4") {
+    Acquire::Granted(g) => assert_eq!(g.fence, fence_b + 1),
+    Acquire::Held(h) => panic!("A waits for a released lock: {h:?}"),
+  }
+  assert!(a.release("job", "a4").await.expect("a4 release"));
+  for s in [a, b] {
+    s.close().await;
+  }
+}
+
+#[tokio::test]
+async fn a_directory_deleted_and_made_again_is_noticed_within_a_second() {
+  let _serial = SERIAL.lock().await;
+  let dir = Dir::new("remade-dir");
+  let a = FileStore::new(FileOptions::new(&dir.0)).expect("a");
+  assert!(granted(a.try_acquire("job", &req("a1")).await.expect("a1")));
+  assert!(a.release("job", "a1").await.expect("a1 release"));
+  // Deleted and made again while A keeps the old files open (not supported while in use, but
+  // it must not split the name in two for good): B works on the new files.
+  std::fs::remove_dir_all(&dir.0).expect("remove the directory");
+  let b = FileStore::new(FileOptions::new(&dir.0)).expect("b");
+  assert!(granted(b.try_acquire("job", &req("b1")).await.expect("b1")));
+  // Past the recheck period (1 s) A looks at the files at the paths again and sees B.
+  tokio::time::sleep(Duration::from_millis(1100)).await;
+  assert!(
+    !granted(a.try_acquire("job", &req("a2")).await.expect("a2")),
+    "A got the lock B holds: it kept using the deleted files"
+  );
+  assert!(b.release("job", "b1").await.expect("b1 release"));
+  assert!(granted(a.try_acquire("job", &req("a3")).await.expect("a3")));
+  assert!(a.release("job", "a3").await.expect("a3 release"));
+  for s in [a, b] {
     s.close().await;
   }
 }

@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::ErrorKind;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -52,8 +52,10 @@ pub(crate) struct Entry {
   /// `rec` was opened since the directory was last synced (with fsync, a record file made
   /// here is durable only once its directory entry is too).
   rec_fresh: bool,
-  /// The record's length, from the check of this operation's `lock_state` (saves a stat).
-  rec_len: Option<u64>,
+  /// `buf` holds the record as read by this operation's `lock_state` (no second read).
+  read_ahead: bool,
+  /// When `rec` was last found to still have its name (boot clock, ms; see `rec_current`).
+  checked_ms: u64,
   /// The record's bytes as last read (reused, no allocation per read).
   buf: Vec<u8>,
   /// The record file's bytes as our last in-place write left them (the bytes read, with the
@@ -88,7 +90,8 @@ impl Entry {
       hold: None,
       held: None,
       rec_fresh: false,
-      rec_len: None,
+      read_ahead: false,
+      checked_ms: 0,
       buf: Vec::new(),
       written: Vec::new(),
       known: None,
@@ -114,7 +117,7 @@ impl Entry {
         self.lk = Some(file);
         return Ok(None);
       }
-      if self.rec_linked()? || linked(&file, &self.paths.state)? {
+      if self.rec_current()? || linked(&file, &self.paths.state)? {
         return Ok(Some(StateLock(file)));
       }
       // Every file of the name was removed (the directory deleted and made again): our
@@ -134,57 +137,90 @@ impl Entry {
     ))
   }
 
-  /// Whether the cached record descriptor still names the file at its path (it has a name;
-  /// only we and our peers rename, under the state lock). No descriptor: nothing to check.
-  fn rec_linked(&mut self) -> Result<bool> {
-    self.rec_len = None;
+  /// Reads the record through the cached descriptor, and says whether that descriptor still
+  /// names the file at its path (no descriptor: nothing to check). Peers replace a record by
+  /// rename only under the state lock, and mark the file they replace past its two slots
+  /// first (`mark_replaced`): bytes that are a record in slots with no mark are the file at
+  /// the path, with no stat. Anything else (a mark, a whole-file or torn record, an empty
+  /// file) is checked on the descriptor (its link count), and so is every record once
+  /// `RECHECK_MS` passed since the last check: files removed by something else than ferrolock
+  /// (the directory deleted and made again while in use) are noticed within that.
+  fn rec_current(&mut self) -> Result<bool> {
+    self.read_ahead = false;
+    if self.rec.is_none() {
+      return Ok(true);
+    }
+    self.read_record()?;
+    self.read_ahead = true;
+    let now = os::now_ms();
+    if now.saturating_sub(self.checked_ms) < RECHECK_MS && record::in_slots(&self.buf) {
+      return Ok(true);
+    }
+    self.rec_linked(now)
+  }
+
+  /// Whether the cached record descriptor still has a name (only we and our peers rename,
+  /// under the state lock); forgets it if not. No descriptor: nothing to check.
+  fn rec_linked(&mut self, now: u64) -> Result<bool> {
     let Some(f) = &self.rec else {
       return Ok(true);
     };
-    let meta = f
-      .metadata()
-      .map_err(|e| os::io_error("stat", &self.paths.record, e))?;
-    if meta.nlink() == 0 {
+    let (links, _) = os::links_and_len(f, &self.paths.record)?;
+    if links == 0 {
       self.rec = None;
+      self.read_ahead = false;
       return Ok(false);
     }
-    self.rec_len = Some(meta.len());
+    self.checked_ms = now;
     Ok(true)
   }
 
-  /// The record's bytes (empty for a new or emptied record). Under the state lock.
-  fn read_record(&mut self) -> Result<&[u8]> {
+  /// The record's bytes into `buf` (empty for a new or emptied record), unless `lock_state`
+  /// read them for this operation already. Under the state lock.
+  fn read_record(&mut self) -> Result<()> {
+    if std::mem::take(&mut self.read_ahead) {
+      return Ok(());
+    }
     if self.rec.is_none() {
-      let f = os::open_rw(&self.paths.record, false)
+      let f = os::open_record(&self.paths.record)
         .map_err(|e| os::io_error("open", &self.paths.record, e))?;
       self.rec = Some(f);
       self.rec_fresh = true;
+      // Opened by its path just now: the file at the path.
+      self.checked_ms = os::now_ms();
     }
     let path = &self.paths.record;
     let Some(f) = &self.rec else {
-      return Ok(&[]);
+      self.buf.clear();
+      return Ok(());
     };
-    // The check of `lock_state` gave the length already, unless the file was opened since.
-    let len = match self.rec_len.take() {
-      Some(len) => len,
-      None => f
-        .metadata()
-        .map_err(|e| os::io_error("stat", path, e))?
-        .len(),
-    };
-    let len = usize::try_from(len).unwrap_or(usize::MAX).min(MAX_RECORD);
-    self.buf.resize(len, 0);
+    // The whole file from its start, without asking its size: a read that returns less than
+    // it was offered reached the end (a regular file on a local file system reads short only
+    // there), except one that stops at a page boundary, which is read on from to be sure.
     let mut got = 0;
-    while got < len {
+    loop {
+      if self.buf.len() - got < READ_ROOM {
+        if self.buf.len() > MAX_RECORD {
+          break;
+        }
+        let room = (got + READ_ROOM).max(self.buf.len() * 2);
+        self.buf.resize(room, 0);
+      }
+      let offered = self.buf.len() - got;
       match f.read_at(&mut self.buf[got..], got as u64) {
         Ok(0) => break,
-        Ok(n) => got += n,
+        Ok(n) => {
+          got += n;
+          if n < offered && !got.is_multiple_of(PAGE) {
+            break;
+          }
+        }
         Err(e) if e.kind() == ErrorKind::Interrupted => {}
         Err(e) => return Err(os::io_error("read", path, e)),
       }
     }
     self.buf.truncate(got);
-    Ok(&self.buf)
+    Ok(())
   }
 
   /// The record as read now: `None` for a new or emptied file, `Some(None)` when no version
@@ -200,7 +236,16 @@ impl Entry {
         return Ok(Some(Some(rec)));
       }
     }
-    Ok(Some(Record::decode_file(&self.buf)))
+    let decoded = Record::decode_file(&self.buf);
+    if decoded.is_none() && !self.rec_linked(os::now_ms())? {
+      // Torn, and replaced meanwhile (a peer rewrote it whole): the file at the path.
+      self.read_record()?;
+      if self.buf.is_empty() {
+        return Ok(None);
+      }
+      return Ok(Some(Record::decode_file(&self.buf)));
+    }
+    Ok(Some(decoded))
   }
 
   /// After `rec` was written in place as `bytes` at `offset` (`write_record`, right after the
@@ -237,7 +282,7 @@ impl Entry {
     let f = match &self.rec {
       Some(f) => f,
       None => {
-        let f = os::open_rw(path, false).map_err(|e| os::io_error("open", path, e))?;
+        let f = os::open_record(path).map_err(|e| os::io_error("open", path, e))?;
         self.rec_fresh = true;
         self.rec.insert(f)
       }
@@ -257,6 +302,17 @@ impl Entry {
   /// The record was replaced by rename: the cached descriptor names the old file.
   pub fn record_replaced(&mut self) {
     self.rec = None;
+  }
+
+  /// Marks the record file, about to be replaced by rename, past its two slots: a peer that
+  /// keeps it open then checks it and finds it replaced (see `rec_current`). A crash before
+  /// the rename leaves the mark on the file at the path, which then only costs a stat per
+  /// operation. Under the state lock.
+  pub fn mark_replaced(&self) -> std::io::Result<()> {
+    match &self.rec {
+      Some(f) => f.write_all_at(REPLACED, (2 * record::SLOT) as u64),
+      None => Ok(()),
+    }
   }
 
   /// Whether a live holder has the kernel lock of the name's holder file. This store's own
@@ -363,6 +419,7 @@ impl Entry {
   pub fn trim(&mut self) -> bool {
     self.lk = None;
     self.rec = None;
+    self.read_ahead = false;
     self.buf = Vec::new();
     self.written = Vec::new();
     self.known = None;
@@ -377,10 +434,21 @@ impl Entry {
 /// A record longer than this is not ours (two slots, or one large version with its data).
 const MAX_RECORD: usize = 64 << 20;
 
+/// What a read offers at least: a record in slots, with a mark past them, in one read.
+const READ_ROOM: usize = 2 * record::SLOT + 64;
+
+/// Page size of the reads' page-boundary rule (a multiple of every page size in use is fine).
+const PAGE: usize = 4096;
+
+/// How long a record descriptor that shows no sign of replacement is trusted without a stat.
+const RECHECK_MS: u64 = 1000;
+
+/// The mark written past the slots of a record about to be replaced.
+const REPLACED: &[u8] = b"\nreplaced by rename\n";
+
 /// Whether the open `file` still has a name in the file system (not unlinked nor replaced).
 fn linked(file: &File, path: &Path) -> Result<bool> {
-  let meta = file.metadata().map_err(|e| os::io_error("stat", path, e))?;
-  Ok(meta.nlink() > 0)
+  Ok(os::links_and_len(file, path)?.0 > 0)
 }
 
 /// The entries of one store.

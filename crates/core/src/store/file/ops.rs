@@ -117,11 +117,16 @@ impl Inner {
   fn save(&self, e: &mut Entry, rec: &Record) -> Result<()> {
     let bytes = rec.encode(rec.place.seq + 1);
     if rec.place.whole || bytes.len() > record::SLOT {
+      // Peers that keep a record in slots open must not trust it once it is replaced: it is
+      // marked first. A whole-file or torn record is checked by every reader anyway (and a
+      // mark past its slots would cut into a whole-file version).
+      let in_slots = rec.place.slot.is_some() && !rec.place.whole;
       let written = os::write_atomic(
         &e.paths.record,
         &e.paths.record_tmp,
         &bytes,
         self.opts.fsync,
+        || if in_slots { e.mark_replaced() } else { Ok(()) },
       );
       e.record_replaced();
       return written;

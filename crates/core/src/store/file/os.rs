@@ -119,6 +119,62 @@ pub(crate) fn open_rw(path: &Path, truncate: bool) -> std::io::Result<File> {
     .open(path)
 }
 
+/// Opens (creating) a record file like `open_rw`, without access-time updates where the OS
+/// allows it (Linux `O_NOATIME`, for files we own): every operation reads the record right
+/// after the last one wrote it, so with `relatime` each read would otherwise write a new
+/// access time into the inode (and the file system journal). A file of another user refuses
+/// the flag (EPERM): it is then opened plainly.
+pub(crate) fn open_record(path: &Path) -> std::io::Result<File> {
+  #[cfg(any(target_os = "linux", target_os = "android"))]
+  {
+    // O_NOATIME is a small positive flag; the cast only changes the type.
+    #[allow(clippy::cast_possible_wrap)]
+    let noatime = rustix::fs::OFlags::NOATIME.bits() as i32;
+    let opened = OpenOptions::new()
+      .read(true)
+      .write(true)
+      .create(true)
+      .mode(0o600)
+      .custom_flags(noatime)
+      .open(path);
+    match opened {
+      Err(e) if e.kind() == ErrorKind::PermissionDenied => {}
+      other => return other,
+    }
+  }
+  open_rw(path, false)
+}
+
+/// Link count and size of the open `file`. On Linux only these two are asked for: a stat
+/// that asks for the file's times marks them as seen (multigrain timestamps, Linux 6.13),
+/// after which the next write must take a fine-grained time and dirty the inode, so every
+/// write of the record would update its inode (and the file system journal) instead of once
+/// per clock tick.
+pub(crate) fn links_and_len(file: &File, path: &Path) -> Result<(u64, u64)> {
+  #[cfg(any(target_os = "linux", target_os = "android"))]
+  {
+    use rustix::fs::{statx, AtFlags, StatxFlags};
+    match statx(
+      file,
+      "",
+      AtFlags::EMPTY_PATH,
+      StatxFlags::NLINK | StatxFlags::SIZE,
+    ) {
+      Ok(st) => return Ok((u64::from(st.stx_nlink), st.stx_size)),
+      // A kernel or sandbox without statx: fstat below.
+      Err(e) if e == rustix::io::Errno::NOSYS || e == rustix::io::Errno::PERM => {}
+      Err(e) => return Err(io_error("stat", path, e.into())),
+    }
+  }
+  let st = rustix::fs::fstat(file).map_err(|e| io_error("stat", path, e.into()))?;
+  // st_nlink and st_size are of different widths between platforms.
+  #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+  Ok((
+    u64::from(st.st_nlink as u32),
+    u64::try_from(st.st_size).unwrap_or(0),
+  ))
+}
+
 /// Takes the exclusive state lock of one name on its open `.lk` file, held while its record
 /// is read and rewritten. Kept for microseconds, so waiting for it is a short back-off,
 /// bounded: a process stopped inside this window (SIGSTOP) must not hang every other one.
@@ -198,7 +254,13 @@ pub(crate) fn hold_fence(path: &Path) -> Option<u64> {
 
 /// Replaces `path` with `bytes` atomically: write beside it, optionally fsync, rename. A full
 /// disk or a crash mid-write leaves the old file whole.
-pub(crate) fn write_atomic(path: &Path, tmp: &Path, bytes: &[u8], sync: bool) -> Result<()> {
+pub(crate) fn write_atomic(
+  path: &Path,
+  tmp: &Path,
+  bytes: &[u8],
+  sync: bool,
+  before_rename: impl FnOnce() -> std::io::Result<()>,
+) -> Result<()> {
   let written = (|| {
     let mut file = open_rw(tmp, true)?;
     file.write_all(bytes)?;
@@ -207,7 +269,7 @@ pub(crate) fn write_atomic(path: &Path, tmp: &Path, bytes: &[u8], sync: bool) ->
     }
     Ok(())
   })();
-  if let Err(e) = written {
+  if let Err(e) = written.and_then(|()| before_rename()) {
     let _ = std::fs::remove_file(tmp);
     return Err(io_error("write", tmp, e));
   }
