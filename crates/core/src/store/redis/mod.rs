@@ -90,6 +90,9 @@ pub struct RedisStore {
   /// Serializes the (asynchronous) first connection to a cluster, and holds that connect while
   /// it runs: it is its own task, so a request cut by its timeout does not abort it.
   connecting: AsyncMutex<Option<ClusterConnect>>,
+  /// Which master serves each slot, and connections to them, for cluster batches (learnt on the
+  /// first batch, `connection.rs`).
+  batching: std::sync::Mutex<connection::Batching>,
   /// Aborts a cluster connect still running when the store closes.
   connect_abort: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
   /// Set once the subscription task runs (it is started on first use).
@@ -151,6 +154,7 @@ impl RedisStore {
       scripts: Scripts::new(),
       cmd: std::sync::Mutex::new(None),
       connecting: AsyncMutex::new(None),
+      batching: std::sync::Mutex::default(),
       connect_abort: std::sync::Mutex::new(None),
       subs: OnceCell::new(),
       hub,
@@ -470,6 +474,7 @@ impl LockStore for RedisStore {
   async fn close(&self) {
     self.closed.store(true, Ordering::Release);
     self.cmd.lock().unwrap_or_else(|e| e.into_inner()).take();
+    self.drop_batching();
     if let Some(connect) = self
       .connect_abort
       .lock()
