@@ -434,3 +434,49 @@ impl RedisStore {
     self.batching.lock().unwrap_or_else(|e| e.into_inner())
   }
 }
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  fn node(host: &str, port: i64) -> Value {
+    Value::Array(vec![
+      Value::BulkString(host.as_bytes().to_vec()),
+      Value::Int(port),
+      Value::BulkString(b"id".to_vec()),
+    ])
+  }
+
+  #[test]
+  fn cluster_slots_replies_give_each_range_its_master() {
+    let range = |first, last, master| {
+      Value::Array(vec![
+        Value::Int(first),
+        Value::Int(last),
+        master,
+        node("10.0.0.9", 7000),
+      ])
+    };
+    let reply = Value::Array(vec![
+      range(0, 5460, node("10.0.0.1", 7000)),
+      range(5461, 10922, node("?", 7001)),
+      range(10923, 16383, node("10.0.0.1", 7000)),
+    ]);
+    assert_eq!(
+      slot_ranges(&reply),
+      Some(vec![
+        (0, 5460, "10.0.0.1".to_owned(), 7000),
+        (10923, 16383, "10.0.0.1".to_owned(), 7000),
+      ])
+    );
+    for bad in [
+      Value::Nil,
+      Value::Array(vec![range(0, 16384, node("a", 1))]),
+      Value::Array(vec![range(9, 8, node("a", 1))]),
+      Value::Array(vec![range(0, 1, node("a", 70_000))]),
+      Value::Array(vec![Value::Array(vec![Value::Int(0), Value::Int(1)])]),
+    ] {
+      assert_eq!(slot_ranges(&bad), None, "{bad:?}");
+    }
+  }
+}
