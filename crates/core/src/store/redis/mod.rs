@@ -21,8 +21,9 @@
 //! Files: `options.rs` (options and URL parsing), `keys.rs` (the key layout), `scripts.rs` (the
 //! Lua scripts and their replies), `connection.rs` (the kinds of command connection),
 //! `object.rs` (the caller's client object), `tracked.rs` (a connection that reads the run id),
-//! `pubsub.rs` (release notifications), `batch.rs` (pipelined batches), `master.rs` (the
-//! per-master interface Redlock uses).
+//! `pubsub.rs` (release notifications), `batch.rs` (pipelined batches; on a cluster one per
+//! master, over connections of their own to the masters), `master.rs` (the per-master interface
+//! Redlock uses).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -394,14 +395,14 @@ impl LockStore for RedisStore {
   }
 
   /// One server: one pipeline (SCRIPT LOAD, then one EVALSHA per lock), one round trip for
-  /// the whole batch. A cluster or the caller's client object: every extend at once (the
-  /// multiplexed connection writes them together per node).
+  /// the whole batch. A cluster: that pipeline once per master, for the locks of its slots
+  /// (`batch.rs`). The caller's client object: every extend at once, one call each.
   async fn extend_many(&self, items: &[Renewal<'_>]) -> Vec<Result<bool>> {
     self.extend_batch(items).await
   }
 
   /// Like `extend_many`: one server, one pipelined write of the release script for the whole
-  /// batch; a cluster or a client object, every release at once (`batch.rs`).
+  /// batch; a cluster, one per master; a client object, every release at once (`batch.rs`).
   async fn release_many(&self, items: &[Owned<'_>]) -> Vec<Result<bool>> {
     self.release_batch(items).await
   }
