@@ -84,12 +84,17 @@ impl RedlockStore {
   pub(super) async fn release_batch(&self, items: &[Owned<'_>]) -> Vec<Result<bool>> {
     let (mut now, mut later) = (Vec::new(), Vec::new());
     {
-      let late = self.late.lock().unwrap_or_else(|e| e.into_inner());
+      let mut late = self.late.lock().unwrap_or_else(|e| e.into_inner());
       for (i, r) in items.iter().enumerate() {
         let busy = late
           .get(r.name)
           .is_some_and(|pending| pending.iter().any(|t| !t.is_finished()));
-        if busy { &mut later } else { &mut now }.push(i);
+        if busy {
+          later.push(i);
+        } else {
+          late.remove(r.name); // finished: nothing to wait for
+          now.push(i);
+        }
       }
     }
     let after_late = async {
