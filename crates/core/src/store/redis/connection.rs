@@ -9,7 +9,9 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, ConnectionInfo, Pipeline, ProtocolVersion, PushInfo, RedisFuture, Value};
+use redis::{
+  Cmd, ConnectionAddr, ConnectionInfo, Pipeline, ProtocolVersion, PushInfo, RedisFuture, Value,
+};
 
 use super::object::ClientConn;
 use super::options::Target;
@@ -261,4 +263,220 @@ async fn load_scripts(mut con: ClusterConnection, sources: Vec<String>) {
     }
   };
   let _ = tokio::time::timeout(CONNECT_TIMEOUT, load).await;
+}
+
+/// What cluster batches go by: which master serves each hash slot, as a node answered
+/// `CLUSTER SLOTS`, and a connection of the store's own to each of those masters. A batch sends
+/// each master the locks of its slots over that connection, which answers each script as the
+/// server did. (Through the cluster connection, a pipeline with one MOVED or ASK reply among its
+/// answers is sent again whole, to the node named in it: scripts that already ran would run
+/// twice, and the others meet redirects of their own there.) A lock whose slot is served
+/// elsewhere by then answers MOVED or ASK without running, and is sent again on its own through
+/// the cluster connection, which follows the redirect.
+pub(super) struct SlotOwners {
+  /// Per slot, the index of its master in `masters`; `NO_OWNER` where none is known.
+  by_slot: Vec<u16>,
+  masters: Vec<ConnectionManager>,
+}
+
+const NO_OWNER: u16 = u16::MAX;
+
+/// The state of cluster batches: the slot owners (until a batch sees the cluster change), and
+/// the connections to masters made so far, by address (kept across refreshes of the owners).
+#[derive(Default)]
+pub(super) struct Batching {
+  owners: Option<Arc<SlotOwners>>,
+  nodes: std::collections::HashMap<(String, u16), ConnectionManager>,
+}
+
+impl SlotOwners {
+  /// The master of `slot`: its index (the same for every slot it serves) and its connection.
+  pub(super) fn owner(&self, slot: u16) -> Option<(u16, &ConnectionManager)> {
+    let index = *self.by_slot.get(usize::from(slot))?;
+    Some((index, self.masters.get(usize::from(index))?))
+  }
+}
+
+/// The slot ranges of a `CLUSTER SLOTS` reply, `[[first, last, [host, port, ...], replicas...],
+/// ...]`, each with its master's address. `None` for a reply of another shape; a master without
+/// a usable address (`""` or `"?"`: unknown to the node) is left out, so its slots have no owner.
+fn slot_ranges(reply: &Value) -> Option<Vec<(usize, usize, String, u16)>> {
+  let Value::Array(ranges) = reply else {
+    return None;
+  };
+  let mut out = Vec::with_capacity(ranges.len());
+  for range in ranges {
+    let Value::Array(fields) = range else {
+      return None;
+    };
+    let (Some(Value::Int(first)), Some(Value::Int(last)), Some(Value::Array(master))) =
+      (fields.first(), fields.get(1), fields.get(2))
+    else {
+      return None;
+    };
+    let host = match master.first() {
+      Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+      Some(Value::SimpleString(s)) => s.clone(),
+      _ => return None,
+    };
+    let Some(Value::Int(port)) = master.get(1) else {
+      return None;
+    };
+    let (Ok(first), Ok(last), Ok(port)) = (
+      usize::try_from(*first),
+      usize::try_from(*last),
+      u16::try_from(*port),
+    ) else {
+      return None;
+    };
+    if first > last || last >= usize::from(super::keys::SLOTS) {
+      return None;
+    }
+    if !host.is_empty() && host != "?" {
+      out.push((first, last, host, port));
+    }
+  }
+  Some(out)
+}
+
+impl RedisStore {
+  /// The slot owners a cluster batch groups by: known ones, or asked of one master (one round
+  /// trip, on the first batch and after a batch saw the cluster change). `None` when they could
+  /// not be learnt (the batch then sends each lock on its own).
+  pub(super) async fn slot_owners(&self, con: &mut ClusterConnection) -> Option<Arc<SlotOwners>> {
+    use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+    if let Some(owners) = self.batching().owners.clone() {
+      return Some(owners);
+    }
+    let mut cmd = redis::cmd("CLUSTER");
+    cmd.arg("SLOTS");
+    let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::RandomPrimary);
+    let reply = con.route_command(cmd, route).await.ok()?;
+    let ranges = slot_ranges(&reply)?;
+    let Target::Cluster(infos) = &self.target else {
+      return None;
+    };
+    // Every node is reached as the configured ones are (credentials, TLS), at its own address.
+    let template = infos.first()?;
+    let mut batching = self.batching();
+    if self.closed.load(Ordering::Acquire) {
+      return None;
+    }
+    let mut by_slot = vec![NO_OWNER; usize::from(super::keys::SLOTS)];
+    let mut addrs: Vec<(String, u16)> = Vec::new();
+    let mut masters: Vec<ConnectionManager> = Vec::new();
+    for (first, last, host, port) in ranges {
+      let addr = (host, port);
+      let index = match addrs.iter().position(|a| *a == addr) {
+        Some(i) => i,
+        None => {
+          let con = match batching.nodes.get(&addr) {
+            Some(con) => con.clone(),
+            None => {
+              let con = self.node_connection(template, &addr)?;
+              batching.nodes.insert(addr.clone(), con.clone());
+              con
+            }
+          };
+          addrs.push(addr);
+          masters.push(con);
+          addrs.len() - 1
+        }
+      };
+      let index = u16::try_from(index).ok().filter(|i| *i != NO_OWNER)?;
+      for owner in by_slot.get_mut(first..=last)? {
+        *owner = index;
+      }
+    }
+    let owners = Arc::new(SlotOwners { by_slot, masters });
+    batching.owners = Some(owners.clone());
+    Some(owners)
+  }
+
+  /// A connection to the cluster node at `addr`, with `template`'s settings (lazy: it connects
+  /// on its first command).
+  fn node_connection(
+    &self,
+    template: &ConnectionInfo,
+    (host, port): &(String, u16),
+  ) -> Option<ConnectionManager> {
+    let addr = match template.addr() {
+      ConnectionAddr::Tcp(..) => ConnectionAddr::Tcp(host.clone(), *port),
+      ConnectionAddr::TcpTls {
+        insecure,
+        tls_params,
+        ..
+      } => ConnectionAddr::TcpTls {
+        host: host.clone(),
+        port: *port,
+        insecure: *insecure,
+        tls_params: tls_params.clone(),
+      },
+      _ => return None, // a Unix socket: no other node there
+    };
+    let client = self
+      .client(template.clone().set_addr(addr), "connect")
+      .ok()?;
+    ConnectionManager::new_lazy_with_config(client, Self::manager_config()).ok()
+  }
+
+  /// Forgets the slot owners: the next cluster batch asks again.
+  pub(super) fn forget_slot_owners(&self) {
+    self.batching().owners.take();
+  }
+
+  /// Drops the slot owners and the connections to masters (`close`).
+  pub(super) fn drop_batching(&self) {
+    *self.batching() = Batching::default();
+  }
+
+  fn batching(&self) -> std::sync::MutexGuard<'_, Batching> {
+    self.batching.lock().unwrap_or_else(|e| e.into_inner())
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  fn node(host: &str, port: i64) -> Value {
+    Value::Array(vec![
+      Value::BulkString(host.as_bytes().to_vec()),
+      Value::Int(port),
+      Value::BulkString(b"id".to_vec()),
+    ])
+  }
+
+  #[test]
+  fn cluster_slots_replies_give_each_range_its_master() {
+    let range = |first, last, master| {
+      Value::Array(vec![
+        Value::Int(first),
+        Value::Int(last),
+        master,
+        node("10.0.0.9", 7000),
+      ])
+    };
+    let reply = Value::Array(vec![
+      range(0, 5460, node("10.0.0.1", 7000)),
+      range(5461, 10922, node("?", 7001)),
+      range(10923, 16383, node("10.0.0.1", 7000)),
+    ]);
+    assert_eq!(
+      slot_ranges(&reply),
+      Some(vec![
+        (0, 5460, "10.0.0.1".to_owned(), 7000),
+        (10923, 16383, "10.0.0.1".to_owned(), 7000),
+      ])
+    );
+    for bad in [
+      Value::Nil,
+      Value::Array(vec![range(0, 16384, node("a", 1))]),
+      Value::Array(vec![range(9, 8, node("a", 1))]),
+      Value::Array(vec![range(0, 1, node("a", 70_000))]),
+      Value::Array(vec![Value::Array(vec![Value::Int(0), Value::Int(1)])]),
+    ] {
+      assert_eq!(slot_ranges(&bad), None, "{bad:?}");
+    }
+  }
 }

@@ -21,8 +21,9 @@
 //! Files: `options.rs` (options and URL parsing), `keys.rs` (the key layout), `scripts.rs` (the
 //! Lua scripts and their replies), `connection.rs` (the kinds of command connection),
 //! `object.rs` (the caller's client object), `tracked.rs` (a connection that reads the run id),
-//! `pubsub.rs` (release notifications), `batch.rs` (pipelined batches), `master.rs` (the
-//! per-master interface Redlock uses).
+//! `pubsub.rs` (release notifications), `batch.rs` (pipelined batches; on a cluster one per
+//! master, over connections of their own to the masters), `master.rs` (the per-master interface
+//! Redlock uses).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -90,6 +91,9 @@ pub struct RedisStore {
   /// Serializes the (asynchronous) first connection to a cluster, and holds that connect while
   /// it runs: it is its own task, so a request cut by its timeout does not abort it.
   connecting: AsyncMutex<Option<ClusterConnect>>,
+  /// Which master serves each slot, and connections to them, for cluster batches (learnt on the
+  /// first batch, `connection.rs`).
+  batching: std::sync::Mutex<connection::Batching>,
   /// Aborts a cluster connect still running when the store closes.
   connect_abort: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
   /// Set once the subscription task runs (it is started on first use).
@@ -151,6 +155,7 @@ impl RedisStore {
       scripts: Scripts::new(),
       cmd: std::sync::Mutex::new(None),
       connecting: AsyncMutex::new(None),
+      batching: std::sync::Mutex::default(),
       connect_abort: std::sync::Mutex::new(None),
       subs: OnceCell::new(),
       hub,
@@ -390,14 +395,14 @@ impl LockStore for RedisStore {
   }
 
   /// One server: one pipeline (SCRIPT LOAD, then one EVALSHA per lock), one round trip for
-  /// the whole batch. A cluster or the caller's client object: every extend at once (the
-  /// multiplexed connection writes them together per node).
+  /// the whole batch. A cluster: that pipeline once per master, for the locks of its slots
+  /// (`batch.rs`). The caller's client object: every extend at once, one call each.
   async fn extend_many(&self, items: &[Renewal<'_>]) -> Vec<Result<bool>> {
     self.extend_batch(items).await
   }
 
   /// Like `extend_many`: one server, one pipelined write of the release script for the whole
-  /// batch; a cluster or a client object, every release at once (`batch.rs`).
+  /// batch; a cluster, one per master; a client object, every release at once (`batch.rs`).
   async fn release_many(&self, items: &[Owned<'_>]) -> Vec<Result<bool>> {
     self.release_batch(items).await
   }
@@ -470,6 +475,7 @@ impl LockStore for RedisStore {
   async fn close(&self) {
     self.closed.store(true, Ordering::Release);
     self.cmd.lock().unwrap_or_else(|e| e.into_inner()).take();
+    self.drop_batching();
     if let Some(connect) = self
       .connect_abort
       .lock()
