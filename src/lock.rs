@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use ferrolock_core::{LeaseEvent, Lock};
+use ferrolock_core::{LeaseEvent, Lock, TaggedSink};
 use napi::bindgen_prelude::{BigInt, Buffer, Either};
 use napi_derive::napi;
 
@@ -51,9 +51,13 @@ impl Held {
     static NEXT: AtomicU32 = AtomicU32::new(1);
     let handle = NEXT.fetch_add(1, Ordering::Relaxed);
     if events {
-      let sink_queue = queue.clone();
-      let weak = lock.downgrade();
-      lock.forward_events(Arc::new(move |ev| sink_queue.event(handle, &weak, ev)));
+      // One sink for every lock of this client (made with its first lock), addressed by handle:
+      // nothing per lock.
+      lock.forward_events_tagged(handle, || {
+        let (queue, held) = (queue.clone(), self.clone());
+        let sink: TaggedSink = Arc::new(move |handle, ev| queue.event(handle, &held, ev));
+        sink
+      });
     }
     let grant = NativeGrant {
       handle,

@@ -33,4 +33,4 @@ pub use store::redlock::{RedlockOptions, RedlockStore, RestartQuarantine};
 pub use store::wall_clock::{SystemClock, WallClock};
 pub use store::{LockStore, WakeHub, Watch};
 pub use transport::{BoxFuture, CommandTransport, RedisClientObject};
-pub use watchdog::{EventSink, LeaseEvent, Lock, LostReason};
+pub use watchdog::{EventSink, LeaseEvent, Lock, LostReason, TaggedSink};
