@@ -14,7 +14,7 @@ use napi::{sys, Status};
 use napi_derive::napi;
 
 use crate::client::{NativeLockInfo, NativeRecord};
-use crate::lock::{Held, NativeEvent, NativeGrant};
+use crate::lock::{NativeEvent, NativeGrant, WeakHeld};
 
 /// What an entry of the queue is: the settled value of operation `id`, its error, or an
 /// event of the lock whose `handle` is `id`.
@@ -78,7 +78,7 @@ enum Entry {
   Settled(u32, u32, Value),
   /// A heartbeat asks whether the JS thread is alive: draining the queue is the answer (to
   /// probe `n` of the lock under `handle` in `held`).
-  Probe(Held, u32, u64),
+  Probe(WeakHeld, u32, u64),
 }
 
 /// Wakes the JS thread; weak, so a queue with nothing in flight never keeps the process alive
@@ -116,7 +116,7 @@ impl Queue {
   /// Passes on an event of the lock `handle`. `Released` is not passed on: JS ends a lock
   /// itself when its release (or the client's close) settles. `Refreshed`, the one event of
   /// every heartbeat, goes as its ttl alone (a number): no object per renewal.
-  pub fn event(&self, handle: u32, held: &Held, event: LeaseEvent) {
+  pub fn event(&self, handle: u32, held: &WeakHeld, event: LeaseEvent) {
     match event {
       LeaseEvent::Released => {}
       LeaseEvent::Refreshed { ttl } => self.push(Entry::Settled(
