@@ -8,8 +8,11 @@
 // Measured:
 //   - RSS per lock: RSS after acquiring N locks minus RSS before (both after a full GC), over N;
 //     again after the renewal round (10 s later: V8 has given back pages it kept after the
-//     acquires by then); JS heap per lock: the same for the V8 heap in use (the rest of the RSS is native memory and
-//     heap pages V8 keeps);
+//     acquires by then); JS heap per lock: the same for the V8 heap in use; V8 heap per lock: the
+//     same for the V8 heap's size (in use, plus the pages V8 keeps: its young generation grows
+//     during a burst of allocation and shrinks later), right after acquiring and after the round.
+//     The rest of the RSS is native memory (malloc: the lock state in Rust, the binding's tables,
+//     and what the allocator keeps of freed memory);
 //   - CPU per renewal round: the process's user + system CPU over one refresh interval (10 s)
 //     right after the last acquire, with nothing else to do: each lock renews once in it;
 //   - round trips per round: the server's `total_reads_processed` (INFO stats) over that window,
@@ -130,6 +133,8 @@ async function child(lib, port, n) {
     rssPerLockKB: (after.rss - before.rss) / n / 1024,
     settledPerLockKB: (settled.rss - before.rss) / n / 1024,
     heapPerLockKB: (after.heapUsed - before.heapUsed) / n / 1024,
+    v8PerLockKB: (after.heapTotal - before.heapTotal) / n / 1024,
+    v8SettledPerLockKB: (settled.heapTotal - before.heapTotal) / n / 1024,
     cpuMs: (cpu.user + cpu.system) / 1000,
     // The two INFO calls are one read and one command each.
     reads: s1.reads - s0.reads - 1,
@@ -165,6 +170,7 @@ if (process.argv[2] === '--child') {
           'RSS/lock KB': r.rssPerLockKB.toFixed(2),
           'RSS/lock KB after the round': r.settledPerLockKB.toFixed(2),
           'JS heap/lock KB': r.heapPerLockKB.toFixed(2),
+          'V8 heap/lock KB': `${r.v8PerLockKB.toFixed(2)} / ${r.v8SettledPerLockKB.toFixed(2)}`,
           'CPU/round ms': r.cpuMs.toFixed(0),
           'round trips/round': r.reads,
           'commands/round': r.commands,

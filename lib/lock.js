@@ -22,8 +22,12 @@ const kClientClosed = Symbol('clientClosed')
 // setImmediate for every lock made in the same turn.
 let toAnnounce = []
 let announcing = false // an announceAll is scheduled
+// The length at which the list is next pruned: twice what a pruning left, so that many locks
+// made in one turn cost a copy of the list now and then, not one per lock.
+let pruneAt = 1024
 function announceAll() {
   announcing = false
+  pruneAt = 1024
   const locks = toAnnounce
   toAnnounce = []
   for (const lock of locks) lock[kAnnounce]()
@@ -80,10 +84,11 @@ class Lock extends EventEmitter {
     if (!announcing) {
       announcing = true
       setImmediate(announceAll)
-    } else if (toAnnounce.length >= 1024) {
+    } else if (toAnnounce.length >= pruneAt) {
       // A loop that never yields to the event loop keeps adding: drop the locks that ended
       // (and so announced) already, so they are not kept until the next turn.
       toAnnounce = toAnnounce.filter((lock) => !lock[kAnnounced])
+      pruneAt = Math.max(1024, 2 * toAnnounce.length)
     }
     toAnnounce.push(this)
   }

@@ -14,7 +14,7 @@ use napi::{sys, Status};
 use napi_derive::napi;
 
 use crate::client::{NativeLockInfo, NativeRecord};
-use crate::lock::{NativeEvent, NativeGrant};
+use crate::lock::{NativeEvent, NativeGrant, WeakHeld};
 
 /// What an entry of the queue is: the settled value of operation `id`, its error, or an
 /// event of the lock whose `handle` is `id`.
@@ -80,8 +80,9 @@ impl ToNapiValue for Value {
 
 enum Entry {
   Settled(u32, u32, Value),
-  /// A heartbeat asks whether the JS thread is alive: draining the queue is the answer.
-  Probe(ferrolock_core::watchdog::WeakLock, u64),
+  /// A heartbeat asks whether the JS thread is alive: draining the queue is the answer (to
+  /// probe `n` of the lock under `handle` in `held`).
+  Probe(WeakHeld, u32, u64),
 }
 
 /// Wakes the JS thread; weak, so a queue with nothing in flight never keeps the process alive
@@ -119,7 +120,7 @@ impl Queue {
   /// Passes on an event of the lock `handle`. `Released` is not passed on: JS ends a lock
   /// itself when its release (or the client's close) settles. `Refreshed`, the one event of
   /// every heartbeat, goes as its ttl alone (a number): no object per renewal.
-  pub fn event(&self, handle: u32, lock: &ferrolock_core::watchdog::WeakLock, event: LeaseEvent) {
+  pub fn event(&self, handle: u32, held: &WeakHeld, event: LeaseEvent) {
     match event {
       LeaseEvent::Released => {}
       LeaseEvent::Refreshed { ttl } => self.push(Entry::Settled(
@@ -127,7 +128,7 @@ impl Queue {
         EVENT,
         Value::Number(ttl.as_millis().min(u32::MAX as u128) as u32),
       )),
-      LeaseEvent::Probe(n) => self.push(Entry::Probe(lock.clone(), n)),
+      LeaseEvent::Probe(n) => self.push(Entry::Probe(held.clone(), handle, n)),
       event => self.push(Entry::Settled(
         handle,
         EVENT,
@@ -149,8 +150,8 @@ impl Queue {
           out.push(Value::Number(kind));
           out.push(value);
         }
-        Entry::Probe(lock, n) => {
-          if let Some(lock) = lock.upgrade() {
+        Entry::Probe(held, handle, n) => {
+          if let Some(lock) = held.get(handle) {
             lock.ack_probe(n);
           }
         }

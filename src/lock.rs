@@ -4,9 +4,9 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
-use ferrolock_core::{LeaseEvent, Lock};
+use ferrolock_core::{LeaseEvent, Lock, TaggedSink};
 use napi::bindgen_prelude::{BigInt, Buffer, Either};
 use napi_derive::napi;
 
@@ -53,20 +53,30 @@ impl Held {
   pub fn add(&self, lock: Lock, queue: &Arc<Queue>, events: bool) -> NativeGrant {
     static NEXT: AtomicU32 = AtomicU32::new(1);
     let handle = NEXT.fetch_add(1, Ordering::Relaxed);
+    // In the table before its events flow: a probe's answer finds the lock there by handle.
+    self.table().insert(handle, lock.clone());
     if events {
-      let sink_queue = queue.clone();
-      let weak = lock.downgrade();
-      lock.forward_events(Arc::new(move |ev| sink_queue.event(handle, &weak, ev)));
+      // One sink for every lock of this client (made with its first lock), addressed by handle:
+      // nothing per lock.
+      lock.forward_events_tagged(handle, || {
+        // Weak: the sink lives in the manager, which the locks in this table keep alive.
+        let (queue, held) = (queue.clone(), self.downgrade());
+        let sink: TaggedSink = Arc::new(move |handle, ev| queue.event(handle, &held, ev));
+        sink
+      });
     }
-    let grant = NativeGrant {
+    NativeGrant {
       handle,
       token: lock.token().to_owned(),
       owner: lock.owner().to_owned(),
       fence: BigInt::from(lock.fence()),
       events,
-    };
-    self.table().insert(handle, lock);
-    grant
+    }
+  }
+
+  /// The table without keeping it alive.
+  pub fn downgrade(&self) -> WeakHeld {
+    WeakHeld(Arc::downgrade(&self.0))
   }
 
   fn table(&self) -> MutexGuard<'_, HashMap<u32, Lock>> {
@@ -79,6 +89,17 @@ impl Held {
 
   pub fn remove(&self, handle: u32) {
     self.table().remove(&handle);
+  }
+}
+
+/// A client's table of held locks, not kept alive by this handle (`Held::downgrade`).
+#[derive(Clone)]
+pub struct WeakHeld(Weak<Mutex<HashMap<u32, Lock>>>);
+
+impl WeakHeld {
+  /// Lock `handle`, while the table and the lock in it are still there.
+  pub fn get(&self, handle: u32) -> Option<Lock> {
+    self.0.upgrade().and_then(|table| Held(table).get(handle))
   }
 }
 

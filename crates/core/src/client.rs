@@ -284,9 +284,9 @@ impl LockManager {
     Lock::start(
       NewLock {
         id: self.next_id.fetch_add(1, Ordering::Relaxed),
-        name: name.to_owned(),
-        token: token.to_owned(),
-        owner: owner.to_owned(),
+        name,
+        token,
+        owner,
         fence,
         ttl: opts.ttl,
         refresh: opts.refresh_interval,

@@ -35,4 +35,4 @@ pub use store::{LockStore, WakeHub, Watch};
 pub use transport::{
   BoxFuture, CommandTransport, Original, Push, PushSink, RedisClientObject, Reply,
 };
-pub use watchdog::{EventSink, LeaseEvent, Lock, LostReason};
+pub use watchdog::{EventSink, LeaseEvent, Lock, LostReason, TaggedSink};

@@ -14,7 +14,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -24,7 +24,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::error::LockError;
 use crate::store::{LockStore, Renewal};
-use crate::watchdog::{LockInner, Step};
+use crate::watchdog::{LockInner, Step, TaggedSink};
 
 /// Renewals due within this much of each other go in one batch (a lock is renewed at most an
 /// eighth of its refresh interval early).
@@ -62,6 +62,12 @@ pub(crate) struct Renewer {
   /// Cancelled once `close()` ended every lock it released (a `release()` called meanwhile
   /// waits for that and reports its outcome).
   pub(crate) closed: CancellationToken,
+  /// Where the events of locks forwarded with a tag go (`Lock::forward_events_tagged`).
+  pub(crate) sink: OnceLock<TaggedSink>,
+  /// Wakes manual extends waiting for their lock's turn (`LockInner::extend_turn`).
+  pub(crate) extend_done: Notify,
+  /// The owner name of the last lock started: the next lock of the same owner shares it.
+  last_owner: Mutex<Option<Arc<str>>>,
 }
 
 #[derive(Default)]
@@ -82,7 +88,24 @@ impl Renewer {
       stopped: AtomicBool::new(false),
       tasks: TaskTracker::new(),
       closed: CancellationToken::new(),
+      sink: OnceLock::new(),
+      extend_done: Notify::new(),
+      last_owner: Mutex::new(None),
     })
+  }
+
+  /// `owner` as a shared string: the same one as the last lock's when the name is the same
+  /// (most locks of a client have the client's owner name), so it is kept once, not per lock.
+  pub(crate) fn owner(&self, owner: &str) -> Arc<str> {
+    let mut last = self.last_owner.lock().unwrap_or_else(|e| e.into_inner());
+    match &*last {
+      Some(kept) if **kept == *owner => kept.clone(),
+      _ => {
+        let kept: Arc<str> = owner.into();
+        *last = Some(kept.clone());
+        kept
+      }
+    }
   }
 
   fn heap(&self) -> MutexGuard<'_, Heap> {
@@ -207,9 +230,9 @@ impl Renewer {
     // A manual extend in progress renews that lock itself (and reschedules it after).
     let mut batch = Vec::with_capacity(locks.len());
     for lock in &locks {
-      match lock.extending.try_lock() {
-        Ok(guard) => batch.push((lock, guard)),
-        Err(_) => lock.skipped(now + TICK),
+      match lock.try_extend_turn() {
+        Some(turn) => batch.push((lock, turn)),
+        None => lock.skipped(now + TICK),
       }
     }
     if batch.is_empty() {

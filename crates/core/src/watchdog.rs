@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, Mutex as AsyncMutex};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::error::Result;
@@ -69,25 +69,61 @@ pub enum LeaseEvent {
 /// order (for example, one queue shared by every lock of a process).
 pub type EventSink = Arc<dyn Fn(LeaseEvent) + Send + Sync>;
 
+/// Where the events of every lock of a manager go, each with the tag its lock was given
+/// (`Lock::forward_events_tagged`): one callback for all of them, so a held lock carries no
+/// callback of its own.
+pub type TaggedSink = Arc<dyn Fn(u32, LeaseEvent) + Send + Sync>;
+
 /// Where a lock's events go: kept until someone takes them (most locks never have any, so
 /// nothing is allocated for them up front), a stream, or the embedder's sink.
 enum EventOut {
   Kept(Vec<LeaseEvent>),
   Channel(mpsc::UnboundedSender<LeaseEvent>),
   Sink(EventSink),
+  /// The manager's tagged sink (`Renewer::sink`), with this tag.
+  Tagged(u32),
   /// Taken and ended: nothing more goes anywhere.
   Done,
 }
 
 impl EventOut {
-  fn send(&mut self, event: LeaseEvent) {
+  fn send(&mut self, renewer: &Renewer, event: LeaseEvent) {
     match self {
       EventOut::Kept(kept) => kept.push(event),
       EventOut::Channel(tx) => {
         let _ = tx.send(event);
       }
       EventOut::Sink(sink) => sink(event),
+      EventOut::Tagged(tag) => {
+        if let Some(sink) = renewer.sink.get() {
+          sink(*tag, event);
+        }
+      }
       EventOut::Done => {}
+    }
+  }
+}
+
+/// An owner token kept in the lock itself: the 36 characters of a hyphenated uuid (every token
+/// this crate makes) inline, any other on the heap.
+enum Token {
+  Uuid([u8; 36]),
+  Other(Box<str>),
+}
+
+impl Token {
+  fn new(token: &str) -> Token {
+    match <[u8; 36]>::try_from(token.as_bytes()) {
+      Ok(bytes) => Token::Uuid(bytes),
+      Err(_) => Token::Other(token.into()),
+    }
+  }
+
+  fn as_str(&self) -> &str {
+    match self {
+      // Made from a `&str` above: always UTF-8.
+      Token::Uuid(bytes) => std::str::from_utf8(bytes).unwrap_or_default(),
+      Token::Other(token) => token,
     }
   }
 }
@@ -119,17 +155,19 @@ struct State {
 
 pub(crate) struct LockInner {
   id: u64,
-  name: String,
-  token: String,
-  owner: String,
+  name: Box<str>,
+  token: Token,
+  /// `None` when the owner name is the token (no owner was given); most locks of a manager
+  /// share one owner name, so it is kept once (`Renewer::owner`).
+  owner: Option<Arc<str>>,
   fence: u64,
   renewer: Arc<Renewer>,
   state: Mutex<State>,
   /// Set by `release` (and when the lock is over): a renewal answer that comes later is dropped.
   stopped: AtomicBool,
   /// Extends (heartbeat or manual) go one at a time, so the lease we record is the one the
-  /// server applied last.
-  pub(crate) extending: AsyncMutex<()>,
+  /// server applied last: set while one is on its way (`ExtendTurn`).
+  extending: AtomicBool,
   /// Heartbeats wait for the embedder's answer to each probe (`ack_probe`).
   probe: bool,
   probe_acked: AtomicU64,
@@ -165,11 +203,11 @@ impl WeakLock {
   }
 }
 
-pub(crate) struct NewLock {
+pub(crate) struct NewLock<'a> {
   pub id: u64,
-  pub name: String,
-  pub token: String,
-  pub owner: String,
+  pub name: &'a str,
+  pub token: &'a str,
+  pub owner: &'a str,
   pub fence: u64,
   pub ttl: Duration,
   pub refresh: Option<Duration>,
@@ -181,15 +219,15 @@ pub(crate) struct NewLock {
 }
 
 impl Lock {
-  pub(crate) fn start(new: NewLock, renewer: &Arc<Renewer>) -> Lock {
+  pub(crate) fn start(new: NewLock<'_>, renewer: &Arc<Renewer>) -> Lock {
     // Validity counts from before the request was sent: the server's lease started later.
     // The store may take off a margin for clock drift (Redlock).
     let valid_until = new.started + renewer.store.validity(new.ttl);
     let inner = Arc::new(LockInner {
       id: new.id,
-      name: new.name,
-      token: new.token,
-      owner: new.owner,
+      name: new.name.into(),
+      token: Token::new(new.token),
+      owner: (new.owner != new.token).then(|| renewer.owner(new.owner)),
       fence: new.fence,
       renewer: renewer.clone(),
       state: Mutex::new(State {
@@ -210,7 +248,7 @@ impl Lock {
         releasing: 0,
       }),
       stopped: AtomicBool::new(false),
-      extending: AsyncMutex::new(()),
+      extending: AtomicBool::new(false),
       probe: new.probe,
       probe_acked: AtomicU64::new(0),
       lost_flag: AtomicBool::new(false),
@@ -232,11 +270,14 @@ impl Lock {
   }
   /// The owner token (uuid v4) that proves this acquisition.
   pub fn token(&self) -> &str {
-    &self.inner.token
+    self.inner.token.as_str()
   }
   /// The owner name given at acquire.
   pub fn owner(&self) -> &str {
-    &self.inner.owner
+    match &self.inner.owner {
+      Some(owner) => owner,
+      None => self.inner.token.as_str(),
+    }
   }
   /// The fencing token of this acquisition.
   pub fn fence(&self) -> u64 {
@@ -315,6 +356,26 @@ impl Lock {
     };
   }
 
+  /// Sends every event from now on to the manager's tagged sink, with `tag`: the sink `make`
+  /// returns on the first call of any lock of this manager serves every lock of it from then
+  /// on (one callback per manager, not one per lock). Events kept until now are passed on
+  /// first, in order. Does nothing once the events were taken.
+  pub fn forward_events_tagged(&self, tag: u32, make: impl FnOnce() -> TaggedSink) {
+    let sink = self.inner.renewer.sink.get_or_init(make);
+    let mut st = self.inner.state();
+    let EventOut::Kept(kept) = &mut st.events else {
+      return;
+    };
+    for event in kept.drain(..) {
+      sink(tag, event);
+    }
+    st.events = if st.finished {
+      EventOut::Done
+    } else {
+      EventOut::Tagged(tag)
+    };
+  }
+
   /// `release` done at once on the caller's thread, where the store can (memory); `None`
   /// otherwise (then call `release`).
   pub fn release_now(&self) -> Option<Result<bool>> {
@@ -327,7 +388,7 @@ impl Lock {
     let done = self
       .inner
       .store()
-      .release_now(&self.inner.name, &self.inner.token);
+      .release_now(&self.inner.name, self.inner.token.as_str());
     match done {
       None => {
         self.inner.end_release(None);
@@ -357,7 +418,7 @@ impl Lock {
     if self.is_finished() {
       return Ok(false);
     }
-    let _one_at_a_time = self.inner.extending.lock().await;
+    let _one_at_a_time = self.inner.extend_turn().await;
     // Checked again now that it is this call's turn: a release or close() that began meanwhile
     // owns the lock's end, and nothing more is sent for it.
     if self.inner.ending() {
@@ -367,7 +428,7 @@ impl Lock {
     let ok = self
       .inner
       .store()
-      .extend_with(&self.inner.name, &self.inner.token, ttl, data)
+      .extend_with(&self.inner.name, self.inner.token.as_str(), ttl, data)
       .await;
     match ok {
       // A release or close() that began meanwhile ends the lock: no event for this renewal.
@@ -409,14 +470,26 @@ impl Lock {
       delete: delete.unwrap_or(self.inner.delete_on_release),
       data,
     };
-    let request = self
-      .inner
-      .store()
-      .release_with(&self.inner.name, &self.inner.token, &opts);
+    let request =
+      self
+        .inner
+        .store()
+        .release_with(&self.inner.name, self.inner.token.as_str(), &opts);
     // `close()` waits for it: nothing is sent after close() resolved.
     let done = self.inner.renewer.tasks.track_future(request).await;
     self.inner.end_release(Some(&done));
     done
+  }
+}
+
+/// A lock's turn to extend: its extends go one at a time. Given back when dropped.
+pub(crate) struct ExtendTurn<'a>(&'a LockInner);
+
+impl Drop for ExtendTurn<'_> {
+  fn drop(&mut self) {
+    self.0.extending.store(false, Ordering::Release);
+    // Manual extends waiting for their turn (rare) look again.
+    self.0.renewer.extend_done.notify_waiters();
   }
 }
 
@@ -435,6 +508,25 @@ impl LockInner {
     self.state.lock().unwrap_or_else(|e| e.into_inner())
   }
 
+  /// The turn to extend, when no other extend of this lock is on its way.
+  pub(crate) fn try_extend_turn(&self) -> Option<ExtendTurn<'_>> {
+    (!self.extending.swap(true, Ordering::AcqRel)).then_some(ExtendTurn(self))
+  }
+
+  /// Waits for the turn to extend. The wake-up is shared by every lock of the manager (a field
+  /// per lock would cost more than the rare wait): a waiter that was not next waits again.
+  async fn extend_turn(&self) -> ExtendTurn<'_> {
+    loop {
+      let mut done = std::pin::pin!(self.renewer.extend_done.notified());
+      // Registered before looking, so a turn given back in between is not missed.
+      done.as_mut().enable();
+      if let Some(turn) = self.try_extend_turn() {
+        return turn;
+      }
+      done.await;
+    }
+  }
+
   fn store(&self) -> &Arc<dyn crate::store::LockStore> {
     &self.renewer.store
   }
@@ -444,7 +536,7 @@ impl LockInner {
   }
 
   pub(crate) fn token(&self) -> &str {
-    &self.token
+    self.token.as_str()
   }
 
   /// Whether the lock is over or its end has begun (a release of the holder's, or `close()`'s).
@@ -498,7 +590,7 @@ impl LockInner {
   fn emit(&self, event: LeaseEvent) {
     let mut st = self.state();
     if !st.finished {
-      st.events.send(event);
+      st.events.send(&self.renewer, event);
     }
   }
 
@@ -535,10 +627,13 @@ impl LockInner {
       if lost.is_some() {
         self.lost_flag.store(true, Ordering::Release);
       }
-      st.events.send(match lost {
-        Some(reason) => LeaseEvent::Lost { reason },
-        None => LeaseEvent::Released,
-      });
+      st.events.send(
+        &self.renewer,
+        match lost {
+          Some(reason) => LeaseEvent::Lost { reason },
+          None => LeaseEvent::Released,
+        },
+      );
       // The stream ends here; kept events wait for whoever takes them.
       if !matches!(st.events, EventOut::Kept(_)) {
         st.events = EventOut::Done;
@@ -565,7 +660,7 @@ fn lost_by_expiry(inner: &Arc<LockInner>) {
     };
     let _ = inner
       .store()
-      .release_with(&inner.name, &inner.token, &opts)
+      .release_with(&inner.name, inner.token.as_str(), &opts)
       .await;
   });
 }
@@ -577,5 +672,32 @@ impl std::fmt::Debug for Lock {
       .field("fence", &self.inner.fence)
       .field("lost", &self.is_lost())
       .finish_non_exhaustive()
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  /// Thousands of locks may be held at once: the state of one is paid per lock. It was 320
+  /// bytes, with three heap strings, a tokio mutex and an event-sink closure of its own.
+  #[test]
+  fn a_held_lock_stays_small() {
+    let size = std::mem::size_of::<LockInner>();
+    println!(
+      "LockInner: {size} bytes, State: {} bytes",
+      std::mem::size_of::<State>()
+    );
+    assert!(size <= 280, "LockInner grew to {size} bytes");
+  }
+
+  #[test]
+  fn tokens_keep_their_text() {
+    let uuid = "0b5f3c2e-4a1d-4c8e-9f3a-2d6e8b7c1a90";
+    assert!(matches!(Token::new(uuid), Token::Uuid(_)));
+    assert_eq!(Token::new(uuid).as_str(), uuid);
+    assert!(matches!(Token::new("short"), Token::Other(_)));
+    assert_eq!(Token::new("short").as_str(), "short");
+    assert_eq!(Token::new("").as_str(), "");
   }
 }

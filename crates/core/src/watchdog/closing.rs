@@ -79,8 +79,8 @@ pub(crate) async fn close_all(renewer: &Arc<Renewer>, limit: Duration) {
       let items: Vec<Owned<'_>> = locks
         .iter()
         .map(|l| Owned {
-          name: &l.name,
-          token: &l.token,
+          name: l.name(),
+          token: l.token(),
         })
         .collect();
       let results = store.release_many(&items).await;
@@ -103,7 +103,7 @@ pub(crate) async fn close_all(renewer: &Arc<Renewer>, limit: Duration) {
         delete: true,
         data: None,
       };
-      let done = store.release_with(&lock.name, &lock.token, &opts).await;
+      let done = store.release_with(lock.name(), lock.token(), &opts).await;
       lock.released(&done);
     }
   });

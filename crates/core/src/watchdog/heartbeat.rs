@@ -88,7 +88,8 @@ impl LockInner {
       if self.safe_time.is_some() && !st.expiring_sent && now >= warn_at {
         st.expiring_sent = true;
         let remaining = st.valid_until.saturating_duration_since(now);
-        st.events.send(LeaseEvent::Expiring { remaining });
+        st.events
+          .send(&self.renewer, LeaseEvent::Expiring { remaining });
       }
     }
     if self.auto_extend {
@@ -104,7 +105,7 @@ impl LockInner {
           st.probe_n += 1;
           st.probe_wait = true;
           let n = st.probe_n;
-          st.events.send(LeaseEvent::Probe(n));
+          st.events.send(&self.renewer, LeaseEvent::Probe(n));
         } else if self.probe_acked.load(Ordering::Acquire) >= st.probe_n {
           st.probe_wait = false;
           st.in_flight = true;
@@ -154,14 +155,18 @@ impl LockInner {
           return;
         }
         st.retry_at = Some(now + (st.refresh / 4).max(Duration::from_millis(5)));
-        st.events.send(LeaseEvent::Error {
-          message: err.to_string(),
-          original: crate::transport::original_of(&err).cloned(),
-        });
+        st.events.send(
+          &self.renewer,
+          LeaseEvent::Error {
+            message: err.to_string(),
+            original: crate::transport::original_of(&err).cloned(),
+          },
+        );
         let remaining = st.valid_until.saturating_duration_since(now);
         if remaining <= self.safe(&st) && !st.expiring_sent {
           st.expiring_sent = true;
-          st.events.send(LeaseEvent::Expiring { remaining });
+          st.events
+            .send(&self.renewer, LeaseEvent::Expiring { remaining });
         }
       }
     }
