@@ -286,9 +286,10 @@ async fn store_contract<S: LockStore>(store: Arc<S>) {
   assert!(!store.release(&name, "t1").await.expect("release twice"));
   assert_eq!(store.inspect(&name).await.expect("inspect"), None);
 
-  // Fences keep increasing, also after a lock expired on its own.
+  // Fences keep increasing, also after a lock expired on its own. The lease is long enough
+  // for a Redlock majority to answer within its validity on a loaded machine.
   let second = match store
-    .try_acquire(&name, &req("t3", 30))
+    .try_acquire(&name, &req("t3", 300))
     .await
     .expect("acquire")
   {
@@ -296,7 +297,7 @@ async fn store_contract<S: LockStore>(store: Arc<S>) {
     other => panic!("expected a grant, got {other:?}"),
   };
   assert!(second > first);
-  tokio::time::sleep(Duration::from_millis(60)).await;
+  tokio::time::sleep(Duration::from_millis(600)).await;
   // A store without server-side expiry (DynamoDB) grants only once the waiter has seen the
   // same record version for the holder's whole lease and says which version to take over (the
   // manager's attempt loop keeps that clock): a busy answer reports the version and the lease.
@@ -311,11 +312,11 @@ async fn store_contract<S: LockStore>(store: Arc<S>) {
   {
     assert_eq!(
       h.remaining,
-      Some(Duration::from_millis(30)),
+      Some(Duration::from_millis(300)),
       "the holder's lease"
     );
     let version = version.clone();
-    tokio::time::sleep(Duration::from_millis(40)).await;
+    tokio::time::sleep(Duration::from_millis(350)).await;
     attempt = store
       .try_acquire_over(&name, &req("t4", 1_000), Some(&version))
       .await

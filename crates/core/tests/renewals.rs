@@ -190,10 +190,20 @@ async fn a_release_during_close_is_sent_once_and_answers_as_the_delete_went() {
     .expect("release"));
   let before = script_calls(&server);
   // Lock 0's release starts before close(): close() leaves it to that release. Lock 1's starts
-  // once close() took it over: it waits for close()'s answer instead of sending its own.
+  // once close() took it over: it waits for close()'s answer instead of sending its own. The
+  // server is stopped until lock 1's release has started, so close() cannot have ended first
+  // (its release would then answer false, as after close()).
+  server.signal("-STOP");
   let (first, (), second) = tokio::join!(locks[0].release(), mgr.close(), async {
     tokio::task::yield_now().await;
-    locks[1].release().await
+    let mut release = Box::pin(locks[1].release());
+    let early = futures_util::FutureExt::now_or_never(&mut release);
+    assert!(
+      early.is_none(),
+      "the release during close() waits for close()'s answer"
+    );
+    server.signal("-CONT");
+    release.await
   });
   assert!(first.expect("release before close"));
   assert!(second.expect("release during close"));

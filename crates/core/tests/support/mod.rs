@@ -110,6 +110,16 @@ impl RedisServer {
     let _ = self.child.wait();
   }
 
+  /// Sends `sig` (`-STOP`: it keeps accepting requests and answers none; `-CONT`) to the server.
+  pub fn signal(&self, sig: &str) {
+    let ok = Command::new("kill")
+      .args([sig, &self.child.id().to_string()])
+      .status()
+      .expect("kill")
+      .success();
+    assert!(ok, "kill {sig} {}", self.child.id());
+  }
+
   /// Whether the process still runs (a killed server is waited for, so it is gone).
   pub fn alive(&self) -> bool {
     std::path::Path::new(&format!("/proc/{}", self.child.id())).exists()
