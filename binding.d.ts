@@ -61,11 +61,12 @@ export declare class NativeClient {
    */
   acquire(op: number, name: string, options: NativeAcquireOptions | undefined | null, tryOnly: boolean): void
   /**
-   * One attempt done at once, where the store allows it (memory): the lock, or null when it
-   * is held and it is a single attempt; undefined when it cannot be decided now (then call
-   * `acquire`).
+   * One attempt done at once, where the store allows it (memory, file), with the options
+   * packed in `slots` (see `crate::options::packed`): the lock's token, its handle, fence and
+   * whether it reports events written to `slots`; null when it is held and it is a single
+   * attempt; undefined when it cannot be decided now (then call `acquire`). Bad input throws.
    */
-  acquireNow(name: string, options: NativeAcquireOptions | undefined | null, tryOnly: boolean): any
+  acquireNow(name: string, slots: Float64Array, owner?: string | undefined | null, data?: string | Buffer | undefined | null): any
   /**
    * Checks `name` and `options` as `acquire` would, and does nothing else: throws what
    * `acquire` would throw for them.

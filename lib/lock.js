@@ -4,7 +4,7 @@
 // monitor run in Rust; their events come through the completion queue (lib/ops.js).
 
 const { EventEmitter } = require('node:events')
-const { BackendUnavailableError, LockError, LockLostError } = require('./errors.js')
+const { BackendUnavailableError, LockError, LockLostError, lift } = require('./errors.js')
 const { settle, optionsThenCallback } = require('./callbacks.js')
 const { show, invalid, checkKeys } = require('./options/shape.js')
 const { checkData } = require('./options/acquire.js')
@@ -56,11 +56,12 @@ class Lock extends EventEmitter {
 
   /**
    * Made by the client for `nativeLock` (a lib/ops.js HeldLock: a handle into the binding's table
-   * of held locks) and its `grant` (token, owner, fence, events), a lock of `name`. `shared` is
-   * one object per client: `{ logger, onOver, capabilities }`; `onOver(lock)` is called once when
-   * the lock ends. Thousands of locks may be held at once: each field here is paid per lock.
+   * of held locks), a lock of `name` taken under `token` for `owner` with `fence`; `events`: it
+   * reports events of its own. `shared` is one object per client: `{ logger, onOver,
+   * capabilities }`; `onOver(lock)` is called once when the lock ends. Thousands of locks may be
+   * held at once: each field here is paid per lock.
    */
-  constructor(nativeLock, grant, name, shared) {
+  constructor(nativeLock, name, token, owner, fence, events, shared) {
     super()
     // EventEmitter starts every emitter with an empty listener table (a dictionary object of
     // about 190 bytes); most held locks never get a listener. Undefined is its documented empty
@@ -69,14 +70,14 @@ class Lock extends EventEmitter {
     this.#native = nativeLock
     this.#shared = shared
     this.name = name
-    this.token = grant.token
+    this.token = token
     // Most locks of a process share one owner name: keep one copy of it.
-    if (grant.owner !== lastOwner) lastOwner = grant.owner
+    if (owner !== lastOwner) lastOwner = owner
     this.owner = lastOwner
-    this.fence = grant.fence
+    this.fence = fence
     // Only heartbeats (and the session monitor of `safeTime`) produce events on their own;
     // they come through the completion queue, and keep the process alive while the lock is held.
-    if (grant.events) ops.listen(nativeLock.handle, this)
+    if (events) ops.listen(nativeLock.handle, this)
     if (!announcing) {
       announcing = true
       setImmediate(announceAll)
@@ -320,31 +321,50 @@ class Lock extends EventEmitter {
    * Releases the lock if it is still ours: true, or false when it was already gone. DynamoDB:
    * `{ data }` leaves data in the released record; `{ delete }` overrides `deleteOnRelease`.
    */
-  release(...input) {
-    const { options, callback } = optionsThenCallback(input)
-    return settle(callback, async () => {
-      const { data, delete: del } = this.#dataOption(options, 'release')
-      // Memory: done at once, in this call.
-      let ok = data === undefined && del === undefined ? this.#native.releaseNow() : undefined
-      if (ok === undefined) {
-        this.#releasing = true
-        try {
-          ok = await ops.submit((op) => this.#native.release(op, data, del))
-        } catch (err) {
-          if (err.code === 'ERR_INVALID_ARG') throw err // refused before any I/O: still held
-          // Not confirmed: the lock is over for its holder all the same (its key expires by its
-          // lease); the binding keeps it so that another release() can try the delete again.
-          this.#finish('lost', 'its release was not confirmed by the server; the key expires by its lease', false, true)
-          throw err
-        } finally {
-          this.#releasing = false
-        }
-        this.#native.released(ok)
+  release(options, callback) {
+    // The common call, release(): nothing to check. Where the store can (memory, file), the
+    // lock is released inside this call and the promise returned is already settled.
+    if (options === undefined && callback === undefined) {
+      try {
+        const ok = this.#native.releaseNow()
+        if (ok !== undefined) return Promise.resolve(this.#released(ok))
+      } catch (err) {
+        return Promise.reject(lift(err))
       }
-      if (ok) this.#finish('released')
-      else this.#finish('lost', 'the lock was already gone when it was released')
-      return ok
+      return this.#releaseLater(undefined, undefined)
+    }
+    const input = optionsThenCallback([...arguments])
+    return settle(input.callback, async () => {
+      const { data, delete: del } = this.#dataOption(input.options, 'release')
+      const ok = data === undefined && del === undefined ? this.#native.releaseNow() : undefined
+      return ok === undefined ? this.#releaseLater(data, del) : this.#released(ok)
     })
+  }
+
+  // A release through the I/O thread.
+  async #releaseLater(data, del) {
+    let ok
+    this.#releasing = true
+    try {
+      ok = await ops.submit((op) => this.#native.release(op, data, del))
+    } catch (err) {
+      if (err.code === 'ERR_INVALID_ARG') throw err // refused before any I/O: still held
+      // Not confirmed: the lock is over for its holder all the same (its key expires by its
+      // lease); the binding keeps it so that another release() can try the delete again.
+      this.#finish('lost', 'its release was not confirmed by the server; the key expires by its lease', false, true)
+      throw err
+    } finally {
+      this.#releasing = false
+    }
+    this.#native.released(ok)
+    return this.#released(ok)
+  }
+
+  // The release settled with `ok`: the lock ends, released or (already gone) lost.
+  #released(ok) {
+    if (ok) this.#finish('released')
+    else this.#finish('lost', 'the lock was already gone when it was released')
+    return ok
   }
 
   async [asyncDispose]() {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ferrolock_core::{AcquireOptions, LockError};
 use ferrolock_core::{DynamoStore, FileStore, LockManager, MemoryStore, RedisStore, RedlockStore};
-use napi::bindgen_prelude::{BigInt, Buffer, Either};
+use napi::bindgen_prelude::{BigInt, Buffer, Either, Float64ArraySlice};
 use napi_derive::napi;
 use tokio_util::sync::CancellationToken;
 
@@ -17,8 +17,8 @@ use crate::error::to_napi;
 use crate::file_options::NativeFileOptions;
 use crate::lock::Held;
 use crate::options::{
-  ms, to_js, AcquireDefaults, NativeAcquireOptions, NativeClientOptions, NativeRedisOptions,
-  NativeRedlockOptions,
+  ms, packed, to_js, AcquireDefaults, NativeAcquireOptions, NativeClientOptions,
+  NativeRedisOptions, NativeRedlockOptions,
 };
 
 /// A read-only view of a lock.
@@ -387,24 +387,51 @@ impl NativeClient {
     Ok(())
   }
 
-  /// One attempt done at once, where the store allows it (memory): the lock, or null when it
-  /// is held and it is a single attempt; undefined when it cannot be decided now (then call
-  /// `acquire`).
+  /// One attempt done at once, where the store allows it (memory, file), with the options
+  /// packed in `slots` (see `crate::options::packed`): the lock's token, its handle, fence and
+  /// whether it reports events written to `slots`; null when it is held and it is a single
+  /// attempt; undefined when it cannot be decided now (then call `acquire`). Bad input throws.
   #[napi]
   pub fn acquire_now(
     &self,
     name: String,
-    options: Option<NativeAcquireOptions>,
-    try_only: bool,
+    mut slots: Float64ArraySlice<'_>,
+    owner: Option<String>,
+    data: Option<Either<String, Buffer>>,
   ) -> napi::Result<Value> {
-    let options = self.options(&name, options, try_only)?;
+    // SAFETY: the array is lib/options/acquire.js's own scratch; JS runs nothing while this
+    // call does, so nothing else reads or writes it meanwhile.
+    let slots = unsafe { slots.as_mut() };
+    let (options, try_only) = NativeAcquireOptions::from_packed(slots, owner, data)?;
+    let options = self.options(&name, Some(options), try_only)?;
     let events = has_events(&options);
-    let outcome = crate::runtime::enter(|| self.manager.acquire_now(&name, &options));
+    // Only a heartbeat or a session monitor spawns a task: enter the runtime for them alone.
+    let outcome = if events {
+      crate::runtime::enter(|| self.manager.acquire_now(&name, &options))
+    } else {
+      self.manager.acquire_now(&name, &options)
+    };
     match outcome {
       None => Ok(Value::Undefined),
       Some(Err(err)) => Err(to_napi(err)),
       Some(Ok(None)) => Ok(Value::Null),
-      Some(Ok(Some(lock))) => Ok(Value::Grant(self.held.add(lock, &self.queue, events))),
+      Some(Ok(Some(lock))) => {
+        let token = lock.token().to_owned();
+        let fence = lock.fence();
+        slots[packed::HANDLE] = f64::from(self.held.keep(lock, &self.queue, events));
+        slots[packed::EVENTS] = if events { 1.0 } else { 0.0 };
+        // SAFETY: `FENCE` is inside the slice (`from_packed` checked its length), and a u64
+        // has the size and alignment of an f64. Written as an integer, so its bits stay as
+        // they are (an f64 store could change the bits of a NaN).
+        unsafe {
+          slots
+            .as_mut_ptr()
+            .cast::<u64>()
+            .add(packed::FENCE)
+            .write(fence)
+        };
+        Ok(Value::Str(token))
+      }
     }
   }
 

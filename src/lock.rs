@@ -48,6 +48,22 @@ impl Held {
   /// Keeps `lock` and returns what JS needs of it; with `events`, its lease events go to
   /// `queue` from now on.
   pub fn add(&self, lock: Lock, queue: &Arc<Queue>, events: bool) -> NativeGrant {
+    let grant = NativeGrant {
+      handle: 0,
+      token: lock.token().to_owned(),
+      owner: lock.owner().to_owned(),
+      fence: BigInt::from(lock.fence()),
+      events,
+    };
+    NativeGrant {
+      handle: self.keep(lock, queue, events),
+      ..grant
+    }
+  }
+
+  /// Keeps `lock` as `add` does, and returns only its handle (`acquireNow` passes the rest
+  /// back without building an object).
+  pub fn keep(&self, lock: Lock, queue: &Arc<Queue>, events: bool) -> u32 {
     static NEXT: AtomicU32 = AtomicU32::new(1);
     let handle = NEXT.fetch_add(1, Ordering::Relaxed);
     if events {
@@ -55,15 +71,8 @@ impl Held {
       let weak = lock.downgrade();
       lock.forward_events(Arc::new(move |ev| sink_queue.event(handle, &weak, ev)));
     }
-    let grant = NativeGrant {
-      handle,
-      token: lock.token().to_owned(),
-      owner: lock.owner().to_owned(),
-      fence: BigInt::from(lock.fence()),
-      events,
-    };
     self.table().insert(handle, lock);
-    grant
+    handle
   }
 
   fn table(&self) -> MutexGuard<'_, HashMap<u32, Lock>> {

@@ -48,14 +48,77 @@ function checkData(data, what, capabilities) {
   throw invalid(`${what} must be ${allowed} (got ${Buffer.isBuffer(data) ? 'a Buffer' : show(data)})`)
 }
 
+// The options of a client whose store takes a free lock at once (`capabilities.immediate`)
+// also go packed into one Float64Array, for NativeClient#acquireNow: the binding reads them
+// without looking up a property, and writes the lock it took into the same array (no object
+// is built for it). The layout is src/options.rs `packed`: slot 0 holds a bit per option given
+// (bit n: the option in slot n) and the two flags below; each value sits in its own slot,
+// booleans as 0 or 1. Back from the binding: the lock's handle, its fence (a u64: read through
+// `packedFence`, a BigUint64Array over the same memory) and whether it reports events.
+const SLOTS = 12
+const HANDLE = 9
+const FENCE = 10
+const EVENTS = 11
+const WAIT_IS_BOOL = 1 << 12
+const TRY_ONLY = 1 << 13
+const packed = new Float64Array(SLOTS)
+const packedFence = new BigUint64Array(packed.buffer)
+// What crosses beside the array: the options' owner and data (undefined when not given).
+const packedArgs = { owner: undefined, data: undefined }
+let flags = 0
+
+function put(slot, value) {
+  flags |= 1 << slot
+  packed[slot] = value
+}
+
+// Packs one option (called by the shape check for each key it passed).
+function pack(key, value) {
+  switch (key) {
+    case 'ttl':
+      return put(1, value)
+    case 'wait':
+      if (typeof value === 'boolean') flags |= WAIT_IS_BOOL
+      return put(2, +value)
+    case 'retryDelay':
+      return put(3, value)
+    case 'retryJitter':
+      return put(4, value)
+    case 'maxRetries':
+      return put(5, value)
+    case 'autoExtend':
+      return put(6, +value)
+    case 'refreshInterval':
+      return put(7, value)
+    case 'safeTime':
+      return put(8, value)
+    case 'owner':
+      packedArgs.owner = value
+      return
+    case 'data':
+      packedArgs.data = value
+  }
+}
+
 /**
  * Checks the shape of the acquire options `o` (undefined: none) for a client with
  * `capabilities`, and returns them as the binding reads them: the same object, unless a value
- * must cross as text (additionalAttributes, as JSON).
+ * must cross as text (additionalAttributes, as JSON). Where the client takes a free lock at
+ * once, also packs them (with `tryOnly`) into `packed` and `packedArgs` for acquireNow.
  */
-function acquireOptions(o, capabilities) {
-  if (o === undefined) return undefined
-  checkAcquire(o, 'options')
+function acquireOptions(o, capabilities, tryOnly = false) {
+  const packing = capabilities.immediate === true
+  if (packing) {
+    flags = tryOnly ? TRY_ONLY : 0
+    packedArgs.owner = undefined
+    packedArgs.data = undefined
+  }
+  if (o === undefined) {
+    if (packing) packed[0] = flags
+    return undefined
+  }
+  checkAcquire(o, 'options', packing ? pack : undefined)
+  if (packing) packed[0] = flags
   if (typeof o.owner === 'string' && !o.owner.isWellFormed()) {
     throw invalid('options.owner must be well-formed Unicode (it holds a lone surrogate)')
   }
@@ -70,4 +133,4 @@ function acquireOptions(o, capabilities) {
   return { ...o, additionalAttributes: JSON.stringify(o.additionalAttributes) }
 }
 
-module.exports = { acquireOptions, checkData }
+module.exports = { acquireOptions, checkData, packed, packedArgs, packedFence, HANDLE, FENCE, EVENTS }
