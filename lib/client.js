@@ -152,8 +152,13 @@ class Client {
   #made(handle, name, token, owner, fence, events) {
     const shared =
       this.#lockShared ||
-      (this.#lockShared = { logger: this.#logger, onOver: this.#forget, capabilities: this.#capabilities })
-    const lock = new Lock(new ops.HeldLock(this.#native, handle), name, token, owner, fence, events, shared)
+      (this.#lockShared = {
+        native: this.#native,
+        logger: this.#logger,
+        onOver: this.#forget,
+        capabilities: this.#capabilities,
+      })
+    const lock = new Lock(handle, name, token, owner, fence, events, shared)
     this.#locks.add(lock)
     return lock
   }

@@ -36,11 +36,13 @@ const OVER = 1
 const ANNOUNCED = 2
 const RELEASING = 4
 const LOST = 8
+const LET_GO = 16 // the binding let the lock go (its release settled, or JS forgot it)
+const LET_GO_LOST = 32 // ... and it was lost then
 // Where a null goes while a lock has no object of rarely used fields: nowhere.
 const NOWHERE = { controller: null, endReason: null, backlog: null }
 
 class Lock extends EventEmitter {
-  #native
+  #handle // the lock's handle in its client's table of held locks (src/lock.rs)
   // Thousands of locks may be held at once, so a Lock keeps few fields of its own (each one is
   // paid per lock, and past a dozen or so V8 moves them to a second object): the yes/no state in
   // one number, and what few locks need (a signal, an end reason, early events) in one object made
@@ -52,22 +54,22 @@ class Lock extends EventEmitter {
   //   'acquired' was emitted).
   #flags = 0
   #extra = null
-  #shared // what every lock of the client shares: { logger, onOver, capabilities }
+  #shared // what every lock of the client shares: { native, logger, onOver, capabilities }
 
   /**
-   * Made by the client for `nativeLock` (a lib/ops.js HeldLock: a handle into the binding's table
-   * of held locks), a lock of `name` taken under `token` for `owner` with `fence`; `events`: it
-   * reports events of its own. `shared` is one object per client: `{ logger, onOver,
-   * capabilities }`; `onOver(lock)` is called once when the lock ends. Thousands of locks may be
-   * held at once: each field here is paid per lock.
+   * Made by the client for the lock its binding keeps under `handle`: a lock of `name` taken
+   * under `token` for `owner` with `fence`; `events`: it reports events of its own. `shared` is
+   * one object per client: `{ native, logger, onOver, capabilities }` (`native`: the binding's
+   * client); `onOver(lock)` is called once when the lock ends. Thousands of locks may be held at
+   * once: each field here is paid per lock.
    */
-  constructor(nativeLock, name, token, owner, fence, events, shared) {
+  constructor(handle, name, token, owner, fence, events, shared) {
     super()
     // EventEmitter starts every emitter with an empty listener table (a dictionary object of
     // about 190 bytes); most held locks never get a listener. Undefined is its documented empty
     // state: the first listener makes the table.
     this._events = undefined
-    this.#native = nativeLock
+    this.#handle = handle
     this.#shared = shared
     this.name = name
     this.token = token
@@ -77,7 +79,7 @@ class Lock extends EventEmitter {
     this.fence = fence
     // Only heartbeats (and the session monitor of `safeTime`) produce events on their own;
     // they come through the completion queue, and keep the process alive while the lock is held.
-    if (events) ops.listen(nativeLock.handle, this)
+    if (events) ops.listen(handle, this)
     if (!announcing) {
       announcing = true
       setImmediate(announceAll)
@@ -163,7 +165,7 @@ class Lock extends EventEmitter {
   }
   /** Epoch ms when the lease ends as this process counts it (now, once the lock is over). */
   get expiresAt() {
-    return Date.now() + this.#native.validFor
+    return Date.now() + (this.#flags & LET_GO ? 0 : this.#shared.native.lockValidFor(this.#handle))
   }
   /** Aborted when the lock is lost or released. */
   get signal() {
@@ -234,7 +236,7 @@ class Lock extends EventEmitter {
   // Called by Client#close after the native side released everything.
   [kClientClosed]() {
     // Lost: its release on close was not confirmed by the server (or it was already gone).
-    if (this.#lost || this.#native.lost) {
+    if (this.#lost || this.#nativeLost()) {
       this.#finish('lost', 'its release was not confirmed when the client closed; the key expires by its lease')
     } else this.#finish('released')
   }
@@ -245,8 +247,8 @@ class Lock extends EventEmitter {
   #finish(kind, reason, later = false, keep = false) {
     if (this.#over) return
     this.#over = true
-    ops.unlisten(this.#native.handle)
-    if (!keep) this.#native.forget(kind === 'lost')
+    ops.unlisten(this.#handle)
+    if (!keep) this.#forget(kind === 'lost')
     this.#shared.onOver(this)
     if (kind === 'lost') {
       const err = new LockLostError(`lock "${this.name}" was lost: ${reason}`)
@@ -283,7 +285,7 @@ class Lock extends EventEmitter {
   extend(ttl, callback) {
     return settle(callback, async () => {
       if (typeof ttl !== 'number') throw invalid(`ttl must be a number (got ${show(ttl)})`)
-      return this.#renewed(await ops.submit((op) => this.#native.extend(op, ttl, undefined)))
+      return this.#renewed(await ops.submit((op) => this.#shared.native.lockExtend(op, this.#handle, ttl, undefined)))
     })
   }
 
@@ -295,7 +297,7 @@ class Lock extends EventEmitter {
     const { options, callback } = optionsThenCallback(input)
     return settle(callback, async () => {
       const { data } = this.#dataOption(options, 'sendHeartbeat')
-      return this.#renewed(await ops.submit((op) => this.#native.extend(op, undefined, data)))
+      return this.#renewed(await ops.submit((op) => this.#shared.native.lockExtend(op, this.#handle, undefined, data)))
     })
   }
 
@@ -326,7 +328,7 @@ class Lock extends EventEmitter {
     // lock is released inside this call and the promise returned is already settled.
     if (options === undefined && callback === undefined) {
       try {
-        const ok = this.#native.releaseNow()
+        const ok = this.#releaseNow()
         if (ok !== undefined) return Promise.resolve(this.#released(ok))
       } catch (err) {
         return Promise.reject(lift(err))
@@ -336,7 +338,7 @@ class Lock extends EventEmitter {
     const input = optionsThenCallback([...arguments])
     return settle(input.callback, async () => {
       const { data, delete: del } = this.#dataOption(input.options, 'release')
-      const ok = data === undefined && del === undefined ? this.#native.releaseNow() : undefined
+      const ok = data === undefined && del === undefined ? this.#releaseNow() : undefined
       return ok === undefined ? this.#releaseLater(data, del) : this.#released(ok)
     })
   }
@@ -346,7 +348,7 @@ class Lock extends EventEmitter {
     let ok
     this.#releasing = true
     try {
-      ok = await ops.submit((op) => this.#native.release(op, data, del))
+      ok = await ops.submit((op) => this.#shared.native.lockRelease(op, this.#handle, data, del))
     } catch (err) {
       if (err.code === 'ERR_INVALID_ARG') throw err // refused before any I/O: still held
       // Not confirmed: the lock is over for its holder all the same (its key expires by its
@@ -356,8 +358,37 @@ class Lock extends EventEmitter {
     } finally {
       this.#releasing = false
     }
-    this.#native.released(ok)
+    this.#letGo(ok)
     return this.#released(ok)
+  }
+
+  // The binding's side of the lock: whether it was lost, as the binding knows (as it was, once
+  // the binding let it go).
+  #nativeLost() {
+    if (this.#flags & LET_GO) return (this.#flags & LET_GO_LOST) !== 0
+    return this.#shared.native.lockLost(this.#handle)
+  }
+
+  // A release done at once where the store allows it (memory, file): true or false, and the
+  // binding let the lock go; undefined where it needs I/O.
+  #releaseNow() {
+    const ok = this.#shared.native.lockReleaseNow(this.#handle)
+    if (ok === null || ok === undefined) return undefined
+    this.#letGo(ok)
+    return ok
+  }
+
+  // A release settled with `ok`: the binding let the lock go already.
+  #letGo(ok) {
+    this.#flags |= ok ? LET_GO : LET_GO | LET_GO_LOST
+  }
+
+  // The lock is over for JS (`lost`: it was lost): the binding lets it go.
+  #forget(lost) {
+    if (this.#flags & LET_GO) return
+    const wasLost = lost || this.#shared.native.lockLost(this.#handle)
+    this.#flags |= wasLost ? LET_GO | LET_GO_LOST : LET_GO
+    this.#shared.native.lockForget(this.#handle)
   }
 
   // The release settled with `ok`: the lock ends, released or (already gone) lost.
