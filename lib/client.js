@@ -5,7 +5,7 @@
 // entries' own client objects.
 
 const os = require('node:os')
-const { NativeClient } = require('./native.js')
+const { NativeClient, immediateAcquire } = require('./native.js')
 const { LockNotAcquiredError, LockLostError, ClientClosedError, AbortedError, lift } = require('./errors.js')
 const { settle, splitCallback } = require('./callbacks.js')
 const { show, invalid, isPlainObject, shape, checkName } = require('./options/shape.js')
@@ -55,6 +55,7 @@ class Client {
   #lockShared = null // what every Lock of this client shares (made on first use)
 
   #owner // the owner name of locks acquired without one (undefined: the token)
+  #immediate // the native client's number for the immediate calls (0: its store has none)
   #table // DynamoDB: the lock table's name
   #capabilities // what the store can do: { binaryData, dynamoOptions, tables, immediate }
 
@@ -65,6 +66,7 @@ class Client {
     this.#owner = owner
     this.#table = table
     this.#capabilities = nativeClient.capabilities
+    this.#immediate = this.#capabilities.immediate ? nativeClient.immediateId : 0
   }
 
   /** 'memory', 'file', 'redis', 'redis-cluster', 'redlock' or 'dynamodb'. */
@@ -118,7 +120,7 @@ class Client {
   // One attempt at once with the options acquireOptions packed: the Lock, null when it is held
   // and that was the one attempt, undefined when the caller must wait. The binding checks ranges.
   #acquireNow(name) {
-    const token = this.#native.acquireNow(name, packed, packedArgs.owner, packedArgs.data)
+    const token = immediateAcquire(this.#immediate, name, packed, packedArgs.owner, packedArgs.data)
     if (typeof token !== 'string') return token
     // The binding's owner, as it chose it: the option, else the client's, else the token.
     const owner = packedArgs.owner !== undefined ? packedArgs.owner : this.#owner !== undefined ? this.#owner : token
@@ -154,6 +156,7 @@ class Client {
       this.#lockShared ||
       (this.#lockShared = {
         native: this.#native,
+        immediate: this.#immediate,
         logger: this.#logger,
         onOver: this.#forget,
         capabilities: this.#capabilities,

@@ -9,6 +9,7 @@ const { settle, optionsThenCallback } = require('./callbacks.js')
 const { show, invalid, checkKeys } = require('./options/shape.js')
 const { checkData } = require('./options/acquire.js')
 const { takeKept, unmark } = require('./transport.js')
+const { immediateRelease } = require('./native.js')
 const ops = require('./ops.js')
 
 const call = (logger, level, obj, msg) => logger && typeof logger[level] === 'function' && logger[level](obj, msg)
@@ -54,13 +55,14 @@ class Lock extends EventEmitter {
   //   'acquired' was emitted).
   #flags = 0
   #extra = null
-  #shared // what every lock of the client shares: { native, logger, onOver, capabilities }
+  #shared // what every lock of the client shares: { native, immediate, logger, onOver, capabilities }
 
   /**
    * Made by the client for the lock its binding keeps under `handle`: a lock of `name` taken
    * under `token` for `owner` with `fence`; `events`: it reports events of its own. `shared` is
-   * one object per client: `{ native, logger, onOver, capabilities }` (`native`: the binding's
-   * client); `onOver(lock)` is called once when the lock ends. Thousands of locks may be held at
+   * one object per client: `{ native, immediate, logger, onOver, capabilities }` (`native`: the
+   * binding's client; `immediate`: its number for the immediate calls, 0 where its store has
+   * none); `onOver(lock)` is called once when the lock ends. Thousands of locks may be held at
    * once: each field here is paid per lock.
    */
   constructor(handle, name, token, owner, fence, events, shared) {
@@ -372,7 +374,8 @@ class Lock extends EventEmitter {
   // A release done at once where the store allows it (memory, file): true or false, and the
   // binding let the lock go; undefined where it needs I/O.
   #releaseNow() {
-    const ok = this.#shared.native.lockReleaseNow(this.#handle)
+    if (this.#shared.immediate === 0) return undefined
+    const ok = immediateRelease(this.#shared.immediate, this.#handle)
     if (ok === null || ok === undefined) return undefined
     this.#letGo(ok)
     return ok

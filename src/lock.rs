@@ -86,6 +86,21 @@ impl Held {
   pub fn remove(&self, handle: u32) {
     self.table().remove(&handle);
   }
+
+  /// Releases lock `handle` at once where the store allows it (`lockReleaseNow`).
+  pub fn release_now(&self, handle: u32) -> napi::Result<Option<bool>> {
+    let Some(lock) = self.get(handle) else {
+      return Ok(Some(false));
+    };
+    match lock.release_now() {
+      None => Ok(None),
+      Some(done) => {
+        let ok = done.map_err(to_napi)?;
+        self.remove(handle);
+        Ok(Some(ok))
+      }
+    }
+  }
 }
 
 pub fn event(ev: LeaseEvent) -> NativeEvent {
@@ -206,16 +221,6 @@ impl NativeClient {
   /// `lockRelease` settles; undefined when the store needs I/O (then call `lockRelease`).
   #[napi]
   pub fn lock_release_now(&self, handle: u32) -> napi::Result<Option<bool>> {
-    let Some(lock) = self.held.get(handle) else {
-      return Ok(Some(false));
-    };
-    match lock.release_now() {
-      None => Ok(None),
-      Some(done) => {
-        let ok = done.map_err(to_napi)?;
-        self.held.remove(handle);
-        Ok(Some(ok))
-      }
-    }
+    self.held.release_now(handle)
   }
 }

@@ -117,6 +117,7 @@ impl ValidateNapiValue for NativeAcquireOptions {}
 /// here, and no object is built for the lock taken. Slot `FLAGS` holds one bit per option
 /// given (bit n: the option in slot n), `WAIT_IS_BOOL` and `TRY_ONLY`; each number is in its
 /// own slot, booleans as 0 or 1. `owner` and `data` cross as arguments of their own.
+#[cfg_attr(test, allow(dead_code))] // the slots written back are read by a call from JS only
 pub mod packed {
   pub const FLAGS: usize = 0;
   pub const TTL: usize = 1;
