@@ -39,6 +39,7 @@ const RELEASING = 4
 const LOST = 8
 const LET_GO = 16 // the binding let the lock go (its release settled, or JS forgot it)
 const LET_GO_LOST = 32 // ... and it was lost then
+const LISTENED = 64 // its events come through the completion queue (lib/ops.js listen)
 // Where a null goes while a lock has no object of rarely used fields: nowhere.
 const NOWHERE = { controller: null, endReason: null, backlog: null }
 
@@ -81,7 +82,10 @@ class Lock extends EventEmitter {
     this.fence = fence
     // Only heartbeats (and the session monitor of `safeTime`) produce events on their own;
     // they come through the completion queue, and keep the process alive while the lock is held.
-    if (events) ops.listen(handle, this)
+    if (events) {
+      this.#flags = LISTENED
+      ops.listen(handle, this)
+    }
     if (!announcing) {
       announcing = true
       setImmediate(announceAll)
@@ -249,7 +253,7 @@ class Lock extends EventEmitter {
   #finish(kind, reason, later = false, keep = false) {
     if (this.#over) return
     this.#over = true
-    ops.unlisten(this.#handle)
+    if (this.#flags & LISTENED) ops.unlisten(this.#handle)
     if (!keep) this.#forget(kind === 'lost')
     this.#shared.onOver(this)
     if (kind === 'lost') {

@@ -6,24 +6,56 @@ const { show, invalid, isPlainObject, shape } = require('./shape.js')
 
 const DYNAMO_ONLY = ['replaceData', 'deleteOnRelease', 'additionalAttributes', 'additionalTimeToWait']
 
-const checkAcquire = shape({
-  ttl: 'number',
-  wait: 'wait',
-  retryDelay: 'number',
-  retryJitter: 'number',
-  maxRetries: 'number',
-  autoExtend: 'boolean',
-  refreshInterval: 'number',
-  owner: 'string',
-  data: 'data',
-  signal: 'signal',
-  safeTime: 'number',
-  // DynamoDB only:
-  replaceData: 'boolean',
-  deleteOnRelease: 'boolean',
-  additionalAttributes: 'object',
-  additionalTimeToWait: 'number',
-})
+// Reads acquire option `key` of `o` (a key of the spec below) by its name.
+function readOption(o, key) {
+  switch (key) {
+    case 'ttl':
+      return o.ttl
+    case 'wait':
+      return o.wait
+    case 'retryDelay':
+      return o.retryDelay
+    case 'retryJitter':
+      return o.retryJitter
+    case 'maxRetries':
+      return o.maxRetries
+    case 'autoExtend':
+      return o.autoExtend
+    case 'refreshInterval':
+      return o.refreshInterval
+    case 'owner':
+      return o.owner
+    case 'data':
+      return o.data
+    case 'signal':
+      return o.signal
+    case 'safeTime':
+      return o.safeTime
+  }
+  return o[key]
+}
+
+const checkAcquire = shape(
+  {
+    ttl: 'number',
+    wait: 'wait',
+    retryDelay: 'number',
+    retryJitter: 'number',
+    maxRetries: 'number',
+    autoExtend: 'boolean',
+    refreshInterval: 'number',
+    owner: 'string',
+    data: 'data',
+    signal: 'signal',
+    safeTime: 'number',
+    // DynamoDB only:
+    replaceData: 'boolean',
+    deleteOnRelease: 'boolean',
+    additionalAttributes: 'object',
+    additionalTimeToWait: 'number',
+  },
+  readOption,
+)
 
 // Whether `v` is made of JSON values only (what DynamoDB attributes can hold here).
 function isJsonValue(v, depth = 0) {
