@@ -107,10 +107,12 @@ describe('memory fast path', () => {
       {
         ttl: { enumerable: true, get: () => (reads++ === 0 ? 5000 : 'not a number') },
         autoExtend: { enumerable: true, value: false },
+        owner: { enumerable: true, get: () => (reads++ < 2 ? 'x' : 'a\uD800') },
       },
     )
     const fourth = await locks.acquire(name, tricky)
-    assert.equal(reads, 1)
+    assert.equal(reads, 2, 'ttl and owner read once each')
+    assert.equal(fourth.owner, 'x')
     const remaining = (await locks.inspect(name)).remainingTtl
     assert.ok(remaining > 3000 && remaining <= 5000, `remainingTtl ${remaining}`)
     await fourth.release()

@@ -80,10 +80,9 @@ function checkData(data, what, capabilities) {
   throw invalid(`${what} must be ${allowed} (got ${Buffer.isBuffer(data) ? 'a Buffer' : show(data)})`)
 }
 
-// The options of a client whose store takes a free lock at once (`capabilities.immediate`)
-// also go packed into one Float64Array, for NativeClient#acquireNow: the binding reads them
-// without looking up a property, and writes the lock it took into the same array (no object
-// is built for it). The layout is src/options.rs `packed`: slot 0 holds a bit per option given
+// Acquire options also go packed into one Float64Array, for the binding's immediateAcquire
+// (memory, file): it reads them without looking up a property, and writes the lock it took
+// into the same array (no object is built for it). The layout is src/options.rs `packed`: slot 0 holds a bit per option given
 // (bit n: the option in slot n) and the two flags below; each value sits in its own slot,
 // booleans as 0 or 1. Back from the binding: the lock's handle, its fence (a u64: read through
 // `packedFence`, a BigUint64Array over the same memory) and whether it reports events.
@@ -98,6 +97,7 @@ const packedFence = new BigUint64Array(packed.buffer)
 // What crosses beside the array: the options' owner and data (undefined when not given).
 const packedArgs = { owner: undefined, data: undefined }
 let flags = 0
+let dynamoGiven = 0 // a bit per DynamoDB-only option given (bit n: DYNAMO_ONLY[n])
 
 function put(slot, value) {
   flags |= 1 << slot
@@ -129,37 +129,45 @@ function pack(key, value) {
       return
     case 'data':
       packedArgs.data = value
+      return
+    case 'replaceData':
+      dynamoGiven |= 1
+      return
+    case 'deleteOnRelease':
+      dynamoGiven |= 2
+      return
+    case 'additionalAttributes':
+      dynamoGiven |= 4
+      return
+    case 'additionalTimeToWait':
+      dynamoGiven |= 8
   }
 }
 
 /**
  * Checks the shape of the acquire options `o` (undefined: none) for a client with
  * `capabilities`, and returns them as the binding reads them: the same object, unless a value
- * must cross as text (additionalAttributes, as JSON). Where the client takes a free lock at
- * once, also packs them (with `tryOnly`) into `packed` and `packedArgs` for acquireNow.
+ * must cross as text (additionalAttributes, as JSON). Also packs them (with `tryOnly`) into
+ * `packed` and `packedArgs`, for immediateAcquire where the client takes a free lock at once. Each
+ * option is read once: the checks below look at the values the shape check read.
  */
 function acquireOptions(o, capabilities, tryOnly = false) {
-  const packing = capabilities.immediate === true
-  if (packing) {
-    flags = tryOnly ? TRY_ONLY : 0
-    packedArgs.owner = undefined
-    packedArgs.data = undefined
-  }
-  if (o === undefined) {
-    if (packing) packed[0] = flags
-    return undefined
-  }
-  checkAcquire(o, 'options', packing ? pack : undefined)
-  if (packing) packed[0] = flags
-  if (typeof o.owner === 'string' && !o.owner.isWellFormed()) {
+  flags = tryOnly ? TRY_ONLY : 0
+  dynamoGiven = 0
+  packedArgs.owner = undefined
+  packedArgs.data = undefined
+  if (o !== undefined) checkAcquire(o, 'options', pack)
+  packed[0] = flags
+  if (o === undefined) return undefined
+  if (packedArgs.owner !== undefined && !packedArgs.owner.isWellFormed()) {
     throw invalid('options.owner must be well-formed Unicode (it holds a lone surrogate)')
   }
-  if (!capabilities.dynamoOptions) {
-    const key = DYNAMO_ONLY.find((k) => o[k] !== undefined)
-    if (key) throw invalid(`options.${key} is only supported by the dynamodb backend`)
+  if (dynamoGiven !== 0 && !capabilities.dynamoOptions) {
+    const key = DYNAMO_ONLY.find((_, i) => dynamoGiven & (1 << i))
+    throw invalid(`options.${key} is only supported by the dynamodb backend`)
   }
-  checkData(o.data, 'options.data', capabilities)
-  if (o.additionalAttributes === undefined) return o
+  checkData(packedArgs.data, 'options.data', capabilities)
+  if ((dynamoGiven & 4) === 0) return o
   if (!isJsonValue(o.additionalAttributes))
     throw invalid('options.additionalAttributes must be a plain object of JSON values')
   return { ...o, additionalAttributes: JSON.stringify(o.additionalAttributes) }
