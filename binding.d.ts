@@ -51,6 +51,11 @@ export declare class NativeClient {
   deleteLockTable(op: number, timeout?: number | undefined | null): void
   /** The record of `name`, released or not (DynamoDB). */
   get(op: number, name: string): void
+  /**
+   * The number of this client for `immediateAcquire` and `immediateRelease`; 0 when its
+   * store has no immediate path.
+   */
+  get immediateId(): number
   /** What this client's store can do. */
   get capabilities(): NativeCapabilities
   get kind(): string
@@ -60,12 +65,6 @@ export declare class NativeClient {
    * once.
    */
   acquire(op: number, name: string, options: NativeAcquireOptions | undefined | null, tryOnly: boolean): void
-  /**
-   * One attempt done at once, where the store allows it (memory): the lock, or null when it
-   * is held and it is a single attempt; undefined when it cannot be decided now (then call
-   * `acquire`).
-   */
-  acquireNow(name: string, options: NativeAcquireOptions | undefined | null, tryOnly: boolean): any
   /**
    * Checks `name` and `options` as `acquire` would, and does nothing else: throws what
    * `acquire` would throw for them.
@@ -119,6 +118,21 @@ export declare class NativeClient {
    */
   lockReleaseNow(handle: number): boolean | null
 }
+
+/**
+ * One attempt done at once by client `client` (its `immediateId`), where the store allows it
+ * (memory, file), with the options packed in `slots` (see `crate::options::packed`): the
+ * lock's token, with its handle, fence and whether it reports events written to `slots`; null
+ * when it is held and it is a single attempt; undefined when it cannot be decided now (then
+ * call `acquire`). Bad input throws.
+ */
+export declare function immediateAcquire(client: number, name: string, slots: Float64Array, owner?: string | undefined | null, data?: string | Buffer | undefined | null): any
+
+/**
+ * Releases lock `handle` of client `client` (its `immediateId`) at once where the store
+ * allows it, as `lockReleaseNow` does: true or false; undefined when the store needs I/O.
+ */
+export declare function immediateRelease(client: number, handle: number): boolean | null
 
 /**
  * Acquire options as the caller gave them (all durations in ms); absent ones take the client's

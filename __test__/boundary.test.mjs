@@ -3,6 +3,7 @@
 // cancellation racing a grant.
 import assert from 'node:assert/strict'
 import { createRequire } from 'node:module'
+import { hostname } from 'node:os'
 import { after, before, describe, test } from 'node:test'
 
 import { createClient } from '../index.js'
@@ -62,6 +63,63 @@ describe('memory fast path', () => {
     await new Promise((resolve) => setImmediate(resolve))
     for (const seen of events) assert.deepEqual(seen, ['acquired', 'released'])
     assert.deepEqual(locks.stats(), { pending: 0, held: 0, watched: 0 })
+    await locks.close()
+  })
+
+  test('options on the fast path reach the core as given, each read once', async () => {
+    const locks = createClient()
+    const name = unique('packed')
+    // Defaults: the client's owner, a heartbeat (a listener of its events), a bigint fence.
+    const first = await locks.acquire(name)
+    assert.equal(first.owner, `${hostname()}:${process.pid}`)
+    assert.equal(typeof first.fence, 'bigint')
+    assert.match(first.token, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/)
+    assert.equal(ops.counters().listeners, 1, 'autoExtend on by default: its events are listened to')
+    // Held: one attempt answers at once, by each of the ways to ask for one.
+    assert.equal(await locks.tryAcquire(name, { wait: true }), null)
+    await assert.rejects(locks.acquire(name, { wait: false }), { code: 'ERR_LOCK_NOT_ACQUIRED' })
+    await assert.rejects(locks.acquire(name, { wait: 0 }), { code: 'ERR_LOCK_NOT_ACQUIRED' })
+    await assert.rejects(locks.acquire(name, { wait: 30, retryDelay: 5, retryJitter: 0 }), {
+      code: 'ERR_LOCK_NOT_ACQUIRED',
+    })
+    assert.equal(await first.release(), true)
+    // Every option given: owner, data and ttl as inspect reads them; no heartbeat.
+    const data = Buffer.from([0, 1, 2, 255])
+    const second = await locks.acquire(name, { ttl: 4000, autoExtend: false, owner: 'me', data, maxRetries: 3 })
+    assert.equal(second.owner, 'me')
+    assert.ok(second.fence > first.fence)
+    assert.equal(ops.counters().listeners, 0, 'autoExtend: false: no events to listen to')
+    const info = await locks.inspect(name)
+    assert.equal(info.owner, 'me')
+    assert.deepEqual(info.data, data)
+    assert.ok(info.remainingTtl > 2000 && info.remainingTtl <= 4000, `remainingTtl ${info.remainingTtl}`)
+    assert.equal(info.fence, second.fence)
+    await second.release()
+    // safeTime watches a lock without heartbeat: it has events.
+    const third = await locks.acquire(name, { ttl: 4000, autoExtend: false, safeTime: 1000, refreshInterval: 500 })
+    assert.equal(ops.counters().listeners, 1)
+    await third.release()
+    // Each option is read once, so a getter that changes its answer cannot slip a value of
+    // another type past the shape check; only own keys count.
+    let reads = 0
+    const tricky = Object.create(
+      { ttl: 0 },
+      {
+        ttl: { enumerable: true, get: () => (reads++ === 0 ? 5000 : 'not a number') },
+        autoExtend: { enumerable: true, value: false },
+        owner: { enumerable: true, get: () => (reads++ < 2 ? 'x' : 'a\uD800') },
+      },
+    )
+    const fourth = await locks.acquire(name, tricky)
+    assert.equal(reads, 2, 'ttl and owner read once each')
+    assert.equal(fourth.owner, 'x')
+    const remaining = (await locks.inspect(name)).remainingTtl
+    assert.ok(remaining > 3000 && remaining <= 5000, `remainingTtl ${remaining}`)
+    await fourth.release()
+    assert.ok(
+      (await locks.acquire(name, Object.create({ ttl: 0 }))).fence > fourth.fence,
+      'inherited keys are not options',
+    )
     await locks.close()
   })
 

@@ -5,11 +5,11 @@
 // entries' own client objects.
 
 const os = require('node:os')
-const { NativeClient } = require('./native.js')
+const { NativeClient, immediateAcquire } = require('./native.js')
 const { LockNotAcquiredError, LockLostError, ClientClosedError, AbortedError, lift } = require('./errors.js')
 const { settle, splitCallback } = require('./callbacks.js')
 const { show, invalid, isPlainObject, shape, checkName } = require('./options/shape.js')
-const { acquireOptions } = require('./options/acquire.js')
+const { acquireOptions, packed, packedArgs, packedFence, HANDLE, FENCE, EVENTS } = require('./options/acquire.js')
 const { redisOptions, nativeRedis, redlockOptions } = require('./options/redis.js')
 const { dynamoOptions, nativeDynamo } = require('./options/dynamodb.js')
 const { fileOptions } = require('./options/file.js')
@@ -54,15 +54,19 @@ class Client {
   #forget = (lock) => this.#locks.delete(lock)
   #lockShared = null // what every Lock of this client shares (made on first use)
 
+  #owner // the owner name of locks acquired without one (undefined: the token)
+  #immediate // the native client's number for the immediate calls (0: its store has none)
   #table // DynamoDB: the lock table's name
   #capabilities // what the store can do: { binaryData, dynamoOptions, tables, immediate }
 
-  /** Made by createClient() over a native client. */
-  constructor(nativeClient, logger, table) {
+  /** Made by createClient() over a native client whose locks default to `owner`. */
+  constructor(nativeClient, logger, owner, table) {
     this.#native = nativeClient
     this.#logger = logger
+    this.#owner = owner
     this.#table = table
     this.#capabilities = nativeClient.capabilities
+    this.#immediate = this.#capabilities.immediate ? nativeClient.immediateId : 0
   }
 
   /** 'memory', 'file', 'redis', 'redis-cluster', 'redlock' or 'dynamodb'. */
@@ -71,59 +75,93 @@ class Client {
   }
 
   /** Acquires `name`, waiting by default. Rejects ERR_LOCK_NOT_ACQUIRED at the deadline. */
-  acquire(...input) {
-    const { args, callback } = splitCallback(input, 2)
-    return settle(callback, async () => {
-      const lock = await this.#acquire(args[0], args[1], false)
-      if (!lock) throw new LockNotAcquiredError(`lock "${args[0]}" is held by another owner`)
-      return lock
-    })
+  acquire(name, options, callback) {
+    // The common call, (name) or (name, options): no callback to find among the arguments.
+    if (callback === undefined && typeof options !== 'function' && typeof name !== 'function') {
+      return this.#acquire(name, options, false)
+    }
+    const { args, callback: cb } = splitCallback([...arguments], 2)
+    return settle(cb, () => this.#acquire(args[0], args[1], false))
   }
 
   /** One attempt: a Lock, or null when another owner holds it. */
-  tryAcquire(...input) {
-    const { args, callback } = splitCallback(input, 2)
-    return settle(callback, () => this.#acquire(args[0], args[1], true))
+  tryAcquire(name, options, callback) {
+    if (callback === undefined && typeof options !== 'function' && typeof name !== 'function') {
+      return this.#acquire(name, options, true)
+    }
+    const { args, callback: cb } = splitCallback([...arguments], 2)
+    return settle(cb, () => this.#acquire(args[0], args[1], true))
   }
 
-  async #acquire(name, options, tryOnly) {
-    checkName(name)
-    const opts = acquireOptions(options, this.#capabilities)
-    const signal = options === undefined ? undefined : options.signal
-    const native = this.#native
-    let nativeLock
+  // The promise of acquire (`tryOnly`: of tryAcquire). Where the store can (memory, file), a
+  // free lock is taken inside this call and the promise returned is already resolved; bad
+  // input rejects it before any work.
+  #acquire(name, options, tryOnly) {
+    let opts
     try {
+      checkName(name)
+      opts = acquireOptions(options, this.#capabilities, tryOnly)
+      const signal = options === undefined ? undefined : options.signal
       if (this.#closed || (signal && signal.aborted)) {
-        native.check(name, opts, tryOnly) // bad input is reported first
+        this.#native.check(name, opts, tryOnly) // bad input is reported first
         if (this.#closed) throw new ClientClosedError('the lock client is closed')
         throw new AbortedError(`acquiring lock "${name}" was aborted`)
       }
-      // Memory: a free lock is taken at once, in this call. The binding checks ranges.
-      if (this.#capabilities.immediate) nativeLock = native.acquireNow(name, opts, tryOnly)
-    } catch (err) {
-      throw lift(err)
-    }
-    if (nativeLock === undefined) {
-      let id
-      const onAbort = () => native.cancel(id)
-      try {
-        nativeLock = await ops.submit((op) => {
-          id = op
-          if (signal) {
-            native.prepare(op) // registered now: an abort right after this call is not missed
-            signal.addEventListener('abort', onAbort, { once: true })
-          }
-          native.acquire(op, name, opts, tryOnly)
-        })
-      } finally {
-        if (signal) signal.removeEventListener('abort', onAbort)
+      if (this.#capabilities.immediate) {
+        const lock = this.#acquireNow(name)
+        if (lock !== undefined) return lock !== null || tryOnly ? Promise.resolve(lock) : notAcquired(name)
       }
+    } catch (err) {
+      return Promise.reject(lift(err))
     }
-    if (!nativeLock) return null
+    return this.#acquireLater(name, opts, options === undefined ? undefined : options.signal, tryOnly)
+  }
+
+  // One attempt at once with the options acquireOptions packed: the Lock, null when it is held
+  // and that was the one attempt, undefined when the caller must wait. The binding checks ranges.
+  #acquireNow(name) {
+    const token = immediateAcquire(this.#immediate, name, packed, packedArgs.owner, packedArgs.data)
+    if (typeof token !== 'string') return token
+    // The binding's owner, as it chose it: the option, else the client's, else the token.
+    const owner = packedArgs.owner !== undefined ? packedArgs.owner : this.#owner !== undefined ? this.#owner : token
+    return this.#made(packed[HANDLE], name, token, owner, packedFence[FENCE], packed[EVENTS] === 1)
+  }
+
+  // Acquires through the I/O thread: waits, or asks a store over the network.
+  async #acquireLater(name, opts, signal, tryOnly) {
+    const native = this.#native
+    let id
+    const onAbort = () => native.cancel(id)
+    let grant
+    try {
+      grant = await ops.submit((op) => {
+        id = op
+        if (signal) {
+          native.prepare(op) // registered now: an abort right after this call is not missed
+          signal.addEventListener('abort', onAbort, { once: true })
+        }
+        native.acquire(op, name, opts, tryOnly)
+      })
+    } finally {
+      if (signal) signal.removeEventListener('abort', onAbort)
+    }
+    if (grant) return this.#made(grant.handle, name, grant.token, grant.owner, grant.fence, grant.events)
+    if (tryOnly) return null
+    throw new LockNotAcquiredError(`lock "${name}" is held by another owner`)
+  }
+
+  // The Lock of a lock the binding keeps under `handle`.
+  #made(handle, name, token, owner, fence, events) {
     const shared =
       this.#lockShared ||
-      (this.#lockShared = { logger: this.#logger, onOver: this.#forget, capabilities: this.#capabilities })
-    const lock = new Lock(new ops.HeldLock(native, nativeLock.handle), nativeLock, name, shared)
+      (this.#lockShared = {
+        native: this.#native,
+        immediate: this.#immediate,
+        logger: this.#logger,
+        onOver: this.#forget,
+        capabilities: this.#capabilities,
+      })
+    const lock = new Lock(handle, name, token, owner, fence, events, shared)
     this.#locks.add(lock)
     return lock
   }
@@ -285,7 +323,7 @@ function openClient(options) {
     }
     if (d.ownerName !== undefined) defaults.owner = d.ownerName
     const native = wrapNative(() => NativeClient.dynamodb(ops.queue(), nativeDynamo(d.native), defaults))
-    return new Client(native, o.logger, d.native.table)
+    return new Client(native, o.logger, defaults.owner, d.native.table)
   }
   let native
   if (o.redlock !== undefined) {
@@ -309,7 +347,7 @@ function openClient(options) {
     native = wrapNative(() => NativeClient.memory(ops.queue(), defaults))
     if (o.memoryWarning !== false) warnIfNotShared()
   }
-  return new Client(native, o.logger)
+  return new Client(native, o.logger, defaults.owner)
 }
 
 // The memory backend excludes within one process only. Where the app is evidently one of several
@@ -329,6 +367,10 @@ function warnIfNotShared() {
       'createClient({ memoryWarning: false }) silences this.',
     { type: 'FerrolockWarning', code: 'FERROLOCK_MEMORY_NOT_SHARED' },
   )
+}
+
+function notAcquired(name) {
+  return Promise.reject(new LockNotAcquiredError(`lock "${name}" is held by another owner`))
 }
 
 // Runs a native factory, lifting its error into a typed one.

@@ -4,11 +4,12 @@
 // monitor run in Rust; their events come through the completion queue (lib/ops.js).
 
 const { EventEmitter } = require('node:events')
-const { BackendUnavailableError, LockError, LockLostError } = require('./errors.js')
+const { BackendUnavailableError, LockError, LockLostError, lift } = require('./errors.js')
 const { settle, optionsThenCallback } = require('./callbacks.js')
 const { show, invalid, checkKeys } = require('./options/shape.js')
 const { checkData } = require('./options/acquire.js')
 const { clientCause } = require('./transport.js')
+const { immediateRelease } = require('./native.js')
 const ops = require('./ops.js')
 
 const call = (logger, level, obj, msg) => logger && typeof logger[level] === 'function' && logger[level](obj, msg)
@@ -40,11 +41,14 @@ const OVER = 1
 const ANNOUNCED = 2
 const RELEASING = 4
 const LOST = 8
+const LET_GO = 16 // the binding let the lock go (its release settled, or JS forgot it)
+const LET_GO_LOST = 32 // ... and it was lost then
+const LISTENED = 64 // its events come through the completion queue (lib/ops.js listen)
 // Where a null goes while a lock has no object of rarely used fields: nowhere.
 const NOWHERE = { controller: null, endReason: null, backlog: null }
 
 class Lock extends EventEmitter {
-  #native
+  #handle // the lock's handle in its client's table of held locks (src/lock.rs)
   // Thousands of locks may be held at once, so a Lock keeps few fields of its own (each one is
   // paid per lock, and past a dozen or so V8 moves them to a second object): the yes/no state in
   // one number, and what few locks need (a signal, an end reason, early events) in one object made
@@ -56,31 +60,36 @@ class Lock extends EventEmitter {
   //   'acquired' was emitted).
   #flags = 0
   #extra = null
-  #shared // what every lock of the client shares: { logger, onOver, capabilities }
+  #shared // what every lock of the client shares: { native, immediate, logger, onOver, capabilities }
 
   /**
-   * Made by the client for `nativeLock` (a lib/ops.js HeldLock: a handle into the binding's table
-   * of held locks) and its `grant` (token, owner, fence, events), a lock of `name`. `shared` is
-   * one object per client: `{ logger, onOver, capabilities }`; `onOver(lock)` is called once when
-   * the lock ends. Thousands of locks may be held at once: each field here is paid per lock.
+   * Made by the client for the lock its binding keeps under `handle`: a lock of `name` taken
+   * under `token` for `owner` with `fence`; `events`: it reports events of its own. `shared` is
+   * one object per client: `{ native, immediate, logger, onOver, capabilities }` (`native`: the
+   * binding's client; `immediate`: its number for the immediate calls, 0 where its store has
+   * none); `onOver(lock)` is called once when the lock ends. Thousands of locks may be held at
+   * once: each field here is paid per lock.
    */
-  constructor(nativeLock, grant, name, shared) {
+  constructor(handle, name, token, owner, fence, events, shared) {
     super()
     // EventEmitter starts every emitter with an empty listener table (a dictionary object of
     // about 190 bytes); most held locks never get a listener. Undefined is its documented empty
     // state: the first listener makes the table.
     this._events = undefined
-    this.#native = nativeLock
+    this.#handle = handle
     this.#shared = shared
     this.name = name
-    this.token = grant.token
+    this.token = token
     // Most locks of a process share one owner name: keep one copy of it.
-    if (grant.owner !== lastOwner) lastOwner = grant.owner
+    if (owner !== lastOwner) lastOwner = owner
     this.owner = lastOwner
-    this.fence = grant.fence
+    this.fence = fence
     // Only heartbeats (and the session monitor of `safeTime`) produce events on their own;
     // they come through the completion queue, and keep the process alive while the lock is held.
-    if (grant.events) ops.listen(nativeLock.handle, this)
+    if (events) {
+      this.#flags = LISTENED
+      ops.listen(handle, this)
+    }
     if (!announcing) {
       announcing = true
       setImmediate(announceAll)
@@ -167,7 +176,7 @@ class Lock extends EventEmitter {
   }
   /** Epoch ms when the lease ends as this process counts it (now, once the lock is over). */
   get expiresAt() {
-    return Date.now() + this.#native.validFor
+    return Date.now() + (this.#flags & LET_GO ? 0 : this.#shared.native.lockValidFor(this.#handle))
   }
   /** Aborted when the lock is lost or released. */
   get signal() {
@@ -238,7 +247,7 @@ class Lock extends EventEmitter {
   // Called by Client#close after the native side released everything.
   [kClientClosed]() {
     // Lost: its release on close was not confirmed by the server (or it was already gone).
-    if (this.#lost || this.#native.lost) {
+    if (this.#lost || this.#nativeLost()) {
       this.#finish('lost', 'its release was not confirmed when the client closed; the key expires by its lease')
     } else this.#finish('released')
   }
@@ -249,8 +258,8 @@ class Lock extends EventEmitter {
   #finish(kind, reason, later = false, keep = false) {
     if (this.#over) return
     this.#over = true
-    ops.unlisten(this.#native.handle)
-    if (!keep) this.#native.forget(kind === 'lost')
+    if (this.#flags & LISTENED) ops.unlisten(this.#handle)
+    if (!keep) this.#forget(kind === 'lost')
     this.#shared.onOver(this)
     if (kind === 'lost') {
       const err = new LockLostError(`lock "${this.name}" was lost: ${reason}`)
@@ -287,7 +296,7 @@ class Lock extends EventEmitter {
   extend(ttl, callback) {
     return settle(callback, async () => {
       if (typeof ttl !== 'number') throw invalid(`ttl must be a number (got ${show(ttl)})`)
-      return this.#renewed(await ops.submit((op) => this.#native.extend(op, ttl, undefined)))
+      return this.#renewed(await ops.submit((op) => this.#shared.native.lockExtend(op, this.#handle, ttl, undefined)))
     })
   }
 
@@ -299,7 +308,7 @@ class Lock extends EventEmitter {
     const { options, callback } = optionsThenCallback(input)
     return settle(callback, async () => {
       const { data } = this.#dataOption(options, 'sendHeartbeat')
-      return this.#renewed(await ops.submit((op) => this.#native.extend(op, undefined, data)))
+      return this.#renewed(await ops.submit((op) => this.#shared.native.lockExtend(op, this.#handle, undefined, data)))
     })
   }
 
@@ -325,31 +334,80 @@ class Lock extends EventEmitter {
    * Releases the lock if it is still ours: true, or false when it was already gone. DynamoDB:
    * `{ data }` leaves data in the released record; `{ delete }` overrides `deleteOnRelease`.
    */
-  release(...input) {
-    const { options, callback } = optionsThenCallback(input)
-    return settle(callback, async () => {
-      const { data, delete: del } = this.#dataOption(options, 'release')
-      // Memory: done at once, in this call.
-      let ok = data === undefined && del === undefined ? this.#native.releaseNow() : undefined
-      if (ok === undefined) {
-        this.#releasing = true
-        try {
-          ok = await ops.submit((op) => this.#native.release(op, data, del))
-        } catch (err) {
-          if (err.code === 'ERR_INVALID_ARG') throw err // refused before any I/O: still held
-          // Not confirmed: the lock is over for its holder all the same (its key expires by its
-          // lease); the binding keeps it so that another release() can try the delete again.
-          this.#finish('lost', 'its release was not confirmed by the server; the key expires by its lease', false, true)
-          throw err
-        } finally {
-          this.#releasing = false
-        }
-        this.#native.released(ok)
+  release(options, callback) {
+    // The common call, release(): nothing to check. Where the store can (memory, file), the
+    // lock is released inside this call and the promise returned is already settled.
+    if (options === undefined && callback === undefined) {
+      try {
+        const ok = this.#releaseNow()
+        if (ok !== undefined) return Promise.resolve(this.#released(ok))
+      } catch (err) {
+        return Promise.reject(lift(err))
       }
-      if (ok) this.#finish('released')
-      else this.#finish('lost', 'the lock was already gone when it was released')
-      return ok
+      return this.#releaseLater(undefined, undefined)
+    }
+    const input = optionsThenCallback([...arguments])
+    return settle(input.callback, async () => {
+      const { data, delete: del } = this.#dataOption(input.options, 'release')
+      const ok = data === undefined && del === undefined ? this.#releaseNow() : undefined
+      return ok === undefined ? this.#releaseLater(data, del) : this.#released(ok)
     })
+  }
+
+  // A release through the I/O thread.
+  async #releaseLater(data, del) {
+    let ok
+    this.#releasing = true
+    try {
+      ok = await ops.submit((op) => this.#shared.native.lockRelease(op, this.#handle, data, del))
+    } catch (err) {
+      if (err.code === 'ERR_INVALID_ARG') throw err // refused before any I/O: still held
+      // Not confirmed: the lock is over for its holder all the same (its key expires by its
+      // lease); the binding keeps it so that another release() can try the delete again.
+      this.#finish('lost', 'its release was not confirmed by the server; the key expires by its lease', false, true)
+      throw err
+    } finally {
+      this.#releasing = false
+    }
+    this.#letGo(ok)
+    return this.#released(ok)
+  }
+
+  // The binding's side of the lock: whether it was lost, as the binding knows (as it was, once
+  // the binding let it go).
+  #nativeLost() {
+    if (this.#flags & LET_GO) return (this.#flags & LET_GO_LOST) !== 0
+    return this.#shared.native.lockLost(this.#handle)
+  }
+
+  // A release done at once where the store allows it (memory, file): true or false, and the
+  // binding let the lock go; undefined where it needs I/O.
+  #releaseNow() {
+    if (this.#shared.immediate === 0) return undefined
+    const ok = immediateRelease(this.#shared.immediate, this.#handle)
+    if (ok === null || ok === undefined) return undefined
+    this.#letGo(ok)
+    return ok
+  }
+
+  // A release settled with `ok`: the binding let the lock go already.
+  #letGo(ok) {
+    this.#flags |= ok ? LET_GO : LET_GO | LET_GO_LOST
+  }
+
+  // The lock is over for JS (`lost`: it was lost): the binding lets it go.
+  #forget(lost) {
+    if (this.#flags & LET_GO) return
+    const wasLost = lost || this.#shared.native.lockLost(this.#handle)
+    this.#flags |= wasLost ? LET_GO | LET_GO_LOST : LET_GO
+    this.#shared.native.lockForget(this.#handle)
+  }
+
+  // The release settled with `ok`: the lock ends, released or (already gone) lost.
+  #released(ok) {
+    if (ok) this.#finish('released')
+    else this.#finish('lost', 'the lock was already gone when it was released')
+    return ok
   }
 
   async [asyncDispose]() {

@@ -94,53 +94,6 @@ function unlisten(handle) {
   early.delete(handle)
 }
 
-/**
- * A held lock as the binding keeps it: a handle into its client's table of held locks (the Lock
- * keeps what JS reads often: owner, token, fence).
- */
-class HeldLock {
-  #client
-  #over = false
-  #lost = false
-
-  constructor(client, handle) {
-    this.#client = client
-    this.handle = handle
-  }
-
-  get lost() {
-    return this.#over ? this.#lost : this.#client.lockLost(this.handle)
-  }
-  get validFor() {
-    return this.#over ? 0 : this.#client.lockValidFor(this.handle)
-  }
-  extend(op, ttl, data) {
-    this.#client.lockExtend(op, this.handle, ttl, data)
-  }
-  release(op, data, del) {
-    this.#client.lockRelease(op, this.handle, data, del)
-  }
-  /** true/false at once where the store allows it (memory), else undefined. */
-  releaseNow() {
-    const ok = this.#client.lockReleaseNow(this.handle)
-    if (ok === null || ok === undefined) return undefined
-    this.released(ok)
-    return ok
-  }
-  /** A release settled with `ok`: the binding let the lock go already. */
-  released(ok) {
-    this.#over = true
-    this.#lost = !ok
-  }
-  /** The lock is over for JS (`lost`: it was lost): the binding lets it go. */
-  forget(lost) {
-    if (this.#over) return
-    this.#lost = lost || this.#client.lockLost(this.handle)
-    this.#over = true
-    this.#client.lockForget(this.handle)
-  }
-}
-
 /** The promise methods the compat entries use, over a native client. */
 function promised(native) {
   return {
@@ -154,4 +107,4 @@ function promised(native) {
 /** Counters for tests: wake-ups so far, operations and lock listeners in flight. */
 const counters = () => ({ batches, pending: pending.size, listeners: listeners.size, early: early.size })
 
-module.exports = { queue, submit, listen, unlisten, promised, HeldLock, counters, kEvent }
+module.exports = { queue, submit, listen, unlisten, promised, counters, kEvent }

@@ -1,13 +1,15 @@
 //! The lock client as a JS object: one `LockManager` over the chosen store.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
 use std::time::Duration;
 
 use ferrolock_core::{AcquireOptions, LockError};
 use ferrolock_core::{DynamoStore, FileStore, LockManager, MemoryStore, RedisStore, RedlockStore};
-use napi::bindgen_prelude::{BigInt, Buffer, Either};
+use napi::bindgen_prelude::{BigInt, Buffer, Either, Float64ArraySlice};
 use napi_derive::napi;
 use tokio_util::sync::CancellationToken;
 
@@ -17,8 +19,8 @@ use crate::error::to_napi;
 use crate::file_options::NativeFileOptions;
 use crate::lock::Held;
 use crate::options::{
-  ms, to_js, AcquireDefaults, NativeAcquireOptions, NativeClientOptions, NativeRedisOptions,
-  NativeRedlockOptions,
+  ms, packed, to_js, AcquireDefaults, NativeAcquireOptions, NativeClientOptions,
+  NativeRedisOptions, NativeRedlockOptions,
 };
 
 /// A read-only view of a lock.
@@ -90,6 +92,71 @@ pub struct NativeClient {
   /// What acquires default to.
   pub(crate) defaults: AcquireDefaults,
   capabilities: NativeCapabilities,
+  /// Its number for `immediateAcquire` and `immediateRelease` (0: its store has no
+  /// immediate path).
+  immediate: u32,
+}
+
+/// What the immediate path of one client needs, shared with its `NativeClient`.
+#[cfg_attr(test, allow(dead_code))] // read by the immediate calls, called from JS only
+struct Immediate {
+  manager: Arc<LockManager>,
+  queue: Arc<Queue>,
+  held: Held,
+  defaults: AcquireDefaults,
+}
+
+thread_local! {
+  /// The clients of this JS thread with an immediate path, by number - 1 (a freed slot is
+  /// reused). The immediate calls are free functions that find their client here: a method
+  /// call of a class instance costs more than the acquire itself (napi-rs unwraps `this`,
+  /// checks its type tag and registers the borrow in a global table, each call).
+  static IMMEDIATE: RefCell<Vec<Option<Rc<Immediate>>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Registers `client` for the immediate calls: its number.
+fn register_immediate(client: Immediate) -> u32 {
+  IMMEDIATE.with_borrow_mut(|all| {
+    let entry = Some(Rc::new(client));
+    let index = match all.iter().position(Option::is_none) {
+      Some(free) => {
+        all[free] = entry;
+        free
+      }
+      None => {
+        all.push(entry);
+        all.len() - 1
+      }
+    };
+    index as u32 + 1
+  })
+}
+
+/// The client registered under `id` on this thread.
+#[cfg_attr(test, allow(dead_code))] // called from JS only
+fn immediate(id: u32) -> napi::Result<Rc<Immediate>> {
+  let found = IMMEDIATE.with_borrow(|all| {
+    let index = (id as usize).checked_sub(1)?;
+    all.get(index).cloned().flatten()
+  });
+  found.ok_or_else(|| crate::error::invalid("not a client with an immediate path"))
+}
+
+impl Drop for NativeClient {
+  fn drop(&mut self) {
+    if self.immediate == 0 {
+      return;
+    }
+    let index = self.immediate as usize - 1;
+    // Finalized on the thread that made it; `try_` as the thread may be exiting.
+    let _ = IMMEDIATE.try_with(|all| {
+      if let Ok(mut all) = all.try_borrow_mut() {
+        if let Some(slot) = all.get_mut(index) {
+          *slot = None;
+        }
+      }
+    });
+  }
 }
 
 struct CancelGuard {
@@ -314,15 +381,36 @@ impl NativeClient {
     defaults: AcquireDefaults,
     capabilities: NativeCapabilities,
   ) -> Self {
+    let manager = Arc::new(manager);
+    let queue = completions.queue();
+    let held = Held::default();
+    let immediate = if capabilities.immediate {
+      register_immediate(Immediate {
+        manager: manager.clone(),
+        queue: queue.clone(),
+        held: held.clone(),
+        defaults: defaults.clone(),
+      })
+    } else {
+      0
+    };
     NativeClient {
-      manager: Arc::new(manager),
+      manager,
       dynamo: None,
       cancels: Arc::new(Mutex::new(HashMap::new())),
-      queue: completions.queue(),
-      held: Held::default(),
+      queue,
+      held,
       defaults,
       capabilities,
+      immediate,
     }
+  }
+
+  /// The number of this client for `immediateAcquire` and `immediateRelease`; 0 when its
+  /// store has no immediate path.
+  #[napi(getter)]
+  pub fn immediate_id(&self) -> u32 {
+    self.immediate
   }
 
   /// `name` and `options` checked and resolved against this client's defaults.
@@ -385,27 +473,6 @@ impl NativeClient {
       })
     });
     Ok(())
-  }
-
-  /// One attempt done at once, where the store allows it (memory): the lock, or null when it
-  /// is held and it is a single attempt; undefined when it cannot be decided now (then call
-  /// `acquire`).
-  #[napi]
-  pub fn acquire_now(
-    &self,
-    name: String,
-    options: Option<NativeAcquireOptions>,
-    try_only: bool,
-  ) -> napi::Result<Value> {
-    let options = self.options(&name, options, try_only)?;
-    let events = has_events(&options);
-    let outcome = crate::runtime::enter(|| self.manager.acquire_now(&name, &options));
-    match outcome {
-      None => Ok(Value::Undefined),
-      Some(Err(err)) => Err(to_napi(err)),
-      Some(Ok(None)) => Ok(Value::Null),
-      Some(Ok(Some(lock))) => Ok(Value::Grant(self.held.add(lock, &self.queue, events))),
-    }
   }
 
   /// Checks `name` and `options` as `acquire` would, and does nothing else: throws what
@@ -541,4 +608,64 @@ impl NativeClient {
       cancellable: self.cancels.lock().map(|c| c.len() as u32).unwrap_or(0),
     }
   }
+}
+
+/// One attempt done at once by client `client` (its `immediateId`), where the store allows it
+/// (memory, file), with the options packed in `slots` (see `crate::options::packed`): the
+/// lock's token, with its handle, fence and whether it reports events written to `slots`; null
+/// when it is held and it is a single attempt; undefined when it cannot be decided now (then
+/// call `acquire`). Bad input throws.
+#[napi]
+#[cfg_attr(test, allow(dead_code))] // called from JS only
+pub fn immediate_acquire(
+  client: u32,
+  name: String,
+  mut slots: Float64ArraySlice<'_>,
+  owner: Option<String>,
+  data: Option<Either<String, Buffer>>,
+) -> napi::Result<Value> {
+  let client = immediate(client)?;
+  // SAFETY: the array is lib/options/acquire.js's own scratch; JS runs nothing while this
+  // call does, so nothing else reads or writes it meanwhile.
+  let slots = unsafe { slots.as_mut() };
+  let (options, try_only) = NativeAcquireOptions::from_packed(slots, owner, data)?;
+  ferrolock_core::client::check_name(&name).map_err(to_napi)?;
+  let options = options.into_core(&client.defaults, try_only)?;
+  let events = has_events(&options);
+  // Only a heartbeat or a session monitor spawns a task: enter the runtime for them alone.
+  let outcome = if events {
+    crate::runtime::enter(|| client.manager.acquire_now(&name, &options))
+  } else {
+    client.manager.acquire_now(&name, &options)
+  };
+  match outcome {
+    None => Ok(Value::Undefined),
+    Some(Err(err)) => Err(to_napi(err)),
+    Some(Ok(None)) => Ok(Value::Null),
+    Some(Ok(Some(lock))) => {
+      let token = lock.token().to_owned();
+      let fence = lock.fence();
+      slots[packed::HANDLE] = f64::from(client.held.keep(lock, &client.queue, events));
+      slots[packed::EVENTS] = if events { 1.0 } else { 0.0 };
+      // SAFETY: `FENCE` is inside the slice (`from_packed` checked its length), and a u64
+      // has the size and alignment of an f64. Written as an integer, so its bits stay as
+      // they are (an f64 store could change the bits of a NaN).
+      unsafe {
+        slots
+          .as_mut_ptr()
+          .cast::<u64>()
+          .add(packed::FENCE)
+          .write(fence)
+      };
+      Ok(Value::Str(token))
+    }
+  }
+}
+
+/// Releases lock `handle` of client `client` (its `immediateId`) at once where the store
+/// allows it, as `lockReleaseNow` does: true or false; undefined when the store needs I/O.
+#[napi]
+#[cfg_attr(test, allow(dead_code))] // called from JS only
+pub fn immediate_release(client: u32, handle: u32) -> napi::Result<Option<bool>> {
+  immediate(client)?.held.release_now(handle)
 }

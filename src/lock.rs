@@ -51,6 +51,22 @@ impl Held {
   /// Keeps `lock` and returns what JS needs of it; with `events`, its lease events go to
   /// `queue` from now on.
   pub fn add(&self, lock: Lock, queue: &Arc<Queue>, events: bool) -> NativeGrant {
+    let grant = NativeGrant {
+      handle: 0,
+      token: lock.token().to_owned(),
+      owner: lock.owner().to_owned(),
+      fence: BigInt::from(lock.fence()),
+      events,
+    };
+    NativeGrant {
+      handle: self.keep(lock, queue, events),
+      ..grant
+    }
+  }
+
+  /// Keeps `lock` as `add` does, and returns only its handle (`acquireNow` passes the rest
+  /// back without building an object).
+  pub fn keep(&self, lock: Lock, queue: &Arc<Queue>, events: bool) -> u32 {
     static NEXT: AtomicU32 = AtomicU32::new(1);
     let handle = NEXT.fetch_add(1, Ordering::Relaxed);
     // In the table before its events flow: a probe's answer finds the lock there by handle.
@@ -65,13 +81,7 @@ impl Held {
         sink
       });
     }
-    NativeGrant {
-      handle,
-      token: lock.token().to_owned(),
-      owner: lock.owner().to_owned(),
-      fence: BigInt::from(lock.fence()),
-      events,
-    }
+    handle
   }
 
   /// The table without keeping it alive.
@@ -89,6 +99,21 @@ impl Held {
 
   pub fn remove(&self, handle: u32) {
     self.table().remove(&handle);
+  }
+
+  /// Releases lock `handle` at once where the store allows it (`lockReleaseNow`).
+  pub fn release_now(&self, handle: u32) -> napi::Result<Option<bool>> {
+    let Some(lock) = self.get(handle) else {
+      return Ok(Some(false));
+    };
+    match lock.release_now() {
+      None => Ok(None),
+      Some(done) => {
+        let ok = done.map_err(to_napi)?;
+        self.remove(handle);
+        Ok(Some(ok))
+      }
+    }
   }
 }
 
@@ -223,16 +248,6 @@ impl NativeClient {
   /// `lockRelease` settles; undefined when the store needs I/O (then call `lockRelease`).
   #[napi]
   pub fn lock_release_now(&self, handle: u32) -> napi::Result<Option<bool>> {
-    let Some(lock) = self.held.get(handle) else {
-      return Ok(Some(false));
-    };
-    match lock.release_now() {
-      None => Ok(None),
-      Some(done) => {
-        let ok = done.map_err(to_napi)?;
-        self.held.remove(handle);
-        Ok(Some(ok))
-      }
-    }
+    self.held.release_now(handle)
   }
 }

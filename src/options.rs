@@ -112,6 +112,70 @@ impl FromNapiValue for NativeAcquireOptions {
 
 impl ValidateNapiValue for NativeAcquireOptions {}
 
+/// Acquire options packed into a `Float64Array` for `acquireNow` (lib/options/acquire.js
+/// `packAcquire` writes them, in the same layout): no property of an options object is read
+/// here, and no object is built for the lock taken. Slot `FLAGS` holds one bit per option
+/// given (bit n: the option in slot n), `WAIT_IS_BOOL` and `TRY_ONLY`; each number is in its
+/// own slot, booleans as 0 or 1. `owner` and `data` cross as arguments of their own.
+#[cfg_attr(test, allow(dead_code))] // the slots written back are read by a call from JS only
+pub mod packed {
+  pub const FLAGS: usize = 0;
+  pub const TTL: usize = 1;
+  pub const WAIT: usize = 2;
+  pub const RETRY_DELAY: usize = 3;
+  pub const RETRY_JITTER: usize = 4;
+  pub const MAX_RETRIES: usize = 5;
+  pub const AUTO_EXTEND: usize = 6;
+  pub const REFRESH_INTERVAL: usize = 7;
+  pub const SAFE_TIME: usize = 8;
+  /// Out: the handle of the lock taken.
+  pub const HANDLE: usize = 9;
+  /// Out: its fence, as the bits of a u64 (JS reads it through a BigUint64Array).
+  pub const FENCE: usize = 10;
+  /// Out: 1 when the lock reports events of its own, else 0.
+  pub const EVENTS: usize = 11;
+  /// The length of the array.
+  pub const LEN: usize = 12;
+  /// `wait` is a boolean (0 or 1 in its slot), not a number of ms.
+  pub const WAIT_IS_BOOL: u32 = 1 << 12;
+  /// One attempt (`tryAcquire`).
+  pub const TRY_ONLY: u32 = 1 << 13;
+}
+
+impl NativeAcquireOptions {
+  /// The options packed in `slots` (see `packed`), and whether it is one attempt.
+  pub fn from_packed(
+    slots: &[f64],
+    owner: Option<String>,
+    data: Option<Either<String, Buffer>>,
+  ) -> napi::Result<(Self, bool)> {
+    use packed::*;
+    if slots.len() < LEN {
+      return Err(invalid(format!("packed options must have {LEN} slots")));
+    }
+    let flags = slots[FLAGS] as u32;
+    let get = |slot: usize| (flags & (1 << slot) != 0).then_some(slots[slot]);
+    let mut out = NativeAcquireOptions::empty();
+    out.ttl = get(TTL);
+    out.wait = get(WAIT).map(|w| {
+      if flags & WAIT_IS_BOOL != 0 {
+        Either::A(w != 0.0)
+      } else {
+        Either::B(w)
+      }
+    });
+    out.retry_delay = get(RETRY_DELAY);
+    out.retry_jitter = get(RETRY_JITTER);
+    out.max_retries = get(MAX_RETRIES);
+    out.auto_extend = get(AUTO_EXTEND).map(|v| v != 0.0);
+    out.refresh_interval = get(REFRESH_INTERVAL);
+    out.safe_time = get(SAFE_TIME);
+    out.owner = owner;
+    out.data = data;
+    Ok((out, flags & TRY_ONLY != 0))
+  }
+}
+
 /// Settings of a client that every acquire starts from: `owner`, and Redlock's `retryCount`,
 /// `retryDelay` and `retryJitter` (DynamoDB's lease and heartbeat are in its own options).
 #[napi(object)]

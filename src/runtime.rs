@@ -43,6 +43,7 @@ where
 }
 
 /// Runs `f` inside the runtime's context (what spawns a task from the JS thread needs).
+#[cfg_attr(test, allow(dead_code))] // used by a call from JS only
 pub fn enter<T>(f: impl FnOnce() -> T) -> T {
   let _guard = handle().enter();
   f()

@@ -6,24 +6,56 @@ const { show, invalid, isPlainObject, shape } = require('./shape.js')
 
 const DYNAMO_ONLY = ['replaceData', 'deleteOnRelease', 'additionalAttributes', 'additionalTimeToWait']
 
-const checkAcquire = shape({
-  ttl: 'number',
-  wait: 'wait',
-  retryDelay: 'number',
-  retryJitter: 'number',
-  maxRetries: 'number',
-  autoExtend: 'boolean',
-  refreshInterval: 'number',
-  owner: 'string',
-  data: 'data',
-  signal: 'signal',
-  safeTime: 'number',
-  // DynamoDB only:
-  replaceData: 'boolean',
-  deleteOnRelease: 'boolean',
-  additionalAttributes: 'object',
-  additionalTimeToWait: 'number',
-})
+// Reads acquire option `key` of `o` (a key of the spec below) by its name.
+function readOption(o, key) {
+  switch (key) {
+    case 'ttl':
+      return o.ttl
+    case 'wait':
+      return o.wait
+    case 'retryDelay':
+      return o.retryDelay
+    case 'retryJitter':
+      return o.retryJitter
+    case 'maxRetries':
+      return o.maxRetries
+    case 'autoExtend':
+      return o.autoExtend
+    case 'refreshInterval':
+      return o.refreshInterval
+    case 'owner':
+      return o.owner
+    case 'data':
+      return o.data
+    case 'signal':
+      return o.signal
+    case 'safeTime':
+      return o.safeTime
+  }
+  return o[key]
+}
+
+const checkAcquire = shape(
+  {
+    ttl: 'number',
+    wait: 'wait',
+    retryDelay: 'number',
+    retryJitter: 'number',
+    maxRetries: 'number',
+    autoExtend: 'boolean',
+    refreshInterval: 'number',
+    owner: 'string',
+    data: 'data',
+    signal: 'signal',
+    safeTime: 'number',
+    // DynamoDB only:
+    replaceData: 'boolean',
+    deleteOnRelease: 'boolean',
+    additionalAttributes: 'object',
+    additionalTimeToWait: 'number',
+  },
+  readOption,
+)
 
 // Whether `v` is made of JSON values only (what DynamoDB attributes can hold here).
 function isJsonValue(v, depth = 0) {
@@ -48,26 +80,97 @@ function checkData(data, what, capabilities) {
   throw invalid(`${what} must be ${allowed} (got ${Buffer.isBuffer(data) ? 'a Buffer' : show(data)})`)
 }
 
+// Acquire options also go packed into one Float64Array, for the binding's immediateAcquire
+// (memory, file): it reads them without looking up a property, and writes the lock it took
+// into the same array (no object is built for it). The layout is src/options.rs `packed`: slot 0 holds a bit per option given
+// (bit n: the option in slot n) and the two flags below; each value sits in its own slot,
+// booleans as 0 or 1. Back from the binding: the lock's handle, its fence (a u64: read through
+// `packedFence`, a BigUint64Array over the same memory) and whether it reports events.
+const SLOTS = 12
+const HANDLE = 9
+const FENCE = 10
+const EVENTS = 11
+const WAIT_IS_BOOL = 1 << 12
+const TRY_ONLY = 1 << 13
+const packed = new Float64Array(SLOTS)
+const packedFence = new BigUint64Array(packed.buffer)
+// What crosses beside the array: the options' owner and data (undefined when not given).
+const packedArgs = { owner: undefined, data: undefined }
+let flags = 0
+let dynamoGiven = 0 // a bit per DynamoDB-only option given (bit n: DYNAMO_ONLY[n])
+
+function put(slot, value) {
+  flags |= 1 << slot
+  packed[slot] = value
+}
+
+// Packs one option (called by the shape check for each key it passed).
+function pack(key, value) {
+  switch (key) {
+    case 'ttl':
+      return put(1, value)
+    case 'wait':
+      if (typeof value === 'boolean') flags |= WAIT_IS_BOOL
+      return put(2, +value)
+    case 'retryDelay':
+      return put(3, value)
+    case 'retryJitter':
+      return put(4, value)
+    case 'maxRetries':
+      return put(5, value)
+    case 'autoExtend':
+      return put(6, +value)
+    case 'refreshInterval':
+      return put(7, value)
+    case 'safeTime':
+      return put(8, value)
+    case 'owner':
+      packedArgs.owner = value
+      return
+    case 'data':
+      packedArgs.data = value
+      return
+    case 'replaceData':
+      dynamoGiven |= 1
+      return
+    case 'deleteOnRelease':
+      dynamoGiven |= 2
+      return
+    case 'additionalAttributes':
+      dynamoGiven |= 4
+      return
+    case 'additionalTimeToWait':
+      dynamoGiven |= 8
+  }
+}
+
 /**
  * Checks the shape of the acquire options `o` (undefined: none) for a client with
  * `capabilities`, and returns them as the binding reads them: the same object, unless a value
- * must cross as text (additionalAttributes, as JSON).
+ * must cross as text (additionalAttributes, as JSON). Also packs them (with `tryOnly`) into
+ * `packed` and `packedArgs`, for immediateAcquire where the client takes a free lock at once. Each
+ * option is read once: the checks below look at the values the shape check read.
  */
-function acquireOptions(o, capabilities) {
+function acquireOptions(o, capabilities, tryOnly = false) {
+  flags = tryOnly ? TRY_ONLY : 0
+  dynamoGiven = 0
+  packedArgs.owner = undefined
+  packedArgs.data = undefined
+  if (o !== undefined) checkAcquire(o, 'options', pack)
+  packed[0] = flags
   if (o === undefined) return undefined
-  checkAcquire(o, 'options')
-  if (typeof o.owner === 'string' && !o.owner.isWellFormed()) {
+  if (packedArgs.owner !== undefined && !packedArgs.owner.isWellFormed()) {
     throw invalid('options.owner must be well-formed Unicode (it holds a lone surrogate)')
   }
-  if (!capabilities.dynamoOptions) {
-    const key = DYNAMO_ONLY.find((k) => o[k] !== undefined)
-    if (key) throw invalid(`options.${key} is only supported by the dynamodb backend`)
+  if (dynamoGiven !== 0 && !capabilities.dynamoOptions) {
+    const key = DYNAMO_ONLY.find((_, i) => dynamoGiven & (1 << i))
+    throw invalid(`options.${key} is only supported by the dynamodb backend`)
   }
-  checkData(o.data, 'options.data', capabilities)
-  if (o.additionalAttributes === undefined) return o
+  checkData(packedArgs.data, 'options.data', capabilities)
+  if ((dynamoGiven & 4) === 0) return o
   if (!isJsonValue(o.additionalAttributes))
     throw invalid('options.additionalAttributes must be a plain object of JSON values')
   return { ...o, additionalAttributes: JSON.stringify(o.additionalAttributes) }
 }
 
-module.exports = { acquireOptions, checkData }
+module.exports = { acquireOptions, checkData, packed, packedArgs, packedFence, HANDLE, FENCE, EVENTS }

@@ -91,19 +91,24 @@ const KINDS = {
 /**
  * A checker of option objects: `spec` maps each allowed key to the kind of its value (a key of
  * KINDS). The checker throws unless its argument is an object with only those keys, each
- * undefined or of its kind; `what` names the object in messages.
+ * undefined or of its kind; `what` names the object in messages. `each(key, value)`, when
+ * given, is called for every own key whose value is not undefined, once it passed (so a caller
+ * reads each option once, in the same pass). `read(obj, key)`, when given, reads a value
+ * (where a checker runs on every call, a reader with a load site per key is faster than one
+ * `obj[key]` site that sees every key of every kind of options object).
  */
-function shape(spec) {
+function shape(spec, read) {
   const kinds = new Map(Object.entries(spec).map(([key, kind]) => [key, KINDS[kind]]))
   const allowed = [...kinds.keys()]
-  return (obj, what) => {
+  return (obj, what, each) => {
     if (!isPlainObject(obj)) throw invalid(`${what} must be an object (got ${show(obj)})`)
     for (const key of Object.keys(obj)) {
       const kind = kinds.get(key)
       if (kind === undefined) throw unknown(key, allowed, what)
-      const value = obj[key]
-      if (value !== undefined && !kind[0](value))
-        throw invalid(`${what}.${key} must be ${kind[1]} (got ${show(value)})`)
+      const value = read === undefined ? obj[key] : read(obj, key)
+      if (value === undefined) continue
+      if (!kind[0](value)) throw invalid(`${what}.${key} must be ${kind[1]} (got ${show(value)})`)
+      if (each !== undefined) each(key, value)
     }
   }
 }

@@ -96,14 +96,29 @@ impl MemoryStore {
     Ok(out)
   }
 
+  /// `with_entry` for operations that change nothing when `name` has no entry: `None` then,
+  /// and nothing is made (the name is not copied).
+  fn with_existing<T>(&self, name: &str, f: impl FnOnce(&mut Entry, Instant) -> T) -> Option<T> {
+    let now = Instant::now();
+    let mut entries = self.entries();
+    let entry = entries.get_mut(name)?;
+    entry.purge(now);
+    let out = f(entry, now);
+    if entry.is_idle() {
+      entries.remove(name);
+    }
+    Some(out)
+  }
+
   fn extend_sync(&self, name: &str, token: &str, ttl: Duration) -> Result<bool> {
-    self.with_entry(name, |entry, now| match &mut entry.held {
+    let extended = self.with_existing(name, |entry, now| match &mut entry.held {
       Some(held) if held.token == token => {
         held.expires = now + ttl;
         true
       }
       _ => false,
-    })
+    });
+    Ok(extended.unwrap_or(false))
   }
 
   /// Number of names with a lock or waiters (for leak tests).
@@ -158,13 +173,15 @@ impl MemoryStore {
   }
 
   fn release_sync(&self, name: &str, token: &str) -> Result<bool> {
-    let released = self.with_entry(name, |entry, _| match &entry.held {
-      Some(held) if held.token == token => {
-        entry.held = None;
-        Some(entry.queue.front().map(|w| w.token.clone()))
-      }
-      _ => None,
-    })?;
+    let released = self
+      .with_existing(name, |entry, _| match &entry.held {
+        Some(held) if held.token == token => {
+          entry.held = None;
+          Some(entry.queue.front().map(|w| w.token.clone()))
+        }
+        _ => None,
+      })
+      .flatten();
     match released {
       Some(head) => {
         self.hub.wake(name, head.as_deref());
@@ -233,14 +250,15 @@ impl LockStore for MemoryStore {
   }
 
   async fn inspect(&self, name: &str) -> Result<Option<LockInfo>> {
-    self.with_entry(name, |entry, now| {
+    let info = self.with_existing(name, |entry, now| {
       entry.held.as_ref().map(|held| LockInfo {
         owner: held.owner.clone(),
         remaining: Some(held.expires - now),
         fence: held.fence,
         data: held.data.clone(),
       })
-    })
+    });
+    Ok(info.flatten())
   }
 
   async fn leave_queue(&self, name: &str, token: &str) -> Result<()> {
