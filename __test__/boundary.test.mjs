@@ -7,7 +7,7 @@ import { hostname } from 'node:os'
 import { after, before, describe, test } from 'node:test'
 
 import { createClient } from '../index.js'
-import { waitUntil } from './support/bounded.mjs'
+import { bounded, waitUntil } from './support/bounded.mjs'
 import { startRedis } from './support/servers.mjs'
 
 const require = createRequire(import.meta.url)
@@ -120,6 +120,39 @@ describe('memory fast path', () => {
       (await locks.acquire(name, Object.create({ ttl: 0 }))).fence > fourth.fence,
       'inherited keys are not options',
     )
+    await locks.close()
+  })
+
+  test('options of an acquire that must wait are read once too, signal included', async () => {
+    const locks = createClient()
+    const name = unique('packed-wait')
+    const held = await locks.acquire(name, { autoExtend: false })
+    const reads = { ttl: 0, owner: 0, signal: 0 }
+    const controller = new AbortController()
+    const tricky = Object.create(null, {
+      ttl: { enumerable: true, get: () => (reads.ttl++ === 0 ? 5000 : 'not a number') },
+      owner: { enumerable: true, get: () => (reads.owner++ === 0 ? 'waiter' : 'a\uD800') },
+      signal: { enumerable: true, get: () => (reads.signal++, controller.signal) },
+      wait: { enumerable: true, value: 10_000 },
+    })
+    // The lock is held: this acquire goes the waiting way, through the I/O thread.
+    const pending = locks.acquire(name, tricky)
+    assert.equal(await held.release(), true)
+    const lock = await bounded(pending, 'the waiter')
+    assert.deepEqual(reads, { ttl: 1, owner: 1, signal: 1 })
+    assert.equal(lock.owner, 'waiter')
+    const remaining = (await locks.inspect(name)).remainingTtl
+    assert.ok(remaining > 3000 && remaining <= 5000, `remainingTtl ${remaining}`)
+    await lock.release()
+    // A getter that acquires a lock while the options are read: a clear error, not the inner
+    // call's options.
+    const nested = {
+      get ttl() {
+        locks.acquire(unique('inner'), { ttl: 1000, autoExtend: false }).then((l) => l.release())
+        return 2000
+      },
+    }
+    await assert.rejects(locks.acquire(name, nested), { code: 'ERR_INVALID_ARG', message: /getter/ })
     await locks.close()
   })
 

@@ -179,12 +179,62 @@ describe('transport seam: release notifications through the caller’s client', 
     io.disconnect()
   })
 
-  test('a duplicate that cannot connect: the waiters poll, and the next wait tries again', async () => {
+  test('a duplicate that cannot connect: the waiters poll, it is closed, and none is made again for 2 s', async () => {
     const io = new Redis(server.port)
-    const made = [] // { dup, closed }
+    const made = [] // { dup, closedAt }
     // A duplicate pointed at a port nobody listens on (ioredis keeps retrying in the background).
     io.duplicate = () => {
       const dup = new Redis({ port: 1, host: '127.0.0.1', retryStrategy: () => 50 })
+      const entry = { dup, closedAt: null }
+      const disconnect = dup.disconnect
+      dup.disconnect = function (...args) {
+        entry.closedAt ??= performance.now()
+        return disconnect.apply(this, args)
+      }
+      made.push(entry)
+      return dup
+    }
+    const holder = createClient({ redis: server.url })
+    const locks = createClient({ redis: io })
+    // One waiter through `locks`, served by polling once the holder releases.
+    const round = async (name) => {
+      const held = await holder.acquire(name, { ttl: 60_000 })
+      const pending = locks.acquire(name, { wait: 50_000, retryDelay: 20 })
+      return { held, pending }
+    }
+    try {
+      const first = await round('unreachable-1')
+      await waitUntil(() => made.length === 1, 'duplicate 1 asked for')
+      assert.equal(await first.held.release(), true)
+      assert.equal(await (await bounded(first.pending, 'the polling waiter')).release(), true)
+      // The subscription is given up (after a second) and its duplicate closed.
+      await waitUntil(() => made[0].closedAt !== null, 'duplicate 1 closed', within(3000))
+      // Right after: no new duplicate (a refused SUBSCRIBE would otherwise cost one per wait).
+      const second = await round('unreachable-2')
+      assert.equal(await second.held.release(), true)
+      assert.equal(await (await bounded(second.pending, 'the polling waiter')).release(), true)
+      assert.equal(made.length, 1)
+      // Once 2 s passed, a wait tries a new one.
+      await waitUntil(() => performance.now() > made[0].closedAt + 2100, 'the retry pause over', within(3000))
+      const third = await round('unreachable-3')
+      await waitUntil(() => made.length === 2, 'duplicate 2 asked for')
+      assert.equal(await third.held.release(), true)
+      assert.equal(await (await bounded(third.pending, 'the polling waiter')).release(), true)
+      await waitUntil(() => made[1].closedAt !== null, 'duplicate 2 closed', within(3000))
+    } finally {
+      await locks.close()
+      await holder.close()
+      io.disconnect()
+    }
+  })
+
+  test('node_redis 4: a duplicate that cannot connect is closed, also by a close() while it connects', async () => {
+    const c = redis4.createClient({ url: server.url })
+    await c.connect()
+    const made = [] // { dup, closed }
+    c.duplicate = () => {
+      // node_redis 4 retries its first connect for ever: connect() never settles.
+      const dup = redis4.createClient({ socket: { host: '127.0.0.1', port: 1, reconnectStrategy: () => 50 } })
       const entry = { dup, closed: false }
       const disconnect = dup.disconnect
       dup.disconnect = function (...args) {
@@ -195,18 +245,76 @@ describe('transport seam: release notifications through the caller’s client', 
       return dup
     }
     const holder = createClient({ redis: server.url })
-    const locks = createClient({ redis: io })
     try {
-      for (const [i, name] of ['unreachable-1', 'unreachable-2'].entries()) {
-        const held = await holder.acquire(name, { ttl: 60_000 })
-        const pending = locks.acquire(name, { wait: 50_000, retryDelay: 20 })
-        await waitUntil(() => made.length === i + 1, `duplicate ${i + 1} asked for`)
-        assert.equal(await held.release(), true)
-        const lock = await bounded(pending, 'the polling waiter')
-        assert.equal(await lock.release(), true)
-        // The subscription is given up (after a second) and its duplicate closed.
-        await waitUntil(() => made[i].closed, `duplicate ${i + 1} closed`, within(3000))
+      // Given up after a second: closed, and the waiter polls.
+      const locks = createClient({ redis: c })
+      const held = await holder.acquire('v4-unreachable', { ttl: 60_000 })
+      const pending = locks.acquire('v4-unreachable', { wait: 50_000, retryDelay: 20 })
+      await waitUntil(() => made.length === 1, 'duplicate 1 asked for')
+      assert.equal(await held.release(), true)
+      assert.equal(await (await bounded(pending, 'the polling waiter')).release(), true)
+      await waitUntil(() => made[0].closed, 'duplicate 1 closed', within(3000))
+      await bounded(locks.close(), 'close()')
+      // close() while the duplicate still connects: it settles and closes the duplicate.
+      const other = createClient({ redis: c })
+      const held2 = await holder.acquire('v4-unreachable-2', { ttl: 60_000 })
+      const waiting = other.acquire('v4-unreachable-2', { wait: 50_000, retryDelay: 20 })
+      const rejected = waiting.then(
+        () => assert.fail('the waiter got the lock'),
+        (err) => err,
+      )
+      await waitUntil(() => made.length === 2, 'duplicate 2 asked for')
+      await bounded(other.close(), 'close() while the duplicate connects', within(2000))
+      assert.equal(made[1].closed, true)
+      assert.equal((await bounded(rejected, 'the waiter rejected by close()')).code, 'ERR_CLIENT_CLOSED')
+      await held2.release()
+    } finally {
+      await holder.close()
+      await c.quit()
+    }
+  })
+
+  test('a duplicate made after one failed subscribes again to the channels the first one had', async () => {
+    const io = new Redis(server.port)
+    await io.ping()
+    let made = 0
+    const duplicate = io.duplicate
+    io.duplicate = function (...args) {
+      made++
+      const dup = duplicate.apply(this, args)
+      // The first duplicate refuses channels of "refused" names (as a server refusing an ACL
+      // user's SUBSCRIBE would); later ones take every channel.
+      if (made === 1) {
+        const subscribe = dup.subscribe
+        dup.subscribe = function (channel, cb) {
+          if (String(channel).includes('refused'))
+            return cb(new Error('NOPERM this user has no permissions to access one of the channels'))
+          return subscribe.call(this, channel, cb)
+        }
       }
+      return dup
+    }
+    const holder = createClient({ redis: server.url })
+    const locks = createClient({ redis: io })
+    const heldA = await holder.acquire('resub-a', { ttl: 60_000 })
+    const heldB = await holder.acquire('resub-refused', { ttl: 60_000 })
+    const heldC = await holder.acquire('resub-c', { ttl: 60_000 })
+    try {
+      const a = locks.acquire('resub-a', { wait: 50_000, retryDelay: 30_000 })
+      await waitUntil(async () => (await subscribers('{lock:resub-a}:released')) === 1, 'a subscribed')
+      // B's subscription fails: the duplicate that carried A's is closed.
+      const failedAt = performance.now()
+      const b = locks.acquire('resub-refused', { wait: 50_000, retryDelay: 30_000 })
+      await waitUntil(async () => (await subscribers('{lock:resub-a}:released')) === 0, 'the first duplicate closed')
+      // After the retry pause, the next wait makes a new duplicate, which takes A's channel again.
+      await waitUntil(() => performance.now() > failedAt + 2100, 'the retry pause over', within(3000))
+      const c = locks.acquire('resub-c', { wait: 50_000, retryDelay: 30_000 })
+      await waitUntil(async () => (await subscribers('{lock:resub-c}:released')) === 1, 'c subscribed')
+      assert.equal(made, 2)
+      assert.equal(await subscribers('{lock:resub-a}:released'), 1)
+      for (const held of [heldA, heldB, heldC]) assert.equal(await held.release(), true)
+      for (const lock of await bounded(Promise.all([a, b, c]), 'the three waiters'))
+        assert.equal(await lock.release(), true)
     } finally {
       await locks.close()
       await holder.close()

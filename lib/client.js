@@ -101,7 +101,7 @@ class Client {
     try {
       checkName(name)
       opts = acquireOptions(options, this.#capabilities, tryOnly)
-      const signal = options === undefined ? undefined : options.signal
+      const signal = opts === undefined ? undefined : opts.signal
       if (this.#closed || (signal && signal.aborted)) {
         this.#native.check(name, opts, tryOnly) // bad input is reported first
         if (this.#closed) throw new ClientClosedError('the lock client is closed')
@@ -114,7 +114,8 @@ class Client {
     } catch (err) {
       return Promise.reject(lift(err))
     }
-    return this.#acquireLater(name, opts, options === undefined ? undefined : options.signal, tryOnly)
+    // The options as read once (`opts`, a plain object), never the caller's object again.
+    return this.#acquireLater(name, opts, opts === undefined ? undefined : opts.signal, tryOnly)
   }
 
   // One attempt at once with the options acquireOptions packed: the Lock, null when it is held

@@ -109,6 +109,8 @@ function redisSender(obj, prefer) {
 // long: SUBSCRIBE_TIMEOUT in crates/core/src/store/redis/pubsub.rs).
 const QUIT_WAIT_MS = 1000
 const SUBSCRIBE_WAIT_MS = 1000
+// After a subscriber failed, how long the waiters poll before a new one is tried.
+const RETRY_SUBSCRIBER_MS = 2000
 
 // `promise`, or a rejection once `ms` passed (the timer never keeps the process alive).
 function bounded(promise, ms, what) {
@@ -132,8 +134,23 @@ function redisSubscriber(obj, method, push) {
   if (isRedisCluster(obj) || typeof obj.duplicate !== 'function') return null
   // node_redis 4 (also in legacy mode): a promise client, connected explicitly.
   const v4 = method === 'sendCommand' || method === 'v4.sendCommand'
-  let sub = null // Promise of the connected duplicate, once asked for
+  // The duplicate once asked for: { dup, ready } (`ready`: a promise of it, connected and
+  // subscribed to every channel in `wanted`), or null.
+  let sub = null
   let closed = false
+  // Channels the store was told are subscribed (and has not unsubscribed): a duplicate made
+  // after one failed subscribes to all of them again, so none is left without its pushes.
+  const wanted = new Set()
+  // After a duplicate failed, none is made again before this time: waiters poll meanwhile (a
+  // server refusing SUBSCRIBE, e.g. to an ACL user without channels, would otherwise cost a
+  // connection per wait).
+  let retryAt = 0
+
+  const listen = (ch, payload) => push(String(ch), String(payload))
+  const subscribeOn = (dup, channel) =>
+    v4
+      ? dup.subscribe(channel, (payload, ch) => listen(ch, payload))
+      : viaCallback((cb) => dup.subscribe(channel, cb), false)
 
   function open() {
     const dup = v4 ? obj.duplicate({ legacyMode: false }) : obj.duplicate()
@@ -143,20 +160,33 @@ function redisSubscriber(obj, method, push) {
     dup.on('ready', () => {
       if (readies++ > 0) push(null) // reconnected
     })
+    let connected
     if (v4) {
-      return dup.connect().then(() => {
-        // Never keeps the process alive: a pending acquire does (index.js).
-        dup.unref()
-        return dup
-      })
+      // Never keeps the process alive, not even while it connects: a pending acquire does
+      // (index.js). node_redis 4 unrefs the socket it makes when told before connect().
+      if (typeof dup.unref === 'function') dup.unref()
+      connected = dup.connect().then(() => dup)
+    } else {
+      dup.on('message', listen)
+      // ioredis has no unref(): its socket is unref'd on each (re)connect. node_redis 3 has one.
+      if (typeof dup.unref === 'function') dup.unref()
+      else dup.on('connect', () => dup.stream && typeof dup.stream.unref === 'function' && dup.stream.unref())
+      connected = Promise.resolve(dup)
     }
-    dup.on('message', (channel, payload) => push(String(channel), String(payload)))
-    // ioredis has no unref(): its socket is unref'd on each (re)connect. node_redis 3 has one.
-    if (typeof dup.unref === 'function') dup.unref()
-    else dup.on('connect', () => dup.stream && typeof dup.stream.unref === 'function' && dup.stream.unref())
-    return Promise.resolve(dup)
+    // A duplicate made after an earlier one failed takes over that one's channels; messages
+    // sent in between may be lost, so the waiters look again.
+    const again = [...wanted]
+    const ready = connected.then(async () => {
+      for (const channel of again) await subscribeOn(dup, channel)
+      if (again.length > 0) push(null)
+      return dup
+    })
+    ready.catch(() => {}) // awaited (bounded) by subscribe; a failure is handled there
+    return { dup, ready }
   }
 
+  // Closes `dup`, whatever state it is in (connected, still connecting, or never connected):
+  // QUIT when it answers within QUIT_WAIT_MS, then the socket is closed in any case.
   async function quit(dup) {
     let timer
     const cut = new Promise((resolve) => {
@@ -164,64 +194,78 @@ function redisSubscriber(obj, method, push) {
       timer.unref()
     })
     try {
-      await Promise.race([v4 ? dup.quit() : viaCallback((cb) => dup.quit(cb), false), cut])
+      const quitting = v4 ? dup.quit() : viaCallback((cb) => dup.quit(cb), false)
+      Promise.resolve(quitting).catch(() => {})
+      await Promise.race([quitting, cut])
     } catch {
-      // gone already
+      // not connected, or gone already
     } finally {
       clearTimeout(timer)
     }
-    if (typeof dup.disconnect === 'function') {
-      try {
-        await dup.disconnect()
-      } catch {
-        // closed by QUIT
-      }
-    } else if (typeof dup.end === 'function') dup.end(false) // node_redis 3
+    try {
+      // node_redis 4 and ioredis: stop reconnecting and close the socket now. node_redis 3: end.
+      if (typeof dup.disconnect === 'function') await dup.disconnect()
+      else if (typeof dup.end === 'function') dup.end(false)
+    } catch {
+      // closed already
+    }
+  }
+
+  // The duplicate in use failed: closed, and none made again for a while.
+  function drop() {
+    if (!sub) return
+    const { dup } = sub
+    sub = null
+    retryAt = Date.now() + RETRY_SUBSCRIBER_MS
+    quit(dup)
   }
 
   const ops = {
     async subscribe(channel) {
       if (closed) return false
-      if (!sub) sub = open()
-      // A duplicate that cannot connect (its client queues the command and retries) must not
-      // hold up the subscriptions after it: cut, closed (in the catch below), made again on a
-      // later wait.
-      const dup = await bounded(sub, SUBSCRIBE_WAIT_MS, 'connecting the subscriber')
-      if (closed) return false
-      const done = v4
-        ? dup.subscribe(channel, (payload, ch) => push(String(ch), String(payload)))
-        : viaCallback((cb) => dup.subscribe(channel, cb), false)
-      await bounded(done, SUBSCRIBE_WAIT_MS, 'SUBSCRIBE')
-      return true
+      if (!sub) {
+        if (Date.now() < retryAt) return false
+        sub = open()
+      }
+      const mine = sub
+      try {
+        // A duplicate that cannot connect (its client queues the command and retries) must not
+        // hold up the subscriptions after it: cut, closed, made again on a later wait.
+        const dup = await bounded(mine.ready, SUBSCRIBE_WAIT_MS, 'connecting the subscriber')
+        if (closed) return false
+        if (!wanted.has(channel)) {
+          await bounded(subscribeOn(dup, channel), SUBSCRIBE_WAIT_MS, 'SUBSCRIBE')
+          wanted.add(channel)
+        }
+        return true
+      } catch (err) {
+        if (sub === mine && !closed) drop()
+        throw err
+      }
     },
     async unsubscribe(channel) {
+      wanted.delete(channel)
       if (closed || !sub) return true
-      const dup = await sub
+      const dup = await bounded(sub.ready, SUBSCRIBE_WAIT_MS, 'connecting the subscriber')
       if (v4) await dup.unsubscribe(channel)
       else await viaCallback((cb) => dup.unsubscribe(channel, cb), false)
       return true
     },
     async close() {
       closed = true
+      wanted.clear()
       if (!sub) return true
-      const pending = sub
+      const { dup } = sub
       sub = null
-      await quit(await pending)
+      await quit(dup)
       return true
     },
   }
   return ([op, channel]) =>
     Promise.resolve()
       .then(() => ops[op](channel))
-      .catch(() => {
-        // A subscriber that cannot open or subscribe: the waiters poll (tried again next wait).
-        if (op === 'subscribe' && sub && !closed) {
-          const failed = sub
-          sub = null
-          failed.then(quit, () => {})
-        }
-        return false
-      })
+      // A subscriber that cannot open or subscribe: the waiters poll (tried again later).
+      .catch(() => false)
 }
 
 /**

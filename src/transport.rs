@@ -47,6 +47,12 @@ impl FromNapiValue for JsReply {
           c"original".as_ptr(),
           &mut original,
         ))?;
+        let mut original_kind = 0;
+        check(sys::napi_typeof(env, original, &mut original_kind))?;
+        // Any other plain object is no service error: read as a reply (and refused there).
+        if original_kind == sys::ValueType::napi_undefined {
+          return reply(env, value, 0).map(|r| JsReply(r, None));
+        }
         let original = Unknown::from_raw_unchecked(env, original);
         return Ok(JsReply(
           reply(env, answer, 0)?,

@@ -97,7 +97,12 @@ const packedFence = new BigUint64Array(packed.buffer)
 // What crosses beside the array: the options' owner and data (undefined when not given).
 const packedArgs = { owner: undefined, data: undefined }
 let flags = 0
-let dynamoGiven = 0 // a bit per DynamoDB-only option given (bit n: DYNAMO_ONLY[n])
+// The options as read, a plain object: what the waiting path hands the binding, so no getter of
+// the caller's object is read twice.
+let snapshot = null
+// Counts acquireOptions calls: a getter of the options that acquires a lock itself packs its own
+// options over these; the outer call then sees the count moved.
+let generation = 0
 
 function put(slot, value) {
   flags |= 1 << slot
@@ -106,6 +111,7 @@ function put(slot, value) {
 
 // Packs one option (called by the shape check for each key it passed).
 function pack(key, value) {
+  if (snapshot !== null) snapshot[key] = value
   switch (key) {
     case 'ttl':
       return put(1, value)
@@ -130,17 +136,7 @@ function pack(key, value) {
     case 'data':
       packedArgs.data = value
       return
-    case 'replaceData':
-      dynamoGiven |= 1
-      return
-    case 'deleteOnRelease':
-      dynamoGiven |= 2
-      return
-    case 'additionalAttributes':
-      dynamoGiven |= 4
-      return
-    case 'additionalTimeToWait':
-      dynamoGiven |= 8
+    // The DynamoDB-only options cross in the snapshot only.
   }
 }
 
@@ -152,25 +148,44 @@ function pack(key, value) {
  * option is read once: the checks below look at the values the shape check read.
  */
 function acquireOptions(o, capabilities, tryOnly = false) {
+  const mine = ++generation
   flags = tryOnly ? TRY_ONLY : 0
-  dynamoGiven = 0
   packedArgs.owner = undefined
   packedArgs.data = undefined
-  if (o !== undefined) checkAcquire(o, 'options', pack)
+  if (o === undefined) {
+    packed[0] = flags
+    return undefined
+  }
+  const read = (snapshot = {})
+  checkAcquire(o, 'options', pack)
+  snapshot = null
+  if (mine !== generation) {
+    // A getter of these options acquired a lock: the packed options are that call's now.
+    throw invalid('options must not acquire a lock while they are read (a getter of them did)')
+  }
   packed[0] = flags
-  if (o === undefined) return undefined
-  if (packedArgs.owner !== undefined && !packedArgs.owner.isWellFormed()) {
+  if (read.owner !== undefined && !read.owner.isWellFormed()) {
     throw invalid('options.owner must be well-formed Unicode (it holds a lone surrogate)')
   }
-  if (dynamoGiven !== 0 && !capabilities.dynamoOptions) {
-    const key = DYNAMO_ONLY.find((_, i) => dynamoGiven & (1 << i))
-    throw invalid(`options.${key} is only supported by the dynamodb backend`)
+  const given = DYNAMO_ONLY.findIndex((key) => read[key] !== undefined)
+  if (given !== -1 && !capabilities.dynamoOptions) {
+    throw invalid(`options.${DYNAMO_ONLY[given]} is only supported by the dynamodb backend`)
   }
-  checkData(packedArgs.data, 'options.data', capabilities)
-  if ((dynamoGiven & 4) === 0) return o
-  if (!isJsonValue(o.additionalAttributes))
+  checkData(read.data, 'options.data', capabilities)
+  if (read.additionalAttributes === undefined) return read
+  if (!isJsonValue(read.additionalAttributes))
     throw invalid('options.additionalAttributes must be a plain object of JSON values')
-  return { ...o, additionalAttributes: JSON.stringify(o.additionalAttributes) }
+  read.additionalAttributes = JSON.stringify(read.additionalAttributes)
+  return read
 }
 
-module.exports = { acquireOptions, checkData, packed, packedArgs, packedFence, HANDLE, FENCE, EVENTS }
+module.exports = {
+  acquireOptions,
+  checkData,
+  packed,
+  packedArgs,
+  packedFence,
+  HANDLE,
+  FENCE,
+  EVENTS,
+}

@@ -187,6 +187,10 @@ pub fn attach(err: LockError, original: Option<&Original>) -> LockError {
   let Some(original) = original else {
     return err;
   };
+  // An error with no text explains nothing (every message contains the empty text).
+  if original.text().is_empty() {
+    return err;
+  }
   let explains = |message: &str, source: &Option<Cause>| {
     message.contains(original.text())
       || source
@@ -255,6 +259,13 @@ mod tests {
       original.as_ref(),
     );
     assert!(original_of(&other).is_none());
+    // An error without a text explains no failure (every message contains the empty text).
+    let silent = Original::new(String::new(), Arc::new(9u32));
+    let timed_out = attach(
+      LockError::backend("redis: acquire timed out", "elapsed"),
+      Some(&silent),
+    );
+    assert!(original_of(&timed_out).is_none());
     let (_, none) = recording(async {}).await;
     assert!(none.is_none());
   }
