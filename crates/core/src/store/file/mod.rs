@@ -170,7 +170,7 @@ impl FileStore {
     let name = name.to_owned();
     tokio::task::spawn_blocking(move || {
       inner
-        .with_state(&name, true, |e| f(&inner, e, &name))?
+        .with_state(&name, true, true, |e| f(&inner, e, &name))?
         .ok_or_else(|| {
           LockError::backend(
             "file backend: the state lock was not taken",
@@ -198,11 +198,14 @@ impl Inner {
 
   /// Runs `f` on the entry of `name` under the name's state lock. With `wait` false (the JS
   /// thread, which must not block) `None` when another operation of this store or another
-  /// process is inside right now.
+  /// process is inside right now. `verify`: the operation may grant, so the cached descriptors
+  /// are checked against the paths first (`Entry::lock_state`); a release or an extend of our
+  /// own lock trusts a record in slots.
   fn with_state<T>(
     &self,
     name: &str,
     wait: bool,
+    verify: bool,
     f: impl FnOnce(&mut Entry) -> Result<T>,
   ) -> Result<Option<T>> {
     self.ready()?;
@@ -216,7 +219,7 @@ impl Inner {
         Err(TryLockError::WouldBlock) => return Ok(None),
       }
     };
-    let Some(state) = e.lock_state(wait)? else {
+    let Some(state) = e.lock_state(wait, verify)? else {
       return Ok(None);
     };
     let out = f(&mut e);
@@ -359,7 +362,7 @@ impl LockStore for FileStore {
     // An error is reported by the async path, which tries the same again (nothing happened).
     let inner = &self.inner;
     inner
-      .with_state(name, false, |e| inner.try_acquire(e, name, &req))
+      .with_state(name, false, true, |e| inner.try_acquire(e, name, &req))
       .ok()
       .flatten()
       .map(Ok)
@@ -371,7 +374,7 @@ impl LockStore for FileStore {
     }
     let inner = &self.inner;
     inner
-      .with_state(name, false, |e| inner.release(e, name, token))
+      .with_state(name, false, false, |e| inner.release(e, name, token))
       .ok()
       .flatten()
       .map(Ok)

@@ -100,7 +100,10 @@ impl Entry {
 
   /// Takes the name's state lock: at once or not at all (`wait` false: `None` when another
   /// open file description has it), or waiting a bounded time (`os::lock_state`).
-  pub fn lock_state(&mut self, wait: bool) -> Result<Option<StateLock>> {
+  /// `verify`: check that the cached descriptors still name the files at their paths, whatever
+  /// the record says (an operation that may grant: a directory made again under our
+  /// descriptors must be seen before a grant, not within `RECHECK_MS`).
+  pub fn lock_state(&mut self, wait: bool, verify: bool) -> Result<Option<StateLock>> {
     // Twice at most: a second time if the directory was replaced under our descriptors.
     for _ in 0..2 {
       let file = match self.lk.take() {
@@ -117,7 +120,7 @@ impl Entry {
         self.lk = Some(file);
         return Ok(None);
       }
-      if self.rec_current()? || linked(&file, &self.paths.state)? {
+      if self.rec_current(verify)? || linked(&file, &self.paths.state)? {
         return Ok(Some(StateLock(file)));
       }
       // Every file of the name was removed (the directory deleted and made again): our
@@ -143,9 +146,10 @@ impl Entry {
   /// first (`mark_replaced`): bytes that are a record in slots with no mark are the file at
   /// the path, with no stat. Anything else (a mark, a whole-file or torn record, an empty
   /// file) is checked on the descriptor (its link count), and so is every record once
-  /// `RECHECK_MS` passed since the last check: files removed by something else than ferrolock
-  /// (the directory deleted and made again while in use) are noticed within that.
-  fn rec_current(&mut self) -> Result<bool> {
+  /// `RECHECK_MS` passed since the last check, and on every operation that `verify`s (those
+  /// that may grant): files removed by something else than ferrolock (the directory deleted and
+  /// made again while in use) are noticed before any grant, and by the others within that.
+  fn rec_current(&mut self, verify: bool) -> Result<bool> {
     self.read_ahead = false;
     if self.rec.is_none() {
       return Ok(true);
@@ -153,7 +157,7 @@ impl Entry {
     self.read_record()?;
     self.read_ahead = true;
     let now = os::now_ms();
-    if now.saturating_sub(self.checked_ms) < RECHECK_MS && record::in_slots(&self.buf) {
+    if !verify && now.saturating_sub(self.checked_ms) < RECHECK_MS && record::in_slots(&self.buf) {
       return Ok(true);
     }
     self.rec_linked(now)
