@@ -26,6 +26,9 @@ const redisServer = (id, s) => ({
   get pid() {
     return s.pid
   },
+  get alive() {
+    return s.alive
+  },
   restart: async () => {
     await s.stop()
     await s.restart()

@@ -173,7 +173,17 @@ const FAULTS = [
     type: 'server-stop', // SIGSTOP a server (Cluster: may be failed over)
     applies: () => backend.servers.length > 0,
     run: async () => {
-      const s = pick(backend.servers)
+      // A server process that is not running (a Cluster node that exited on its own after a
+      // failover put it back) cannot be stopped: said, and another fault comes next.
+      const running = backend.servers.filter((s) => s.alive !== false)
+      for (const s of backend.servers) {
+        if (s.alive === false && !s.reportedDown) {
+          s.reportedDown = true
+          console.log(`nemesis: server ${s.id} is not running (it exited on its own); not stopped`)
+        }
+      }
+      if (running.length === 0) return
+      const s = pick(running)
       const f = window({ type: 'server-stop', server: s.id, dataLoss: Boolean(s.dataLossOnStop) })
       process.kill(s.pid, 'SIGSTOP')
       await delay(rand(0.3, 1.5) * ttl)
