@@ -185,9 +185,19 @@ const FAULTS = [
       if (running.length === 0) return
       const s = pick(running)
       const f = window({ type: 'server-stop', server: s.id, dataLoss: Boolean(s.dataLossOnStop) })
-      process.kill(s.pid, 'SIGSTOP')
+      // A process that is gone by now (its exit not yet seen here) cannot be stopped: said, and
+      // the run goes on (the clients see a server that went away, another fault).
+      const signal = (sig) => {
+        try {
+          process.kill(s.pid, sig)
+        } catch (err) {
+          if (err.code !== 'ESRCH') throw err
+          console.log(`nemesis: server ${s.id} (pid ${s.pid}) was gone at ${sig}`)
+        }
+      }
+      signal('SIGSTOP')
       await delay(rand(0.3, 1.5) * ttl)
-      process.kill(s.pid, 'SIGCONT')
+      signal('SIGCONT')
       f.to = now()
       // A stopped Cluster node that was failed over rejoins as a replica: wait until it has.
       if (s.dataLossOnStop) await delay(1500)

@@ -355,6 +355,13 @@ async fn a_batch_cut_by_a_server_restart_retries_and_grants_nobody_else() {
     .iter()
     .map(|l| l.take_events().expect("events"))
     .collect();
+  // Every lock is in the AOF (appendfsync always) and no rewrite of it is under way: a server
+  // killed during one keeps what its manifest named.
+  support::wait_until("the AOF rewrite to end", || {
+    let info = server.cli(&["info", "persistence"]);
+    info.contains("aof_rewrite_in_progress:0") && info.contains("aof_rewrite_scheduled:0")
+  })
+  .await;
   // Down for longer than one refresh interval: every lock's next renewal hits the outage.
   server.kill();
   tokio::time::sleep(Duration::from_millis(2_500)).await;
